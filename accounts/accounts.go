@@ -1,0 +1,415 @@
+// Package accounts is the domain logic of people and workspaces: sign-up,
+// login with attempt limits, password changes and single-use reset links.
+// It knows nothing of HTTP.
+package accounts
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/mail"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"golang.org/x/crypto/bcrypt"
+	"gorm.io/gorm"
+
+	"keysmith/clock"
+	"keysmith/models"
+)
+
+// Errors callers map to messages. Only these leave the package, besides
+// FieldErrors and *ThrottledError.
+var (
+	ErrEmailTaken         = errors.New("accounts: email already registered")
+	ErrInvalidCredentials = errors.New("accounts: wrong email or password")
+	ErrWrongPassword      = errors.New("accounts: current password is wrong")
+	ErrResetLinkInvalid   = errors.New("accounts: reset link is invalid, used or expired")
+	ErrNotMember          = errors.New("accounts: not a member of that workspace")
+	ErrNotFound           = errors.New("accounts: not found")
+)
+
+// FieldErrors maps a form field to what is wrong with it.
+type FieldErrors map[string]string
+
+func (f FieldErrors) Error() string {
+	parts := make([]string, 0, len(f))
+	for k, v := range f {
+		parts = append(parts, k+": "+v)
+	}
+	return "invalid input: " + strings.Join(parts, "; ")
+}
+
+// ThrottledError says login is refused for now, and for how long.
+type ThrottledError struct{ RetryAfter time.Duration }
+
+func (e *ThrottledError) Error() string {
+	return fmt.Sprintf("accounts: too many failed logins, retry after %s", e.RetryAfter)
+}
+
+// Limits on login attempts: failures counted in a sliding window, per
+// account (a correct login resets it) and per client IP (nothing resets it).
+const (
+	LoginWindow        = 15 * time.Minute
+	MaxFailuresPerUser = 5
+	MaxFailuresPerIP   = 20
+	ResetLinkLifetime  = time.Hour
+	MinPasswordLength  = 8
+	// MaxPasswordBytes is bcrypt's limit; longer input would be cut silently.
+	MaxPasswordBytes = 72
+)
+
+// Service carries out account operations.
+type Service struct {
+	db    *gorm.DB
+	clock clock.Clock
+	cost  int
+	// dummyHash is compared against when an email is unknown, so a login
+	// takes as long whether or not the account exists.
+	dummyHash []byte
+}
+
+// New returns a Service hashing passwords with the given bcrypt cost.
+func New(db *gorm.DB, clk clock.Clock, bcryptCost int) *Service {
+	dummy, err := bcrypt.GenerateFromPassword([]byte("keysmith-timing-equaliser"), bcryptCost)
+	if err != nil {
+		panic(fmt.Sprintf("accounts: bcrypt cost %d: %v", bcryptCost, err))
+	}
+	return &Service{db: db, clock: clk, cost: bcryptCost, dummyHash: dummy}
+}
+
+// NormalizeEmail trims and lower-cases an address, the form it is stored in.
+func NormalizeEmail(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
+
+// SignUpInput is what a new user gives.
+type SignUpInput struct {
+	Email    string
+	Name     string
+	Password string
+}
+
+func validatePassword(errs FieldErrors, field, password string) {
+	switch {
+	case utf8.RuneCountInString(password) < MinPasswordLength:
+		errs[field] = fmt.Sprintf("Use at least %d characters.", MinPasswordLength)
+	case len(password) > MaxPasswordBytes:
+		errs[field] = fmt.Sprintf("Use at most %d bytes (about %d letters).", MaxPasswordBytes, MaxPasswordBytes)
+	}
+}
+
+func (in SignUpInput) validate() FieldErrors {
+	errs := FieldErrors{}
+	email := NormalizeEmail(in.Email)
+	if email == "" {
+		errs["email"] = "Enter your email address."
+	} else if a, err := mail.ParseAddress(email); err != nil || a.Address != email || len(email) > 254 {
+		errs["email"] = "Enter a valid email address, like name@example.com."
+	}
+	if utf8.RuneCountInString(strings.TrimSpace(in.Name)) > 100 {
+		errs["name"] = "Use at most 100 characters."
+	}
+	validatePassword(errs, "password", in.Password)
+	return errs
+}
+
+// SignUp creates a user, a personal workspace and the user's owner
+// membership of it, all or nothing.
+func (s *Service) SignUp(ctx context.Context, in SignUpInput) (models.User, error) {
+	if errs := in.validate(); len(errs) > 0 {
+		return models.User{}, errs
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(in.Password), s.cost)
+	if err != nil {
+		return models.User{}, err
+	}
+	user := models.User{
+		Email:        NormalizeEmail(in.Email),
+		Name:         strings.TrimSpace(in.Name),
+		PasswordHash: string(hash),
+	}
+	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Create(&user).Error; err != nil {
+			if errors.Is(err, gorm.ErrDuplicatedKey) {
+				return ErrEmailTaken
+			}
+			return err
+		}
+		ws := models.Workspace{Name: personalWorkspaceName(user), Personal: true}
+		if err := tx.Create(&ws).Error; err != nil {
+			return err
+		}
+		return tx.Create(&models.Membership{WorkspaceID: ws.ID, UserID: user.ID, Role: models.RoleOwner}).Error
+	})
+	if err != nil {
+		return models.User{}, err
+	}
+	return user, nil
+}
+
+func personalWorkspaceName(u models.User) string {
+	if u.Name != "" {
+		return u.Name + "'s workspace"
+	}
+	return "Personal"
+}
+
+// Authenticate checks an email and password. It refuses with a
+// *ThrottledError while too many recent attempts failed for that account or
+// from that IP, and records every attempt.
+func (s *Service) Authenticate(ctx context.Context, email, password, ip string) (models.User, error) {
+	email = NormalizeEmail(email)
+	db := s.db.WithContext(ctx)
+	if err := s.checkThrottle(db, email, ip); err != nil {
+		return models.User{}, err
+	}
+
+	var user models.User
+	err := db.Where("email = ?", email).Take(&user).Error
+	switch {
+	case errors.Is(err, gorm.ErrRecordNotFound):
+		_ = bcrypt.CompareHashAndPassword(s.dummyHash, []byte(password))
+		err = ErrInvalidCredentials
+	case err != nil:
+		return models.User{}, err
+	default:
+		if bcrypt.CompareHashAndPassword([]byte(user.PasswordHash), []byte(password)) != nil {
+			err = ErrInvalidCredentials
+		}
+	}
+	attempt := models.LoginAttempt{Email: email, IP: ip, Succeeded: err == nil}
+	if rerr := db.Create(&attempt).Error; rerr != nil {
+		return models.User{}, rerr
+	}
+	if err != nil {
+		return models.User{}, err
+	}
+	return user, nil
+}
+
+// checkThrottle counts recent failures; the indexes login_attempts_email_idx
+// and login_attempts_ip_idx serve both counts.
+func (s *Service) checkThrottle(db *gorm.DB, email, ip string) error {
+	now := s.clock.Now()
+	since := now.Add(-LoginWindow)
+
+	var lastSuccess models.LoginAttempt
+	err := db.Where("email = ? AND succeeded = ? AND created_at > ?", email, true, since).
+		Order("created_at DESC").Limit(1).Find(&lastSuccess).Error
+	if err != nil {
+		return err
+	}
+	userSince := since
+	if lastSuccess.ID != 0 {
+		userSince = lastSuccess.CreatedAt
+	}
+	checks := []struct {
+		column, value string
+		since         time.Time
+		limit         int
+	}{
+		{"email", email, userSince, MaxFailuresPerUser},
+		{"ip", ip, since, MaxFailuresPerIP},
+	}
+	for _, c := range checks {
+		var failures []models.LoginAttempt
+		err := db.Where(c.column+" = ? AND succeeded = ? AND created_at > ?", c.value, false, c.since).
+			Order("created_at DESC").Limit(c.limit).Find(&failures).Error
+		if err != nil {
+			return err
+		}
+		if len(failures) >= c.limit {
+			// The oldest of the last `limit` failures leaves the window first.
+			retry := failures[len(failures)-1].CreatedAt.Add(LoginWindow).Sub(now)
+			return &ThrottledError{RetryAfter: max(retry, time.Second)}
+		}
+	}
+	return nil
+}
+
+// ChangePassword replaces a user's password after checking the current one,
+// and moves the user's session epoch on so every other session ends.
+func (s *Service) ChangePassword(ctx context.Context, userID int64, current, next string) (models.User, error) {
+	errs := FieldErrors{}
+	validatePassword(errs, "new_password", next)
+	if len(errs) > 0 {
+		return models.User{}, errs
+	}
+	user, err := s.User(ctx, userID)
+	if err != nil {
+		return models.User{}, err
+	}
+	if bcrypt.CompareHashAndPassword([]byte(user.PasswordHash), []byte(current)) != nil {
+		return models.User{}, ErrWrongPassword
+	}
+	return s.setPassword(s.db.WithContext(ctx), user, next)
+}
+
+func (s *Service) setPassword(db *gorm.DB, user models.User, password string) (models.User, error) {
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), s.cost)
+	if err != nil {
+		return models.User{}, err
+	}
+	user.PasswordHash = string(hash)
+	user.SessionEpoch++
+	user.IsDemo = false
+	err = db.Model(&user).Select("password_hash", "session_epoch", "is_demo", "updated_at").Updates(&user).Error
+	return user, err
+}
+
+// RequestPasswordReset makes a single-use reset token for the account with
+// that email. For an unknown email it returns a zero user, an empty token
+// and no error: the caller must answer the same way either way.
+func (s *Service) RequestPasswordReset(ctx context.Context, email string) (models.User, string, error) {
+	db := s.db.WithContext(ctx)
+	var user models.User
+	err := db.Where("email = ?", NormalizeEmail(email)).Take(&user).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return models.User{}, "", nil
+	}
+	if err != nil {
+		return models.User{}, "", err
+	}
+	token := rand.Text()
+	reset := models.PasswordReset{
+		UserID:    user.ID,
+		TokenHash: HashToken(token),
+		ExpiresAt: s.clock.Now().Add(ResetLinkLifetime),
+	}
+	if err := db.Create(&reset).Error; err != nil {
+		return models.User{}, "", err
+	}
+	return user, token, nil
+}
+
+// CheckResetToken tells whether a reset token can still be used, without
+// using it, so the form is only shown for a live link.
+func (s *Service) CheckResetToken(ctx context.Context, token string) error {
+	_, err := s.liveReset(s.db.WithContext(ctx), token)
+	return err
+}
+
+func (s *Service) liveReset(db *gorm.DB, token string) (models.PasswordReset, error) {
+	var reset models.PasswordReset
+	err := db.Where("token_hash = ? AND used_at IS NULL AND expires_at > ?", HashToken(token), s.clock.Now()).
+		Take(&reset).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return reset, ErrResetLinkInvalid
+	}
+	return reset, err
+}
+
+// ResetPassword spends a reset token and sets a new password. Every other
+// reset link of that user stops working too, and every session ends.
+func (s *Service) ResetPassword(ctx context.Context, token, password string) (models.User, error) {
+	errs := FieldErrors{}
+	validatePassword(errs, "password", password)
+	if len(errs) > 0 {
+		return models.User{}, errs
+	}
+	var user models.User
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		reset, err := s.liveReset(tx, token)
+		if err != nil {
+			return err
+		}
+		// Spend every open link of this user; the guard on used_at makes a
+		// concurrent second use of the same link lose the race.
+		res := tx.Model(&models.PasswordReset{}).
+			Where("user_id = ? AND used_at IS NULL", reset.UserID).
+			Update("used_at", s.clock.Now())
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			return ErrResetLinkInvalid
+		}
+		if err := tx.Take(&user, reset.UserID).Error; err != nil {
+			return err
+		}
+		user, err = s.setPassword(tx, user, password)
+		return err
+	})
+	return user, err
+}
+
+// User loads one user.
+func (s *Service) User(ctx context.Context, id int64) (models.User, error) {
+	var u models.User
+	err := s.db.WithContext(ctx).Take(&u, id).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return u, ErrNotFound
+	}
+	return u, err
+}
+
+// Memberships lists a user's workspaces, personal first, then by name.
+func (s *Service) Memberships(ctx context.Context, userID int64) ([]models.Membership, error) {
+	var ms []models.Membership
+	err := s.db.WithContext(ctx).Joins("Workspace").
+		Where("memberships.user_id = ?", userID).
+		Order(`"Workspace"."personal" DESC, "Workspace"."name", memberships.id`).
+		Find(&ms).Error
+	return ms, err
+}
+
+// Membership returns the user's membership of one workspace.
+func (s *Service) Membership(ctx context.Context, userID, workspaceID int64) (models.Membership, error) {
+	var m models.Membership
+	err := s.db.WithContext(ctx).Joins("Workspace").
+		Where("memberships.user_id = ? AND memberships.workspace_id = ?", userID, workspaceID).
+		Take(&m).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return m, ErrNotMember
+	}
+	return m, err
+}
+
+// Members lists the members of a workspace, owners first.
+func (s *Service) Members(ctx context.Context, workspaceID int64) ([]models.Membership, error) {
+	var ms []models.Membership
+	err := s.db.WithContext(ctx).Joins("User").
+		Where("memberships.workspace_id = ?", workspaceID).
+		Order(`CASE memberships.role WHEN 'owner' THEN 0 WHEN 'admin' THEN 1 WHEN 'editor' THEN 2 ELSE 3 END, "User"."email"`).
+		Find(&ms).Error
+	return ms, err
+}
+
+// EnsureDemo creates the demo account on an empty database. It reports
+// whether a demo account with the demo password exists afterwards.
+func (s *Service) EnsureDemo(ctx context.Context, email, password string) (bool, error) {
+	var count int64
+	if err := s.db.WithContext(ctx).Model(&models.User{}).Count(&count).Error; err != nil {
+		return false, err
+	}
+	if count == 0 {
+		user, err := s.SignUp(ctx, SignUpInput{Email: email, Name: "Demo User", Password: password})
+		if err != nil {
+			return false, err
+		}
+		return true, s.db.WithContext(ctx).Model(&user).Update("is_demo", true).Error
+	}
+	var demo int64
+	err := s.db.WithContext(ctx).Model(&models.User{}).Where("email = ? AND is_demo = ?", NormalizeEmail(email), true).Count(&demo).Error
+	return demo > 0, err
+}
+
+// PurgeExpired deletes login attempts and reset links older than a day;
+// the scheduler calls it.
+func (s *Service) PurgeExpired(ctx context.Context) error {
+	cutoff := s.clock.Now().Add(-24 * time.Hour)
+	db := s.db.WithContext(ctx)
+	if err := db.Where("created_at < ?", cutoff).Delete(&models.LoginAttempt{}).Error; err != nil {
+		return err
+	}
+	return db.Where("expires_at < ?", cutoff).Delete(&models.PasswordReset{}).Error
+}
+
+// HashToken is how single-use tokens are stored: SHA-256, hex.
+func HashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}

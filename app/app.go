@@ -1,0 +1,189 @@
+// Package app is Keysmith's services container: it builds every dependency
+// once from the configuration, in order, and tears them down in reverse.
+// main and the tests both start Keysmith through it.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/alexedwards/scs/gormstore"
+	"github.com/alexedwards/scs/v2"
+	"github.com/labstack/echo/v4"
+	"gorm.io/gorm"
+
+	"keysmith/accounts"
+	"keysmith/clock"
+	"keysmith/config"
+	"keysmith/handlers"
+	"keysmith/mailer"
+	"keysmith/models"
+	"keysmith/scheduler"
+)
+
+// Demo account seeded on a development database (KEYSMITH_DEMO).
+const (
+	DemoEmail    = "demo@keysmith.localhost"
+	DemoPassword = "keysmith-demo"
+)
+
+// Options override what a test needs to control.
+type Options struct {
+	Clock     clock.Clock      // default: the wall clock
+	Log       *slog.Logger     // default: stderr, per KEYSMITH_LOG_*
+	Transport mailer.Transport // default: SMTP if configured, else the dev mailbox
+}
+
+// App is a running Keysmith.
+type App struct {
+	Config    config.Config
+	Clock     clock.Clock
+	Log       *slog.Logger
+	DB        *gorm.DB
+	Sessions  *scs.SessionManager
+	Accounts  *accounts.Service
+	Mailer    *mailer.Mailer
+	Mailbox   *mailer.Mailbox
+	Echo      *echo.Echo
+	Scheduler *scheduler.Scheduler
+
+	sessionStore *gormstore.GORMStore
+}
+
+// NewLogger builds the structured logger the configuration asks for.
+func NewLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// OpenDB opens and migrates the database.
+func OpenDB(cfg config.Config, clk clock.Clock) (*gorm.DB, int, error) {
+	db, err := models.Open(cfg.DatabaseURL, clk)
+	if err != nil {
+		return nil, 0, err
+	}
+	applied, err := models.Migrate(db)
+	if err != nil {
+		_ = models.Close(db)
+		return nil, 0, err
+	}
+	return db, applied, nil
+}
+
+// New builds Keysmith: database (migrated), services, HTTP routes and
+// background jobs. Nothing listens or runs until Run.
+func New(cfg config.Config, opts Options) (*App, error) {
+	a := &App{Config: cfg, Clock: opts.Clock, Log: opts.Log}
+	if a.Clock == nil {
+		a.Clock = clock.Real{}
+	}
+	if a.Log == nil {
+		a.Log = NewLogger(cfg, os.Stderr)
+	}
+
+	db, applied, err := OpenDB(cfg, a.Clock)
+	if err != nil {
+		return nil, err
+	}
+	a.DB = db
+	if applied > 0 {
+		a.Log.Info("database migrated", "schema_version", models.SchemaVersion(), "applied", applied)
+	}
+
+	a.sessionStore, err = gormstore.New(db)
+	if err != nil {
+		_ = models.Close(db)
+		return nil, fmt.Errorf("session store: %w", err)
+	}
+	a.Sessions = handlers.NewSessionManager(cfg, a.sessionStore)
+	a.Accounts = accounts.New(db, a.Clock, cfg.BcryptCost)
+
+	transport := opts.Transport
+	switch {
+	case transport != nil:
+	case cfg.SMTPURL != "":
+		if transport, err = mailer.NewSMTP(cfg.SMTPURL); err != nil {
+			a.closeStores()
+			_ = models.Close(db)
+			return nil, err
+		}
+	default:
+		a.Mailbox = mailer.NewMailbox(a.Clock, 200)
+		transport = a.Mailbox
+	}
+	a.Mailer = mailer.New(transport, cfg.MailFrom, cfg.BaseURL)
+
+	a.Echo = handlers.New(handlers.Deps{
+		Config:   cfg,
+		DB:       db,
+		Sessions: a.Sessions,
+		Accounts: a.Accounts,
+		Mailer:   a.Mailer,
+		Mailbox:  a.Mailbox,
+		Clock:    a.Clock,
+		Log:      a.Log,
+	})
+	a.Scheduler = scheduler.New(cfg.SchedulerEvery, a.Log,
+		scheduler.Job{Name: "purge expired login attempts and reset links", Run: a.Accounts.PurgeExpired},
+	)
+	return a, nil
+}
+
+// SeedDemo creates the demo account on an empty database and reports
+// whether its documented login works.
+func (a *App) SeedDemo(ctx context.Context) (bool, error) {
+	return a.Accounts.EnsureDemo(ctx, DemoEmail, DemoPassword)
+}
+
+// Run serves HTTP on ln and runs background jobs until ctx is cancelled,
+// then shuts down in order: stop accepting and drain requests, stop
+// background work, close the database.
+func (a *App) Run(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: a.Echo, ReadHeaderTimeout: 10 * time.Second}
+	a.Scheduler.Start()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	a.Log.Info("shutting down: draining requests")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.Config.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		a.Log.Error("http shutdown", "err", err)
+	}
+	if errors.Is(serveErr, http.ErrServerClosed) {
+		serveErr = nil
+	}
+	return errors.Join(serveErr, a.Close())
+}
+
+// Close stops background work and closes the database. Run calls it.
+func (a *App) Close() error {
+	a.Log.Info("shutting down: stopping background work")
+	a.Scheduler.Stop()
+	a.closeStores()
+	a.Log.Info("shutting down: closing database")
+	return models.Close(a.DB)
+}
+
+func (a *App) closeStores() {
+	if a.sessionStore != nil {
+		a.sessionStore.StopCleanup()
+	}
+}

@@ -1,0 +1,197 @@
+// Package config reads Keysmith's settings from KEYSMITH_* environment
+// variables once, at start-up, and reports every invalid value together.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/mail"
+	"net/url"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the whole of Keysmith's configuration.
+type Config struct {
+	Addr            string        // KEYSMITH_ADDR
+	DatabaseURL     string        // KEYSMITH_DATABASE_URL: a SQLite path or a postgres:// URL
+	SMTPURL         string        // KEYSMITH_SMTP_URL: empty means the dev mailbox
+	MailFrom        string        // KEYSMITH_MAIL_FROM
+	BaseURL         string        // KEYSMITH_BASE_URL: used in links inside emails
+	KeyPrefix       string        // KEYSMITH_KEY_PREFIX
+	ServiceToken    string        // KEYSMITH_SERVICE_TOKEN
+	SchedulerEvery  time.Duration // KEYSMITH_SCHEDULER_INTERVAL
+	SessionIdle     time.Duration // KEYSMITH_SESSION_IDLE_TIMEOUT
+	SessionLifetime time.Duration // KEYSMITH_SESSION_LIFETIME
+	ShutdownTimeout time.Duration // KEYSMITH_SHUTDOWN_TIMEOUT
+	BcryptCost      int           // KEYSMITH_BCRYPT_COST
+	Demo            bool          // KEYSMITH_DEMO: seed and print a demo login
+	TrustProxy      bool          // KEYSMITH_TRUST_PROXY: take the client IP from X-Forwarded-For
+	LogLevel        string        // KEYSMITH_LOG_LEVEL: debug, info, warn, error
+	LogFormat       string        // KEYSMITH_LOG_FORMAT: text or json
+}
+
+// Variable documents one setting; the README's table is generated from the same list.
+type Variable struct {
+	Name, Default, Help string
+}
+
+// Variables lists every setting with its default, in the order the README shows them.
+var Variables = []Variable{
+	{"KEYSMITH_ADDR", ":8080", "address the HTTP server listens on"},
+	{"KEYSMITH_DATABASE_URL", "keysmith.db", "SQLite file path, or a postgres:// URL"},
+	{"KEYSMITH_SMTP_URL", "", "smtp://user:pass@host:587 (STARTTLS when offered; ?starttls=required to insist) or smtps://…:465; empty uses the dev mailbox at /dev/mailbox"},
+	{"KEYSMITH_MAIL_FROM", "Keysmith <no-reply@keysmith.localhost>", "sender of every email"},
+	{"KEYSMITH_BASE_URL", "http://localhost:8080", "public URL of the dashboard, used in email links"},
+	{"KEYSMITH_KEY_PREFIX", "ks", "prefix of every API key (2–10 lowercase letters or digits, starting with a letter)"},
+	{"KEYSMITH_SERVICE_TOKEN", "", "token the operator's services use for POST /v1/keys/verify"},
+	{"KEYSMITH_SCHEDULER_INTERVAL", "1m", "how often background work runs (Go duration)"},
+	{"KEYSMITH_SESSION_IDLE_TIMEOUT", "2h", "a dashboard session ends after this long without a request"},
+	{"KEYSMITH_SESSION_LIFETIME", "24h", "a dashboard session ends this long after login, active or not"},
+	{"KEYSMITH_SHUTDOWN_TIMEOUT", "15s", "how long a SIGTERM waits for requests in flight"},
+	{"KEYSMITH_BCRYPT_COST", "12", "bcrypt cost of password hashes (10–14)"},
+	{"KEYSMITH_DEMO", "true with the default SQLite file, else false", "seed a demo account and print its login"},
+	{"KEYSMITH_TRUST_PROXY", "false", "behind a reverse proxy: take the client IP from X-Forwarded-For"},
+	{"KEYSMITH_LOG_LEVEL", "info", "debug, info, warn or error"},
+	{"KEYSMITH_LOG_FORMAT", "text", "text or json"},
+}
+
+var prefixPattern = regexp.MustCompile(`^[a-z][a-z0-9]{1,9}$`)
+
+// FromEnv reads the process environment.
+func FromEnv() (Config, error) { return Load(os.LookupEnv) }
+
+// Load reads settings through lookup (os.LookupEnv in production) and
+// returns every problem it finds, joined, so an operator fixes them in one go.
+func Load(lookup func(string) (string, bool)) (Config, error) {
+	p := parser{lookup: lookup}
+	_, dbSet := lookup("KEYSMITH_DATABASE_URL")
+	c := Config{
+		Addr:            p.str("KEYSMITH_ADDR", ":8080"),
+		DatabaseURL:     p.str("KEYSMITH_DATABASE_URL", "keysmith.db"),
+		SMTPURL:         p.str("KEYSMITH_SMTP_URL", ""),
+		MailFrom:        p.str("KEYSMITH_MAIL_FROM", "Keysmith <no-reply@keysmith.localhost>"),
+		BaseURL:         strings.TrimRight(p.str("KEYSMITH_BASE_URL", "http://localhost:8080"), "/"),
+		KeyPrefix:       p.str("KEYSMITH_KEY_PREFIX", "ks"),
+		ServiceToken:    p.str("KEYSMITH_SERVICE_TOKEN", ""),
+		SchedulerEvery:  p.duration("KEYSMITH_SCHEDULER_INTERVAL", time.Minute),
+		SessionIdle:     p.duration("KEYSMITH_SESSION_IDLE_TIMEOUT", 2*time.Hour),
+		SessionLifetime: p.duration("KEYSMITH_SESSION_LIFETIME", 24*time.Hour),
+		ShutdownTimeout: p.duration("KEYSMITH_SHUTDOWN_TIMEOUT", 15*time.Second),
+		BcryptCost:      p.integer("KEYSMITH_BCRYPT_COST", 12),
+		Demo:            p.boolean("KEYSMITH_DEMO", !dbSet),
+		TrustProxy:      p.boolean("KEYSMITH_TRUST_PROXY", false),
+		LogLevel:        p.str("KEYSMITH_LOG_LEVEL", "info"),
+		LogFormat:       p.str("KEYSMITH_LOG_FORMAT", "text"),
+	}
+
+	if strings.TrimSpace(c.DatabaseURL) == "" {
+		p.fail("KEYSMITH_DATABASE_URL", "must not be empty")
+	}
+	if c.SMTPURL != "" {
+		if u, err := url.Parse(c.SMTPURL); err != nil || (u.Scheme != "smtp" && u.Scheme != "smtps") || u.Hostname() == "" {
+			p.fail("KEYSMITH_SMTP_URL", "must look like smtp://user:pass@host:587 or smtps://user:pass@host:465")
+		}
+	}
+	if _, err := mail.ParseAddress(c.MailFrom); err != nil {
+		p.fail("KEYSMITH_MAIL_FROM", "must be an email address such as \"Keysmith <no-reply@example.com>\"")
+	}
+	if u, err := url.Parse(c.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		p.fail("KEYSMITH_BASE_URL", "must be an absolute http(s) URL such as https://keys.example.com")
+	}
+	if !prefixPattern.MatchString(c.KeyPrefix) {
+		p.fail("KEYSMITH_KEY_PREFIX", "must be 2–10 lowercase letters or digits, starting with a letter")
+	}
+	if c.ServiceToken != "" && len(c.ServiceToken) < 32 {
+		p.fail("KEYSMITH_SERVICE_TOKEN", "must be at least 32 characters")
+	}
+	for name, d := range map[string]time.Duration{
+		"KEYSMITH_SCHEDULER_INTERVAL":   c.SchedulerEvery,
+		"KEYSMITH_SESSION_IDLE_TIMEOUT": c.SessionIdle,
+		"KEYSMITH_SESSION_LIFETIME":     c.SessionLifetime,
+		"KEYSMITH_SHUTDOWN_TIMEOUT":     c.ShutdownTimeout,
+	} {
+		if d <= 0 {
+			p.fail(name, "must be a positive duration")
+		}
+	}
+	if c.BcryptCost < 10 || c.BcryptCost > 14 {
+		p.fail("KEYSMITH_BCRYPT_COST", "must be between 10 and 14")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		p.fail("KEYSMITH_LOG_LEVEL", "must be debug, info, warn or error")
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		p.fail("KEYSMITH_LOG_FORMAT", "must be text or json")
+	}
+	return c, errors.Join(p.errs...)
+}
+
+// IsPostgres reports whether the database is PostgreSQL rather than SQLite.
+func (c Config) IsPostgres() bool {
+	return strings.HasPrefix(c.DatabaseURL, "postgres://") || strings.HasPrefix(c.DatabaseURL, "postgresql://")
+}
+
+// SecureCookies reports whether the dashboard is served over https, so
+// cookies must carry the Secure attribute.
+func (c Config) SecureCookies() bool { return strings.HasPrefix(c.BaseURL, "https://") }
+
+type parser struct {
+	lookup func(string) (string, bool)
+	errs   []error
+}
+
+func (p *parser) fail(name, msg string) {
+	p.errs = append(p.errs, fmt.Errorf("%s %s", name, msg))
+}
+
+func (p *parser) str(name, def string) string {
+	if v, ok := p.lookup(name); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+func (p *parser) duration(name string, def time.Duration) time.Duration {
+	v := p.str(name, "")
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		p.fail(name, fmt.Sprintf("is %q, not a Go duration such as 90s, 5m or 2h", v))
+		return def
+	}
+	return d
+}
+
+func (p *parser) integer(name string, def int) int {
+	v := p.str(name, "")
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		p.fail(name, fmt.Sprintf("is %q, not a whole number", v))
+		return def
+	}
+	return n
+}
+
+func (p *parser) boolean(name string, def bool) bool {
+	v := p.str(name, "")
+	if v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		p.fail(name, fmt.Sprintf("is %q, not true or false", v))
+		return def
+	}
+	return b
+}

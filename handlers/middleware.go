@@ -1,0 +1,205 @@
+package handlers
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/alexedwards/scs/v2"
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"keysmith/accounts"
+	"keysmith/models"
+)
+
+func randomID() string { return rand.Text() }
+
+// contentSecurityPolicy forbids inline scripts and styles, framing and
+// foreign origins: the dashboard loads only its own embedded assets.
+const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"connect-src 'self'; frame-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
+
+func securityHeaders(https bool) echo.MiddlewareFunc {
+	cfg := middleware.SecureConfig{
+		XSSProtection:         "0",
+		ContentTypeNosniff:    "nosniff",
+		XFrameOptions:         "DENY",
+		ContentSecurityPolicy: contentSecurityPolicy,
+		ReferrerPolicy:        "same-origin",
+	}
+	if https {
+		cfg.HSTSMaxAge = 63072000
+	}
+	return middleware.SecureWithConfig(cfg)
+}
+
+// logRequests writes one structured line per request. It logs the path and
+// never the query string, headers or body: those can hold API keys, reset
+// tokens, passwords or session cookies.
+func (h *Handlers) logRequests() echo.MiddlewareFunc {
+	return middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
+		LogStatus:    true,
+		LogMethod:    true,
+		LogURIPath:   true,
+		LogLatency:   true,
+		LogRemoteIP:  true,
+		LogRequestID: true,
+		LogError:     true,
+		HandleError:  true,
+		LogValuesFunc: func(c echo.Context, v middleware.RequestLoggerValues) error {
+			level := slog.LevelInfo
+			if v.Status >= 500 {
+				level = slog.LevelError
+			}
+			attrs := []slog.Attr{
+				slog.String("method", v.Method),
+				slog.String("path", v.URIPath),
+				slog.Int("status", v.Status),
+				slog.Duration("latency", v.Latency),
+				slog.String("ip", v.RemoteIP),
+				slog.String("request_id", v.RequestID),
+			}
+			if v.Error != nil && v.Status >= 500 {
+				attrs = append(attrs, slog.String("err", v.Error.Error()))
+			}
+			h.Log.LogAttrs(c.Request().Context(), level, "request", attrs...)
+			return nil
+		},
+	})
+}
+
+// sessions loads the scs session for the request and saves it just before
+// the response headers go out. scs's own LoadAndSave is net/http middleware;
+// under echo the handler may write through c.Response() after a wrapped
+// middleware has returned (an error rendered by the error handler), so the
+// commit hangs on echo's Before hook, which fires on whatever writes first.
+func sessions(sm *scs.SessionManager, log *slog.Logger) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			r := c.Request()
+			var token string
+			if cookie, err := r.Cookie(sm.Cookie.Name); err == nil {
+				token = cookie.Value
+			}
+			ctx, err := sm.Load(r.Context(), token)
+			if err != nil {
+				return err
+			}
+			c.SetRequest(r.WithContext(ctx))
+			res := c.Response()
+			res.Header().Add(echo.HeaderVary, echo.HeaderCookie)
+			saved := false
+			save := func() {
+				if saved {
+					return
+				}
+				saved = true
+				switch sm.Status(ctx) {
+				case scs.Modified:
+					token, expiry, err := sm.Commit(ctx)
+					if err != nil {
+						log.Error("session commit failed", "err", err)
+						return
+					}
+					sm.WriteSessionCookie(ctx, res.Writer, token, expiry)
+				case scs.Destroyed:
+					sm.WriteSessionCookie(ctx, res.Writer, "", time.Time{})
+				}
+			}
+			res.Before(save)
+			err = next(c)
+			if !res.Committed && err == nil {
+				save()
+			}
+			return err
+		}
+	}
+}
+
+// Session keys.
+const (
+	sessUserID      = "user_id"
+	sessEpoch       = "epoch"
+	sessWorkspaceID = "workspace_id"
+	sessFlashKind   = "flash_kind"
+	sessFlashMsg    = "flash_msg"
+	sessResetToken  = "reset_token"
+)
+
+// viewer is who is logged in, and in which workspace, for this request.
+type viewer struct {
+	User        models.User
+	Memberships []models.Membership
+	Current     models.Membership
+}
+
+type viewerKey struct{}
+
+func currentViewer(c echo.Context) *viewer {
+	v, _ := c.Request().Context().Value(viewerKey{}).(*viewer)
+	return v
+}
+
+// requireLogin lets a request through only with a live session: the user
+// exists and has not changed password since the session logged in.
+// Everyone else goes to the login page, and comes back after.
+func (h *Handlers) requireLogin(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ctx := c.Request().Context()
+		uid := h.Sessions.GetInt64(ctx, sessUserID)
+		if uid == 0 {
+			return h.redirectToLogin(c, "")
+		}
+		user, err := h.Accounts.User(ctx, uid)
+		if errors.Is(err, accounts.ErrNotFound) || (err == nil && user.SessionEpoch != h.Sessions.GetInt(ctx, sessEpoch)) {
+			if err := h.Sessions.Destroy(ctx); err != nil {
+				return err
+			}
+			return h.redirectToLogin(c, "Your session has ended. Please log in again.")
+		}
+		if err != nil {
+			return err
+		}
+		ms, err := h.Accounts.Memberships(ctx, uid)
+		if err != nil {
+			return err
+		}
+		if len(ms) == 0 {
+			return echo.NewHTTPError(http.StatusForbidden, "You are not a member of any workspace.")
+		}
+		v := &viewer{User: user, Memberships: ms, Current: ms[0]}
+		wid := h.Sessions.GetInt64(ctx, sessWorkspaceID)
+		for _, m := range ms {
+			if m.WorkspaceID == wid {
+				v.Current = m
+			}
+		}
+		c.SetRequest(c.Request().WithContext(context.WithValue(ctx, viewerKey{}, v)))
+		return next(c)
+	}
+}
+
+// redirectOnLogin sends logged-in users away from the login and sign-up pages.
+func (h *Handlers) redirectIfLoggedIn(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if h.Sessions.GetInt64(c.Request().Context(), sessUserID) != 0 {
+			return c.Redirect(http.StatusSeeOther, "/")
+		}
+		return next(c)
+	}
+}
+
+func (h *Handlers) redirectToLogin(c echo.Context, msg string) error {
+	if msg != "" {
+		h.flash(c, "info", msg)
+	}
+	target := "/login"
+	if c.Request().Method == http.MethodGet {
+		target += "?next=" + urlQueryEscape(c.Request().URL.RequestURI())
+	}
+	return redirect(c, target)
+}

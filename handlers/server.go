@@ -1,0 +1,80 @@
+// Package handlers is Keysmith's HTTP layer: it binds and validates input,
+// calls the domain packages and renders a view or a JSON error. Thin.
+package handlers
+
+import (
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/alexedwards/scs/v2"
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"gorm.io/gorm"
+
+	"keysmith/accounts"
+	"keysmith/clock"
+	"keysmith/config"
+	"keysmith/mailer"
+)
+
+// Deps is everything the HTTP layer uses, built once in main.
+type Deps struct {
+	Config   config.Config
+	DB       *gorm.DB
+	Sessions *scs.SessionManager
+	Accounts *accounts.Service
+	Mailer   *mailer.Mailer
+	Mailbox  *mailer.Mailbox // nil when mail goes out over SMTP
+	Clock    clock.Clock
+	Log      *slog.Logger
+}
+
+// Handlers holds the dependencies every handler method uses.
+type Handlers struct {
+	Deps
+}
+
+// NewSessionManager configures scs for the dashboard: stored in the
+// database (so sessions survive restarts and work across replicas), idle and
+// absolute timeouts, HttpOnly, SameSite=Lax, Secure over https.
+func NewSessionManager(cfg config.Config, store scs.Store) *scs.SessionManager {
+	sm := scs.New()
+	sm.Store = store
+	sm.IdleTimeout = cfg.SessionIdle
+	sm.Lifetime = cfg.SessionLifetime
+	sm.Cookie.Name = "keysmith_session"
+	sm.Cookie.HttpOnly = true
+	sm.Cookie.SameSite = http.SameSiteLaxMode
+	sm.Cookie.Secure = cfg.SecureCookies()
+	sm.Cookie.Path = "/"
+	return sm
+}
+
+// New builds the echo application with every middleware and route.
+func New(d Deps) *echo.Echo {
+	h := &Handlers{Deps: d}
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.HTTPErrorHandler = h.handleError
+	if d.Config.TrustProxy {
+		e.IPExtractor = echo.ExtractIPFromXFFHeader()
+	} else {
+		e.IPExtractor = echo.ExtractIPDirect()
+	}
+
+	e.Pre(middleware.RequestIDWithConfig(middleware.RequestIDConfig{
+		Generator: func() string { return "req_" + strings.ToLower(randomID()) },
+	}))
+	e.Use(h.logRequests())
+	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{
+		DisableStackAll:   true,
+		DisablePrintStack: true,
+	}))
+	e.Use(securityHeaders(d.Config.SecureCookies()))
+	e.Use(middleware.BodyLimit("1M"))
+
+	h.routes(e)
+	return e
+}

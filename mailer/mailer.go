@@ -1,0 +1,129 @@
+// Package mailer composes Keysmith's emails (HTML from templ components,
+// plain text from text/template) and hands them to a transport: SMTP in
+// production, the in-memory dev mailbox otherwise.
+package mailer
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"net/mail"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/a-h/templ"
+
+	"keysmith/views/emails"
+)
+
+// Message is one composed email.
+type Message struct {
+	MessageID string // without angle brackets; stable, so a resend is recognisable
+	From      string
+	To        []string
+	Subject   string
+	Text      string
+	HTML      string
+	Headers   map[string]string
+}
+
+// Transport delivers a message. Send returns only after the receiving
+// server accepted it (or refused it).
+type Transport interface {
+	Send(ctx context.Context, m Message) error
+}
+
+// Mailer composes and sends Keysmith's emails.
+type Mailer struct {
+	transport Transport
+	from      string
+	baseURL   string
+	domain    string // right-hand side of Message-IDs
+}
+
+// New returns a Mailer sending from `from` with links under baseURL.
+func New(t Transport, from, baseURL string) *Mailer {
+	domain := "keysmith.localhost"
+	if a, err := mail.ParseAddress(from); err == nil {
+		if at := strings.LastIndex(a.Address, "@"); at >= 0 {
+			domain = a.Address[at+1:]
+		}
+	}
+	return &Mailer{transport: t, from: from, baseURL: strings.TrimRight(baseURL, "/"), domain: domain}
+}
+
+// URL makes an absolute link to a dashboard path.
+func (m *Mailer) URL(path string) string { return m.baseURL + path }
+
+var textTemplates = template.Must(template.New("").Parse(`
+{{define "welcome"}}Hi {{.Name}},
+
+Your Keysmith account is ready. Create your first API key under Settings → API Keys:
+
+{{.DashboardURL}}
+
+If you did not sign up, you can ignore this email.
+{{end}}
+{{define "reset"}}Hi {{.Name}},
+
+Someone asked to reset the password of your Keysmith account. If it was you, choose a new password here:
+
+{{.Link}}
+
+The link works once and for {{.Lifetime}}. If you did not ask for it, ignore this email: your password stays as it is.
+{{end}}`))
+
+// SendWelcome greets a new user.
+func (m *Mailer) SendWelcome(ctx context.Context, to, name string) error {
+	data := emails.Welcome{Name: name, DashboardURL: m.URL("/settings/api-keys")}
+	return m.send(ctx, to, "Welcome to Keysmith", emails.WelcomeHTML(data), "welcome", data)
+}
+
+// SendPasswordReset mails a single-use reset link.
+func (m *Mailer) SendPasswordReset(ctx context.Context, to, name, token string, lifetime time.Duration) error {
+	data := emails.PasswordReset{
+		Name:     name,
+		Link:     m.URL("/reset-password?token=" + token),
+		Lifetime: humanDuration(lifetime),
+	}
+	return m.send(ctx, to, "Reset your Keysmith password", emails.PasswordResetHTML(data), "reset", data)
+}
+
+func (m *Mailer) send(ctx context.Context, to, subject string, html templ.Component, textName string, data any) error {
+	var h, t bytes.Buffer
+	if err := html.Render(ctx, &h); err != nil {
+		return fmt.Errorf("render %s html: %w", textName, err)
+	}
+	if err := textTemplates.ExecuteTemplate(&t, textName, data); err != nil {
+		return fmt.Errorf("render %s text: %w", textName, err)
+	}
+	msg := Message{
+		MessageID: rand.Text() + "@" + m.domain,
+		From:      m.from,
+		To:        []string{to},
+		Subject:   subject,
+		HTML:      h.String(),
+		Text:      strings.TrimLeft(t.String(), "\n"),
+	}
+	return m.transport.Send(ctx, msg)
+}
+
+func humanDuration(d time.Duration) string {
+	switch {
+	case d%(24*time.Hour) == 0 && d >= 24*time.Hour:
+		return plural(int(d/(24*time.Hour)), "day")
+	case d%time.Hour == 0 && d >= time.Hour:
+		return plural(int(d/time.Hour), "hour")
+	default:
+		return plural(int(d/time.Minute), "minute")
+	}
+}
+
+func plural(n int, unit string) string {
+	if n == 1 {
+		return "1 " + unit
+	}
+	return fmt.Sprintf("%d %ss", n, unit)
+}

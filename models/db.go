@@ -1,0 +1,72 @@
+// Package models holds Keysmith's gorm models, its ordered schema
+// migrations and the queries that belong to them.
+package models
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"gorm.io/driver/postgres"
+	"gorm.io/driver/sqlite"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+
+	"keysmith/clock"
+)
+
+// Open connects to the database named by url: a postgres:// URL, or else a
+// SQLite file path. gorm's timestamps follow clk, so tests control them.
+func Open(url string, clk clock.Clock) (*gorm.DB, error) {
+	cfg := &gorm.Config{
+		NowFunc:                func() time.Time { return clk.Now() },
+		Logger:                 logger.Discard,
+		TranslateError:         true,
+		SkipDefaultTransaction: true,
+	}
+	if strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://") {
+		db, err := gorm.Open(postgres.Open(url), cfg)
+		if err != nil {
+			return nil, fmt.Errorf("open postgres: %w", err)
+		}
+		return db, nil
+	}
+	db, err := gorm.Open(sqlite.Open(sqliteDSN(url)), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite %s: %w", url, err)
+	}
+	return db, nil
+}
+
+// sqliteDSN turns a path into a DSN with the settings a web app needs: WAL so
+// readers never wait for the writer, a busy timeout instead of instant
+// "database is locked" errors, foreign keys enforced, and write transactions
+// that take the write lock up front (no deadlocked lock upgrades).
+func sqliteDSN(path string) string {
+	const params = "_journal_mode=WAL&_busy_timeout=5000&_foreign_keys=on&_txlock=immediate"
+	if strings.Contains(path, "?") {
+		return "file:" + path + "&" + params
+	}
+	return "file:" + path + "?" + params
+}
+
+// IsPostgres reports whether db talks to PostgreSQL.
+func IsPostgres(db *gorm.DB) bool { return db.Dialector.Name() == "postgres" }
+
+// Ping checks that the database answers.
+func Ping(db *gorm.DB) error {
+	sqlDB, err := db.DB()
+	if err != nil {
+		return err
+	}
+	return sqlDB.Ping()
+}
+
+// Close closes the connection pool.
+func Close(db *gorm.DB) error {
+	sqlDB, err := db.DB()
+	if err != nil {
+		return err
+	}
+	return sqlDB.Close()
+}

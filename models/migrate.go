@@ -1,0 +1,150 @@
+package models
+
+import (
+	"fmt"
+	"strings"
+
+	"gorm.io/gorm"
+)
+
+// migrations are applied in order, each once, each in its own transaction.
+// Never edit one that has shipped: append a new one. The SQL is written once
+// for both engines; the placeholders below name the few types that differ.
+var migrations = []string{
+	// 1: accounts, workspaces, sessions
+	`CREATE TABLE users (
+		id {{id}},
+		email TEXT NOT NULL,
+		name TEXT NOT NULL DEFAULT '',
+		password_hash TEXT NOT NULL,
+		session_epoch INTEGER NOT NULL DEFAULT 0,
+		is_demo BOOLEAN NOT NULL DEFAULT FALSE,
+		created_at {{time}} NOT NULL,
+		updated_at {{time}} NOT NULL
+	);
+	CREATE UNIQUE INDEX users_email_idx ON users (email);
+
+	CREATE TABLE workspaces (
+		id {{id}},
+		name TEXT NOT NULL,
+		personal BOOLEAN NOT NULL DEFAULT FALSE,
+		created_at {{time}} NOT NULL,
+		updated_at {{time}} NOT NULL
+	);
+
+	CREATE TABLE memberships (
+		id {{id}},
+		workspace_id BIGINT NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
+		user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+		role TEXT NOT NULL CHECK (role IN ('owner', 'admin', 'editor', 'viewer')),
+		created_at {{time}} NOT NULL
+	);
+	CREATE UNIQUE INDEX memberships_workspace_user_idx ON memberships (workspace_id, user_id);
+	CREATE INDEX memberships_user_idx ON memberships (user_id);
+
+	CREATE TABLE password_resets (
+		id {{id}},
+		user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+		token_hash TEXT NOT NULL,
+		expires_at {{time}} NOT NULL,
+		used_at {{time}},
+		created_at {{time}} NOT NULL
+	);
+	CREATE UNIQUE INDEX password_resets_token_hash_idx ON password_resets (token_hash);
+
+	CREATE TABLE login_attempts (
+		id {{id}},
+		email TEXT NOT NULL,
+		ip TEXT NOT NULL,
+		succeeded BOOLEAN NOT NULL,
+		created_at {{time}} NOT NULL
+	);
+	CREATE INDEX login_attempts_email_idx ON login_attempts (email, created_at);
+	CREATE INDEX login_attempts_ip_idx ON login_attempts (ip, created_at);
+
+	-- the table scs's gormstore reads and writes
+	CREATE TABLE sessions (
+		token VARCHAR(43) PRIMARY KEY,
+		data {{bytes}},
+		expiry {{time}}
+	);
+	CREATE INDEX idx_sessions_expiry ON sessions (expiry);`,
+}
+
+var dialects = map[string]*strings.Replacer{
+	"sqlite": strings.NewReplacer(
+		"{{id}}", "INTEGER PRIMARY KEY AUTOINCREMENT",
+		"{{time}}", "DATETIME",
+		"{{bytes}}", "BLOB",
+	),
+	"postgres": strings.NewReplacer(
+		"{{id}}", "BIGSERIAL PRIMARY KEY",
+		"{{time}}", "TIMESTAMPTZ",
+		"{{bytes}}", "BYTEA",
+	),
+}
+
+// SchemaVersion is the number of migrations this binary knows.
+func SchemaVersion() int { return len(migrations) }
+
+// Migrate applies every migration the database has not seen yet and returns
+// how many it applied. Replicas starting together on PostgreSQL wait for one
+// another on an advisory lock, so each migration runs once.
+func Migrate(db *gorm.DB) (applied int, err error) {
+	replacer, ok := dialects[db.Dialector.Name()]
+	if !ok {
+		return 0, fmt.Errorf("migrate: unsupported database %q", db.Dialector.Name())
+	}
+	err = db.Transaction(func(tx *gorm.DB) error {
+		if IsPostgres(tx) {
+			// 0x6b657973 is "keys": any constant shared by every replica works.
+			if err := tx.Exec("SELECT pg_advisory_xact_lock(1801812339)").Error; err != nil {
+				return err
+			}
+		}
+		if err := tx.Exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)").Error; err != nil {
+			return err
+		}
+		var current int
+		if err := tx.Raw("SELECT COALESCE(MAX(version), 0) FROM schema_version").Scan(&current).Error; err != nil {
+			return err
+		}
+		if current > len(migrations) {
+			return fmt.Errorf("migrate: database is at schema version %d but this binary knows only %d; run a newer keysmith", current, len(migrations))
+		}
+		for v := current + 1; v <= len(migrations); v++ {
+			for _, stmt := range splitStatements(replacer.Replace(migrations[v-1])) {
+				if err := tx.Exec(stmt).Error; err != nil {
+					return fmt.Errorf("migration %d: %w", v, err)
+				}
+			}
+			if err := tx.Exec("DELETE FROM schema_version").Error; err != nil {
+				return err
+			}
+			if err := tx.Exec("INSERT INTO schema_version (version) VALUES (?)", v).Error; err != nil {
+				return err
+			}
+			applied++
+		}
+		return nil
+	})
+	return applied, err
+}
+
+// splitStatements splits a migration on semicolons that end a line; the
+// migrations above keep to that so no SQL parser is needed.
+func splitStatements(sql string) []string {
+	var out []string
+	for _, stmt := range strings.Split(sql, ";\n") {
+		var lines []string
+		for _, line := range strings.Split(stmt, "\n") {
+			if t := strings.TrimSpace(line); t != "" && !strings.HasPrefix(t, "--") {
+				lines = append(lines, line)
+			}
+		}
+		if s := strings.TrimSuffix(strings.TrimSpace(strings.Join(lines, "\n")), ";"); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}

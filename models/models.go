@@ -1,0 +1,95 @@
+package models
+
+import "time"
+
+// Role is what a member may do in a workspace (SPEC §1).
+type Role string
+
+// The roles, from most to least powerful.
+const (
+	RoleOwner  Role = "owner"
+	RoleAdmin  Role = "admin"
+	RoleEditor Role = "editor"
+	RoleViewer Role = "viewer"
+)
+
+// Roles lists every role, most powerful first.
+var Roles = []Role{RoleOwner, RoleAdmin, RoleEditor, RoleViewer}
+
+// Valid reports whether r is one of the four roles.
+func (r Role) Valid() bool {
+	switch r {
+	case RoleOwner, RoleAdmin, RoleEditor, RoleViewer:
+		return true
+	}
+	return false
+}
+
+// IsAdmin reports whether r may do everything in a workspace: manage other
+// people's keys, create admin-permission keys, read the audit log.
+func (r Role) IsAdmin() bool { return r == RoleOwner || r == RoleAdmin }
+
+// CanCreateKeys reports whether r may create keys at all (viewers may not).
+func (r Role) CanCreateKeys() bool { return r != RoleViewer && r.Valid() }
+
+// User is a person who logs in to the dashboard.
+type User struct {
+	ID           int64
+	Email        string // stored lower-cased; unique
+	Name         string
+	PasswordHash string
+	// SessionEpoch goes up on every password change; a session remembers the
+	// epoch it logged in at and ends when they differ.
+	SessionEpoch int
+	IsDemo       bool
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+}
+
+// DisplayName is the name if the user gave one, else the email address.
+func (u User) DisplayName() string {
+	if u.Name != "" {
+		return u.Name
+	}
+	return u.Email
+}
+
+// Workspace owns keys; users reach it through memberships.
+type Workspace struct {
+	ID        int64
+	Name      string
+	Personal  bool
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Membership gives a user a role in a workspace.
+type Membership struct {
+	ID          int64
+	WorkspaceID int64
+	UserID      int64
+	Role        Role
+	CreatedAt   time.Time
+	Workspace   Workspace `gorm:"foreignKey:WorkspaceID"`
+	User        User      `gorm:"foreignKey:UserID"`
+}
+
+// PasswordReset is a single-use emailed link; only its SHA-256 is stored.
+type PasswordReset struct {
+	ID        int64
+	UserID    int64
+	TokenHash string
+	ExpiresAt time.Time
+	UsedAt    *time.Time
+	CreatedAt time.Time
+}
+
+// LoginAttempt records each login try, so attempts can be limited per
+// account and per IP across every replica sharing the database.
+type LoginAttempt struct {
+	ID        int64
+	Email     string
+	IP        string
+	Succeeded bool
+	CreatedAt time.Time
+}
