@@ -114,7 +114,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 	switch {
 	case transport != nil:
 	case cfg.SMTPURL != "":
-		if transport, err = mailer.NewSMTP(cfg.SMTPURL); err != nil {
+		if transport, err = mailer.NewSMTP(cfg.SMTPURL, nil); err != nil {
 			a.closeStores()
 			_ = models.Close(db)
 			return nil, err

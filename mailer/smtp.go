@@ -2,6 +2,7 @@ package mailer
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -18,13 +19,19 @@ type SMTP struct {
 	host string
 }
 
-// NewSMTP parses an smtp:// or smtps:// URL.
-func NewSMTP(rawURL string) (*SMTP, error) {
+// NewSMTP parses an smtp:// or smtps:// URL. tlsConfig may be nil for the
+// system's trusted roots; the server name is always verified.
+func NewSMTP(rawURL string, tlsConfig *tls.Config) (*SMTP, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("smtp url: %w", err)
 	}
 	opts := []gomail.Option{gomail.WithTimeout(15 * time.Second)}
+	if tlsConfig != nil {
+		cfg := tlsConfig.Clone()
+		cfg.ServerName = u.Hostname()
+		opts = append(opts, gomail.WithTLSConfig(cfg))
+	}
 	switch u.Scheme {
 	case "smtps":
 		opts = append(opts, gomail.WithSSL(), gomail.WithPort(portOr(u, 465)))

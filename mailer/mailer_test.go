@@ -1,0 +1,173 @@
+package mailer_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/mail"
+	"strings"
+	"testing"
+	"time"
+
+	"keysmith/clock"
+	"keysmith/mailer"
+	"keysmith/testutil"
+)
+
+// parts reads a received multipart/alternative message into its bodies by
+// content type.
+func parts(t *testing.T, raw []byte) (*mail.Message, map[string]string) {
+	t.Helper()
+	msg, err := mail.ReadMessage(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatalf("parse message: %v\n%s", err, raw)
+	}
+	mediaType, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
+	if err != nil || mediaType != "multipart/alternative" {
+		t.Fatalf("Content-Type = %q, want multipart/alternative", msg.Header.Get("Content-Type"))
+	}
+	out := map[string]string{}
+	mr := multipart.NewReader(msg.Body, params["boundary"])
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(p) // quoted-printable is decoded by NextPart
+		if err != nil {
+			t.Fatal(err)
+		}
+		ct, _, _ := mime.ParseMediaType(p.Header.Get("Content-Type"))
+		out[ct] = string(body)
+	}
+	return msg, out
+}
+
+func TestSMTPDeliversPasswordResetWithBothParts(t *testing.T) {
+	server := testutil.StartSMTP(t)
+	transport, err := mailer.NewSMTP(server.URL, server.ClientTLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := mailer.New(transport, "Keysmith <no-reply@keys.example.com>", "https://keys.example.com/")
+
+	if err := m.SendPasswordReset(context.Background(), "ada@example.com", "Ada", "tok123", time.Hour); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+
+	got := server.Messages()
+	if len(got) != 1 {
+		t.Fatalf("server received %d messages, want 1", len(got))
+	}
+	if got[0].From != "no-reply@keys.example.com" || len(got[0].To) != 1 || got[0].To[0] != "ada@example.com" {
+		t.Errorf("envelope from %q to %v", got[0].From, got[0].To)
+	}
+	msg, bodies := parts(t, got[0].Data)
+	if s := msg.Header.Get("Subject"); s != "Reset your Keysmith password" {
+		t.Errorf("Subject = %q", s)
+	}
+	if id := msg.Header.Get("Message-Id"); !strings.HasSuffix(id, "@keys.example.com>") {
+		t.Errorf("Message-ID = %q, want one at the sender's domain", id)
+	}
+	link := "https://keys.example.com/reset-password?token=tok123"
+	if !strings.Contains(bodies["text/plain"], link) || !strings.Contains(bodies["text/plain"], "works once and for 1 hour") {
+		t.Errorf("text part lacks the link or its lifetime:\n%s", bodies["text/plain"])
+	}
+	if !strings.Contains(bodies["text/html"], `href="`+link+`"`) || !strings.Contains(bodies["text/html"], "Hi Ada,") {
+		t.Errorf("html part lacks the link button or greeting:\n%s", bodies["text/html"])
+	}
+}
+
+func TestSMTPReportsRefusal(t *testing.T) {
+	server := testutil.StartSMTP(t)
+	server.Refuse(1)
+	transport, err := mailer.NewSMTP(server.URL, server.ClientTLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := mailer.New(transport, "no-reply@example.com", "http://localhost:8080")
+	if err := m.SendWelcome(context.Background(), "bob@example.com", "Bob"); err == nil {
+		t.Fatal("send succeeded although the server refused the message")
+	}
+	if err := m.SendWelcome(context.Background(), "bob@example.com", "Bob"); err != nil {
+		t.Fatalf("second send: %v", err)
+	}
+	if n := len(server.Messages()); n != 1 {
+		t.Fatalf("server kept %d messages, want 1", n)
+	}
+}
+
+func TestSMTPRejectsWrongPassword(t *testing.T) {
+	server := testutil.StartSMTP(t)
+	transport, err := mailer.NewSMTP(strings.Replace(server.URL, "s3cret-smtp", "wrong", 1), server.ClientTLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = mailer.New(transport, "no-reply@example.com", "http://x").SendWelcome(context.Background(), "a@example.com", "A")
+	if err == nil {
+		t.Fatal("send with a wrong SMTP password succeeded")
+	}
+	if strings.Contains(err.Error(), "wrong") {
+		t.Errorf("error leaks the SMTP password: %v", err)
+	}
+}
+
+func TestSMTPStartTLSPolicy(t *testing.T) {
+	plain := testutil.StartPlainSMTP(t)
+	send := func(url string) error {
+		transport, err := mailer.NewSMTP(url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mailer.New(transport, "no-reply@example.com", "http://x").SendWelcome(context.Background(), "a@example.com", "A")
+	}
+	if err := send(plain.URL); err != nil {
+		t.Fatalf("opportunistic STARTTLS to a server without TLS: %v", err)
+	}
+	if err := send(plain.URL + "?starttls=required"); err == nil {
+		t.Fatal("?starttls=required sent to a server that offers no STARTTLS")
+	}
+	if n := len(plain.Messages()); n != 1 {
+		t.Fatalf("server received %d messages, want 1", n)
+	}
+
+	tlsServer := testutil.StartSMTP(t)
+	transport, err := mailer.NewSMTP(tlsServer.URL+"?starttls=required", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mailer.New(transport, "no-reply@example.com", "http://x").SendWelcome(context.Background(), "a@example.com", "A"); err == nil {
+		t.Fatal("sent over STARTTLS to a server whose certificate is not trusted")
+	}
+}
+
+func TestNewSMTPRejectsOtherSchemes(t *testing.T) {
+	if _, err := mailer.NewSMTP("http://mail.example.com", nil); err == nil {
+		t.Fatal("http:// accepted as an SMTP URL")
+	}
+}
+
+func TestMailboxKeepsNewestFirstAndDropsOldest(t *testing.T) {
+	box := mailer.NewMailbox(clock.NewFake(testutil.Epoch), 2)
+	m := mailer.New(box, "no-reply@example.com", "http://localhost:8080")
+	for _, to := range []string{"a@example.com", "b@example.com", "c@example.com"} {
+		if err := m.SendWelcome(context.Background(), to, "X"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list := box.List()
+	if len(list) != 2 || list[0].To[0] != "c@example.com" || list[1].To[0] != "b@example.com" {
+		t.Fatalf("mailbox = %+v, want c then b", list)
+	}
+	if _, ok := box.Get(list[0].ID); !ok {
+		t.Fatal("Get cannot find a listed message")
+	}
+	if !strings.Contains(list[0].Text, "http://localhost:8080/settings/api-keys") {
+		t.Errorf("welcome text lacks the dashboard link:\n%s", list[0].Text)
+	}
+}
