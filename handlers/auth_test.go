@@ -1,0 +1,409 @@
+package handlers_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"keysmith/accounts"
+	"keysmith/testutil"
+)
+
+const password = "correct horse battery"
+
+// signUp creates an account through the sign-up form and returns the
+// logged-in client.
+func signUp(t *testing.T, app *testutil.App, email string) *testutil.Client {
+	t.Helper()
+	c := app.NewClient(t)
+	page := c.Submit(c.Get("/signup"), "form[action='/signup']", map[string]string{
+		"email": email, "name": "Ada Lovelace", "password": password,
+	})
+	if page.Status != http.StatusOK || page.URL.Path != "/settings/api-keys" {
+		t.Fatalf("sign-up ended at %d %s:\n%s", page.Status, page.URL, page.Body)
+	}
+	return c
+}
+
+func logIn(t *testing.T, app *testutil.App, email, pw string) (*testutil.Client, *testutil.Page) {
+	t.Helper()
+	c := app.NewClient(t)
+	page := c.Submit(c.Get("/login"), "form[action='/login']", map[string]string{"email": email, "password": pw})
+	return c, page
+}
+
+func sessionCookie(c *testutil.Client, app *testutil.App) string {
+	u, _ := url.Parse(app.Server.URL)
+	for _, ck := range c.HTTP.Jar.Cookies(u) {
+		if ck.Name == "keysmith_session" {
+			return ck.Value
+		}
+	}
+	return ""
+}
+
+func TestSignUpLogOutLogIn(t *testing.T) {
+	testutil.ForEachEngine(t, func(t *testing.T, dbURL string) {
+		app := testutil.StartApp(t, dbURL)
+		c := signUp(t, app, "ada@example.com")
+
+		page := c.Get("/settings/api-keys")
+		if got := page.Text(".flash"); got != "" {
+			t.Errorf("flash shown twice: %q", got)
+		}
+		if got := page.Text(".user-chip"); got != "Ada Lovelace" {
+			t.Errorf("user chip = %q", got)
+		}
+		if got := page.Text(".topbar .muted"); got != "Ada Lovelace's workspace" {
+			t.Errorf("current workspace = %q", got)
+		}
+		if page.Doc.Find(".empty h2").Text() != "No API keys yet" {
+			t.Errorf("API keys page lacks its empty state:\n%s", page.Body)
+		}
+		mails := app.Mailbox.List()
+		if len(mails) != 1 || mails[0].To[0] != "ada@example.com" || mails[0].Subject != "Welcome to Keysmith" {
+			t.Fatalf("dev mailbox = %+v, want one welcome mail", mails)
+		}
+
+		page = c.Submit(page, "form[action='/logout']", nil)
+		if page.URL.Path != "/login" || page.Text(".flash") != "You have been logged out." {
+			t.Fatalf("logout ended at %s with flash %q", page.URL, page.Text(".flash"))
+		}
+		if page = c.Get("/settings/team"); page.URL.Path != "/login" {
+			t.Fatalf("after logout /settings/team answered from %s", page.URL)
+		}
+
+		_, page = logIn(t, app, "ADA@example.com", password)
+		if page.URL.Path != "/settings/api-keys" {
+			t.Fatalf("login ended at %s:\n%s", page.URL, page.Body)
+		}
+	})
+}
+
+func TestSignUpErrorsKeepInput(t *testing.T) {
+	app := testutil.StartApp(t, testutil.DatabaseURL(t, "sqlite"))
+	signUp(t, app, "taken@example.com")
+
+	c := app.NewClient(t)
+	page := c.Submit(c.Get("/signup"), "form[action='/signup']", map[string]string{
+		"email": "taken@example.com", "name": "Second Ada", "password": "short",
+	})
+	if page.Status != http.StatusUnprocessableEntity {
+		t.Fatalf("status %d, want 422", page.Status)
+	}
+	if v, _ := page.Doc.Find("#email").Attr("value"); v != "taken@example.com" {
+		t.Errorf("email not kept: %q", v)
+	}
+	if v, _ := page.Doc.Find("#name").Attr("value"); v != "Second Ada" {
+		t.Errorf("name not kept: %q", v)
+	}
+	if v, _ := page.Doc.Find("#password").Attr("value"); v != "" {
+		t.Errorf("password echoed back into the form: %q", v)
+	}
+	if got := page.Text("#password-error"); !strings.Contains(got, "at least 8") {
+		t.Errorf("password error = %q", got)
+	}
+	if inv, _ := page.Doc.Find("#password").Attr("aria-invalid"); inv != "true" {
+		t.Error("invalid field not marked aria-invalid")
+	}
+
+	page = c.Submit(page, "form[action='/signup']", map[string]string{"email": "Taken@Example.com", "password": "long enough now"})
+	if got := page.Text("#email-error"); !strings.Contains(got, "already exists") {
+		t.Errorf("duplicate email error = %q", got)
+	}
+}
+
+func TestLoginErrors(t *testing.T) {
+	app := testutil.StartApp(t, testutil.DatabaseURL(t, "sqlite"))
+	signUp(t, app, "ada@example.com")
+
+	_, page := logIn(t, app, "ada@example.com", "wrong password")
+	if page.Status != http.StatusUnauthorized || !strings.Contains(page.Text(".flash.error"), "do not match") {
+		t.Fatalf("wrong password: %d %q", page.Status, page.Text(".flash.error"))
+	}
+	if v, _ := page.Doc.Find("#email").Attr("value"); v != "ada@example.com" {
+		t.Errorf("email not kept after a failed login: %q", v)
+	}
+	_, unknown := logIn(t, app, "nobody@example.com", "wrong password")
+	if unknown.Text(".flash.error") != page.Text(".flash.error") || unknown.Status != page.Status {
+		t.Error("an unknown email answers differently from a wrong password")
+	}
+
+	_, page = logIn(t, app, "", "")
+	if page.Status != http.StatusUnprocessableEntity || page.Text("#email-error") == "" || page.Text("#password-error") == "" {
+		t.Fatalf("empty form: %d, errors %q %q", page.Status, page.Text("#email-error"), page.Text("#password-error"))
+	}
+}
+
+func TestLoginIsRateLimited(t *testing.T) {
+	app := testutil.StartApp(t, testutil.DatabaseURL(t, "sqlite"))
+	signUp(t, app, "ada@example.com")
+	for range accounts.MaxFailuresPerUser {
+		if _, page := logIn(t, app, "ada@example.com", "wrong password"); page.Status != http.StatusUnauthorized {
+			t.Fatalf("failure answered %d", page.Status)
+		}
+	}
+	_, page := logIn(t, app, "ada@example.com", password)
+	if page.Status != http.StatusTooManyRequests || page.Header.Get("Retry-After") != "900" {
+		t.Fatalf("throttled login: %d, Retry-After %q", page.Status, page.Header.Get("Retry-After"))
+	}
+	if !strings.Contains(page.Text(".flash.error"), "Try again in 15 minutes") {
+		t.Errorf("throttle message = %q", page.Text(".flash.error"))
+	}
+	app.Clock.Advance(accounts.LoginWindow)
+	if _, page := logIn(t, app, "ada@example.com", password); page.URL.Path != "/settings/api-keys" {
+		t.Fatalf("after the window: %d %s", page.Status, page.URL)
+	}
+}
+
+func TestLoginRedirectsBackToRequestedPage(t *testing.T) {
+	app := testutil.StartApp(t, testutil.DatabaseURL(t, "sqlite"))
+	signUp(t, app, "ada@example.com")
+	c := app.NewClient(t)
+	page := c.Get("/settings/team")
+	if page.URL.Path != "/login" || page.URL.Query().Get("next") != "/settings/team" {
+		t.Fatalf("logged-out /settings/team went to %s", page.URL)
+	}
+	page = c.Submit(page, "form[action='/login']", map[string]string{"email": "ada@example.com", "password": password})
+	if page.URL.Path != "/settings/team" {
+		t.Fatalf("login went to %s, want /settings/team", page.URL)
+	}
+
+	for _, next := range []string{"//evil.example/x", "https://evil.example/", "/\\evil.example"} {
+		c := app.NewClient(t)
+		page := c.Submit(c.Get("/login?next="+url.QueryEscape(next)), "form[action='/login']", map[string]string{"email": "ada@example.com", "password": password})
+		if page.URL.Host != app.Server.Listener.Addr().String() || page.URL.Path != "/settings/api-keys" {
+			t.Errorf("next=%q sent the user to %s", next, page.URL)
+		}
+	}
+}
+
+func TestCSRFRefusesForeignPosts(t *testing.T) {
+	app := testutil.StartApp(t, testutil.DatabaseURL(t, "sqlite"))
+	signUp(t, app, "ada@example.com")
+
+	c := app.NewClient(t)
+	c.Get("/login") // has a CSRF cookie, but the post carries no token
+	page := c.PostForm("/login", url.Values{"email": {"ada@example.com"}, "password": {password}})
+	if page.Status != http.StatusBadRequest || sessionCookie(c, app) != "" {
+		t.Fatalf("post without token: %d, session %q", page.Status, sessionCookie(c, app))
+	}
+	page = c.PostForm("/login", url.Values{"email": {"ada@example.com"}, "password": {password}, "_csrf": {"forged"}})
+	if page.Status != http.StatusForbidden || page.Text("h1") != "This form has expired" {
+		t.Fatalf("forged token: %d %q", page.Status, page.Text("h1"))
+	}
+
+	// A cross-site browser request is refused on Sec-Fetch-Site alone.
+	req, _ := http.NewRequest(http.MethodPost, app.URL("/logout"), nil)
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	if page := c.Do(req); page.Status != http.StatusForbidden {
+		t.Fatalf("cross-site post: %d", page.Status)
+	}
+
+	// HTMX requests carry the token in X-CSRF-Token.
+	logged := signUp(t, app, "bob@example.com")
+	settings := logged.Get("/settings/account")
+	token, _ := settings.Doc.Find(`meta[name="csrf-token"]`).Attr("content")
+	req, _ = http.NewRequest(http.MethodPost, app.URL("/logout"), nil)
+	req.Header.Set("HX-Request", "true")
+	req.Header.Set("X-CSRF-Token", token)
+	res, err := logged.HTTP.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusNoContent || res.Header.Get("HX-Redirect") != "/login" {
+		t.Fatalf("htmx logout with header token: %d HX-Redirect %q", res.StatusCode, res.Header.Get("HX-Redirect"))
+	}
+}
+
+func TestSessionCookieAndRenewal(t *testing.T) {
+	app := testutil.StartApp(t, testutil.DatabaseURL(t, "sqlite"))
+	signUp(t, app, "ada@example.com")
+	c := app.NewClient(t)
+	page := c.Get("/login")
+	// An anonymous session, created before login by a flash message.
+	c.Submit(c.Get("/forgot-password"), "form[action='/forgot-password']", map[string]string{"email": "x@example.com"})
+	page = c.Get("/login")
+	before := sessionCookie(c, app)
+
+	req, _ := http.NewRequest(http.MethodPost, app.URL("/login"), strings.NewReader(url.Values{
+		"email": {"ada@example.com"}, "password": {password}, "_csrf": {csrfOf(page)},
+	}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	c.HTTP.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	res, err := c.HTTP.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("login: %d", res.StatusCode)
+	}
+	var set *http.Cookie
+	for _, ck := range res.Cookies() {
+		if ck.Name == "keysmith_session" {
+			set = ck
+		}
+	}
+	if set == nil || set.Value == "" || set.Value == before {
+		t.Fatalf("login did not issue a new session token (before %q, after %+v)", before, set)
+	}
+	if !set.HttpOnly || set.SameSite != http.SameSiteLaxMode || set.Secure {
+		t.Errorf("cookie attributes: HttpOnly=%v SameSite=%v Secure=%v (plain http test server)", set.HttpOnly, set.SameSite, set.Secure)
+	}
+}
+
+func csrfOf(p *testutil.Page) string {
+	v, _ := p.Doc.Find("input[name=_csrf]").First().Attr("value")
+	return v
+}
+
+func TestSessionSurvivesRestartAndLogoutKillsIt(t *testing.T) {
+	testutil.ForEachEngine(t, func(t *testing.T, dbURL string) {
+		first := testutil.StartApp(t, dbURL)
+		c := signUp(t, first, "ada@example.com")
+		token := sessionCookie(c, first)
+		first.Server.Close()
+
+		// A second process on the same database: the cookie alone logs in.
+		second := testutil.StartApp(t, dbURL)
+		c2 := second.NewClient(t)
+		u, _ := url.Parse(second.Server.URL)
+		c2.HTTP.Jar.SetCookies(u, []*http.Cookie{{Name: "keysmith_session", Value: token}})
+		page := c2.Get("/settings/api-keys")
+		if page.URL.Path != "/settings/api-keys" || page.Text(".user-chip") != "Ada Lovelace" {
+			t.Fatalf("restored session ended at %s", page.URL)
+		}
+		c2.Submit(page, "form[action='/logout']", nil)
+
+		replay := second.NewClient(t)
+		replay.HTTP.Jar.SetCookies(u, []*http.Cookie{{Name: "keysmith_session", Value: token}})
+		if page := replay.Get("/settings/api-keys"); page.URL.Path != "/login" {
+			t.Fatalf("the logged-out token still opens %s", page.URL)
+		}
+	})
+}
+
+func TestPasswordChangeEndsOtherSessions(t *testing.T) {
+	testutil.ForEachEngine(t, func(t *testing.T, dbURL string) {
+		app := testutil.StartApp(t, dbURL)
+		laptop := signUp(t, app, "ada@example.com")
+		phone, _ := logIn(t, app, "ada@example.com", password)
+
+		page := laptop.Submit(laptop.Get("/settings/account"), "form[action='/settings/account/password']", map[string]string{
+			"current_password": "wrong", "new_password": "a new long password",
+		})
+		if page.Status != http.StatusUnprocessableEntity || page.Text("#current_password-error") == "" {
+			t.Fatalf("wrong current password: %d %q", page.Status, page.Text("#current_password-error"))
+		}
+		page = laptop.Submit(page, "form[action='/settings/account/password']", map[string]string{
+			"current_password": password, "new_password": "a new long password",
+		})
+		if page.URL.Path != "/settings/account" || !strings.Contains(page.Text(".flash"), "Password changed") {
+			t.Fatalf("change ended at %s with %q", page.URL, page.Text(".flash"))
+		}
+		if page := laptop.Get("/settings/team"); page.URL.Path != "/settings/team" {
+			t.Fatalf("the session that changed the password was logged out (%s)", page.URL)
+		}
+		page = phone.Get("/settings/team")
+		if page.URL.Path != "/login" || !strings.Contains(page.Text(".flash"), "session has ended") {
+			t.Fatalf("the other session still works: %s %q", page.URL, page.Text(".flash"))
+		}
+		if _, page := logIn(t, app, "ada@example.com", "a new long password"); page.URL.Path != "/settings/api-keys" {
+			t.Fatalf("new password does not log in: %s", page.URL)
+		}
+	})
+}
+
+func TestForgotAndResetPassword(t *testing.T) {
+	testutil.ForEachEngine(t, func(t *testing.T, dbURL string) {
+		app := testutil.StartApp(t, dbURL)
+		other := signUp(t, app, "ada@example.com")
+
+		c := app.NewClient(t)
+		unknown := c.Submit(c.Get("/forgot-password"), "form", map[string]string{"email": "nobody@example.com"})
+		known := c.Submit(c.Get("/forgot-password"), "form", map[string]string{"email": "Ada@example.com"})
+		if unknown.Status != known.Status || strings.ReplaceAll(unknown.Text(".flash"), "nobody@example.com", "X") != strings.ReplaceAll(known.Text(".flash"), "ada@example.com", "X") {
+			t.Fatalf("answers differ for a known and an unknown email:\n%q\n%q", unknown.Text(".flash"), known.Text(".flash"))
+		}
+		mails := app.Mailbox.List()
+		if len(mails) != 2 || mails[0].Subject != "Reset your Keysmith password" {
+			t.Fatalf("mailbox: %+v, want the welcome and one reset mail", mails)
+		}
+		link := linkIn(t, mails[0].Text, "/reset-password?token=")
+
+		page := c.Get(strings.TrimPrefix(link, app.Server.URL))
+		if page.URL.RawQuery != "" || page.URL.Path != "/reset-password" {
+			t.Fatalf("the token stayed in the address bar: %s", page.URL)
+		}
+		page = c.Submit(page, "form[action='/reset-password']", map[string]string{"password": "short"})
+		if page.Status != http.StatusUnprocessableEntity || page.Text("#password-error") == "" {
+			t.Fatalf("short password: %d", page.Status)
+		}
+		page = c.Submit(page, "form[action='/reset-password']", map[string]string{"password": "brand new password"})
+		if page.URL.Path != "/login" || !strings.Contains(page.Text(".flash"), "password has been changed") {
+			t.Fatalf("reset ended at %s %q", page.URL, page.Text(".flash"))
+		}
+		if page := other.Get("/settings/team"); page.URL.Path != "/login" {
+			t.Fatal("a session from before the reset still works")
+		}
+		if _, page := logIn(t, app, "ada@example.com", "brand new password"); page.URL.Path != "/settings/api-keys" {
+			t.Fatalf("new password: %s", page.URL)
+		}
+
+		again := app.NewClient(t)
+		page = again.Get(strings.TrimPrefix(link, app.Server.URL))
+		if page.Status != http.StatusGone || !strings.Contains(page.Text(".flash.error"), "already been used") {
+			t.Fatalf("reused link: %d %q", page.Status, page.Text(".flash.error"))
+		}
+	})
+}
+
+func TestResetLinkExpiresAfterAnHour(t *testing.T) {
+	app := testutil.StartApp(t, testutil.DatabaseURL(t, "sqlite"))
+	signUp(t, app, "ada@example.com")
+	c := app.NewClient(t)
+	c.Submit(c.Get("/forgot-password"), "form", map[string]string{"email": "ada@example.com"})
+	link := linkIn(t, app.Mailbox.List()[0].Text, "/reset-password?token=")
+	app.Clock.Advance(accounts.ResetLinkLifetime + 1)
+	if page := c.Get(strings.TrimPrefix(link, app.Server.URL)); page.Status != http.StatusGone {
+		t.Fatalf("expired link: %d", page.Status)
+	}
+}
+
+func linkIn(t *testing.T, text, marker string) string {
+	t.Helper()
+	for _, field := range strings.Fields(text) {
+		if strings.Contains(field, marker) {
+			return field
+		}
+	}
+	t.Fatalf("no link with %q in:\n%s", marker, text)
+	return ""
+}
+
+func TestSecretsNeverReachTheLogs(t *testing.T) {
+	app := testutil.StartApp(t, testutil.DatabaseURL(t, "sqlite"))
+	c := signUp(t, app, "ada@example.com")
+	token := sessionCookie(c, app)
+	anon := app.NewClient(t)
+	anon.Submit(anon.Get("/forgot-password"), "form", map[string]string{"email": "ada@example.com"})
+	link := linkIn(t, app.Mailbox.List()[0].Text, "/reset-password?token=")
+	resetToken := link[strings.Index(link, "token=")+len("token="):]
+	anon.Submit(anon.Get(strings.TrimPrefix(link, app.Server.URL)), "form[action='/reset-password']", map[string]string{"password": "brand new password"})
+	logIn(t, app, "ada@example.com", "brand new password")
+
+	logs := app.Logs.String()
+	if !strings.Contains(logs, "path=/reset-password") {
+		t.Fatalf("request log missing; got:\n%s", logs)
+	}
+	for name, secret := range map[string]string{"password": password, "new password": "brand new password", "session token": token, "reset token": resetToken} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("the %s appears in the logs", name)
+		}
+	}
+	_ = context.Background()
+}
