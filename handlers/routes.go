@@ -19,6 +19,9 @@ func (h *Handlers) routes(e *echo.Echo) {
 	e.GET("/healthz", h.healthz)
 	e.GET("/readyz", h.readyz)
 	e.GET("/assets/*", serveAssets())
+	// The API (SPEC §6) never touches sessions or CSRF cookies; its unknown
+	// paths answer handleError's JSON 404.
+	e.RouteNotFound("/v1/*", func(echo.Context) error { return echo.ErrNotFound })
 
 	web := e.Group("",
 		sessions(h.Sessions, h.Log),

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"keysmith/accounts"
+	"keysmith/clock"
+	"keysmith/config"
+	"keysmith/models"
+)
+
+// cli runs the binary's entry point with a database in a temp dir.
+func cli(t *testing.T, dbPath, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	t.Setenv("KEYSMITH_DATABASE_URL", dbPath)
+	t.Setenv("KEYSMITH_BCRYPT_COST", "10")
+	var out, errOut bytes.Buffer
+	code := run(args, strings.NewReader(stdin), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestMigrateCommand(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "k.db")
+	code, out, stderr := cli(t, db, "", "migrate")
+	if code != 0 || !strings.Contains(out, "schema version 1 (1 migrations applied now)") {
+		t.Fatalf("first migrate: %d %q %q", code, out, stderr)
+	}
+	code, out, _ = cli(t, db, "", "migrate")
+	if code != 0 || !strings.Contains(out, "(0 migrations applied now)") {
+		t.Fatalf("second migrate: %d %q", code, out)
+	}
+}
+
+func TestUserCreateCommand(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "k.db")
+	code, out, stderr := cli(t, db, "", "user", "create", "--email", "Ops@Example.com", "--password", "long enough pw", "--name", "Ops")
+	if code != 0 || !strings.Contains(out, "created user ops@example.com") {
+		t.Fatalf("user create: %d %q %q", code, out, stderr)
+	}
+	code, out, _ = cli(t, db, "piped password\n", "user", "create", "--email", "piped@example.com", "--password", "-")
+	if code != 0 {
+		t.Fatalf("user create with --password -: %d %q", code, out)
+	}
+
+	cfg, err := config.Load(func(k string) (string, bool) { return map[string]string{"KEYSMITH_DATABASE_URL": db}[k], k == "KEYSMITH_DATABASE_URL" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	gdb, err := models.Open(cfg.DatabaseURL, clock.Real{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer models.Close(gdb)
+	svc := accounts.New(gdb, clock.Real{}, 10)
+	if _, err := svc.Authenticate(context.Background(), "ops@example.com", "long enough pw", "cli"); err != nil {
+		t.Fatalf("CLI-created user cannot log in: %v", err)
+	}
+	if _, err := svc.Authenticate(context.Background(), "piped@example.com", "piped password", "cli"); err != nil {
+		t.Fatalf("password from stdin: %v", err)
+	}
+
+	code, _, stderr = cli(t, db, "", "user", "create", "--email", "ops@example.com", "--password", "long enough pw")
+	if code != 1 || !strings.Contains(stderr, "already registered") {
+		t.Fatalf("duplicate user: %d %q", code, stderr)
+	}
+	code, _, stderr = cli(t, db, "", "user", "create", "--email", "x@example.com")
+	if code != 1 || !strings.Contains(stderr, "--password") {
+		t.Fatalf("missing password: %d %q", code, stderr)
+	}
+}
+
+func TestInvalidConfigurationExitsWithEveryProblem(t *testing.T) {
+	t.Setenv("KEYSMITH_KEY_PREFIX", "NOPE!")
+	t.Setenv("KEYSMITH_SCHEDULER_INTERVAL", "soon")
+	code, _, stderr := cli(t, filepath.Join(t.TempDir(), "k.db"), "", "serve")
+	if code != 2 || !strings.Contains(stderr, "KEYSMITH_KEY_PREFIX") || !strings.Contains(stderr, "KEYSMITH_SCHEDULER_INTERVAL") {
+		t.Fatalf("bad config: %d %q", code, stderr)
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	code, _, stderr := cli(t, filepath.Join(t.TempDir(), "k.db"), "", "frobnicate")
+	if code != 2 || !strings.Contains(stderr, "unknown command") {
+		t.Fatalf("unknown command: %d %q", code, stderr)
+	}
+}
