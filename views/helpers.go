@@ -10,3 +10,9 @@ func flashRole(kind string) string {
 	}
 	return "status"
 }
+
+// htmxConfig keeps htmx inside the CSP (no injected styles, no eval) and
+// swaps every response but 204: an invalid form (422), a throttled login
+// (429) and an error page must reach the user as they do without htmx.
+const htmxConfig = `{"includeIndicatorStyles":false,"allowEval":false,"allowScriptTags":false,` +
+	`"responseHandling":[{"code":"204","swap":false},{"code":"...","swap":true}]}`

@@ -42,7 +42,7 @@ func MailboxPage(mails []MailSummary) templ.Component {
 			return templ_7745c5c3_Err
 		}
 		if len(mails) == 0 {
-			templ_7745c5c3_Err = emptyState("✉", "No mail yet", "Sign up or ask for a password reset, and the email appears here.").Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = emptyState("mail", "No mail yet", "Sign up or ask for a password reset, and the email appears here.").Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
