@@ -46,7 +46,9 @@ func TestUserCreateCommand(t *testing.T) {
 		t.Fatalf("user create with --password -: %d %q", code, out)
 	}
 
-	cfg, err := config.Load(func(k string) (string, bool) { return map[string]string{"KEYSMITH_DATABASE_URL": db}[k], k == "KEYSMITH_DATABASE_URL" })
+	cfg, err := config.Load(func(k string) (string, bool) {
+		return map[string]string{"KEYSMITH_DATABASE_URL": db}[k], k == "KEYSMITH_DATABASE_URL"
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,7 +34,7 @@ type Config struct {
 	LogFormat       string        // KEYSMITH_LOG_FORMAT: text or json
 }
 
-// Variable documents one setting; the README's table is generated from the same list.
+// Variable documents one setting; a test keeps the README's table in step.
 type Variable struct {
 	Name, Default, Help string
 }

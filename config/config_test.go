@@ -1,6 +1,8 @@
 package config_test
 
 import (
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -62,6 +64,34 @@ func TestEveryProblemIsReportedAtOnce(t *testing.T) {
 	} {
 		if !strings.Contains(err.Error(), name) {
 			t.Errorf("error does not mention %s:\n%v", name, err)
+		}
+	}
+}
+
+// The README's configuration table must name every variable Load reads.
+func TestREADMEListsEveryVariable(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile("config.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := regexp.MustCompile(`p\.\w+\("(KEYSMITH_[A-Z_]+)"`).FindAllStringSubmatch(string(src), -1)
+	if len(read) < 10 {
+		t.Fatalf("found only %d variables read in config.go", len(read))
+	}
+	documented := map[string]bool{}
+	for _, v := range config.Variables {
+		documented[v.Name] = true
+	}
+	for _, m := range read {
+		if !documented[m[1]] {
+			t.Errorf("%s is read but missing from config.Variables", m[1])
+		}
+		if !strings.Contains(string(readme), "`"+m[1]+"`") {
+			t.Errorf("%s is read but missing from the README", m[1])
 		}
 	}
 }
