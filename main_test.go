@@ -9,7 +9,6 @@ import (
 
 	"keysmith/accounts"
 	"keysmith/clock"
-	"keysmith/config"
 	"keysmith/models"
 )
 
@@ -18,6 +17,7 @@ func cli(t *testing.T, dbPath, stdin string, args ...string) (int, string, strin
 	t.Helper()
 	t.Setenv("KEYSMITH_DATABASE_URL", dbPath)
 	t.Setenv("KEYSMITH_BCRYPT_COST", "10")
+	t.Setenv("KEYSMITH_DEV_MAILBOX", "true")
 	var out, errOut bytes.Buffer
 	code := run(args, strings.NewReader(stdin), &out, &errOut)
 	return code, out.String(), errOut.String()
@@ -46,13 +46,7 @@ func TestUserCreateCommand(t *testing.T) {
 		t.Fatalf("user create with --password -: %d %q", code, out)
 	}
 
-	cfg, err := config.Load(func(k string) (string, bool) {
-		return map[string]string{"KEYSMITH_DATABASE_URL": db}[k], k == "KEYSMITH_DATABASE_URL"
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gdb, err := models.Open(cfg.DatabaseURL, clock.Real{})
+	gdb, err := models.Open(db, clock.Real{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,7 +38,7 @@ const (
 type Options struct {
 	Clock     clock.Clock      // default: the wall clock
 	Log       *slog.Logger     // default: stderr, per KEYSMITH_LOG_*
-	Transport mailer.Transport // default: SMTP if configured, else the dev mailbox
+	Transport mailer.Transport // default: the dev mailbox or SMTP, as configured
 }
 
 // App is a running Keysmith.
@@ -113,15 +113,16 @@ func New(cfg config.Config, opts Options) (*App, error) {
 	transport := opts.Transport
 	switch {
 	case transport != nil:
-	case cfg.SMTPURL != "":
+	case cfg.DevMailbox:
+		a.Log.Warn("dev mailbox on: every email, password-reset links included, is shown to anyone at /dev/mailbox; set KEYSMITH_SMTP_URL in production")
+		a.Mailbox = mailer.NewMailbox(a.Clock, 200)
+		transport = a.Mailbox
+	default:
 		if transport, err = mailer.NewSMTP(cfg.SMTPURL, nil); err != nil {
 			a.closeStores()
 			_ = models.Close(db)
 			return nil, err
 		}
-	default:
-		a.Mailbox = mailer.NewMailbox(a.Clock, 200)
-		transport = a.Mailbox
 	}
 	a.Mailer = mailer.New(transport, cfg.MailFrom, cfg.BaseURL)
 

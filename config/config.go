@@ -18,7 +18,8 @@ import (
 type Config struct {
 	Addr            string        // KEYSMITH_ADDR
 	DatabaseURL     string        // KEYSMITH_DATABASE_URL: a SQLite path or a postgres:// URL
-	SMTPURL         string        // KEYSMITH_SMTP_URL: empty means the dev mailbox
+	SMTPURL         string        // KEYSMITH_SMTP_URL
+	DevMailbox      bool          // KEYSMITH_DEV_MAILBOX: keep mail in memory and show it at /dev/mailbox
 	MailFrom        string        // KEYSMITH_MAIL_FROM
 	BaseURL         string        // KEYSMITH_BASE_URL: used in links inside emails
 	KeyPrefix       string        // KEYSMITH_KEY_PREFIX
@@ -43,7 +44,8 @@ type Variable struct {
 var Variables = []Variable{
 	{"KEYSMITH_ADDR", ":8080", "address the HTTP server listens on"},
 	{"KEYSMITH_DATABASE_URL", "keysmith.db", "SQLite file path, or a postgres:// URL"},
-	{"KEYSMITH_SMTP_URL", "", "smtp://user:pass@host:587 (STARTTLS when offered; ?starttls=required to insist) or smtps://…:465; empty uses the dev mailbox at /dev/mailbox"},
+	{"KEYSMITH_SMTP_URL", "", "smtp://user:pass@host:587 (STARTTLS when offered; ?starttls=required to insist) or smtps://…:465; required unless the dev mailbox is on"},
+	{"KEYSMITH_DEV_MAILBOX", "true with the default SQLite file and no SMTP, else false", "keep every email in memory and show it, reset links included, to anyone at /dev/mailbox: development only"},
 	{"KEYSMITH_MAIL_FROM", "Keysmith <no-reply@keysmith.localhost>", "sender of every email"},
 	{"KEYSMITH_BASE_URL", "http://localhost:8080", "public URL of the dashboard, used in email links"},
 	{"KEYSMITH_KEY_PREFIX", "ks", "prefix of every API key (2–10 lowercase letters or digits, starting with a letter)"},
@@ -69,6 +71,7 @@ func FromEnv() (Config, error) { return Load(os.LookupEnv) }
 func Load(lookup func(string) (string, bool)) (Config, error) {
 	p := parser{lookup: lookup}
 	_, dbSet := lookup("KEYSMITH_DATABASE_URL")
+	smtpURL, _ := lookup("KEYSMITH_SMTP_URL")
 	c := Config{
 		Addr:            p.str("KEYSMITH_ADDR", ":8080"),
 		DatabaseURL:     p.str("KEYSMITH_DATABASE_URL", "keysmith.db"),
@@ -83,6 +86,7 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 		ShutdownTimeout: p.duration("KEYSMITH_SHUTDOWN_TIMEOUT", 15*time.Second),
 		BcryptCost:      p.integer("KEYSMITH_BCRYPT_COST", 12),
 		Demo:            p.boolean("KEYSMITH_DEMO", !dbSet),
+		DevMailbox:      p.boolean("KEYSMITH_DEV_MAILBOX", !dbSet && smtpURL == ""),
 		TrustProxy:      p.boolean("KEYSMITH_TRUST_PROXY", false),
 		LogLevel:        p.str("KEYSMITH_LOG_LEVEL", "info"),
 		LogFormat:       p.str("KEYSMITH_LOG_FORMAT", "text"),
@@ -90,6 +94,12 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 
 	if strings.TrimSpace(c.DatabaseURL) == "" {
 		p.fail("KEYSMITH_DATABASE_URL", "must not be empty")
+	}
+	switch {
+	case c.SMTPURL != "" && c.DevMailbox:
+		p.fail("KEYSMITH_DEV_MAILBOX", "cannot be true together with KEYSMITH_SMTP_URL: choose one")
+	case c.SMTPURL == "" && !c.DevMailbox:
+		p.fail("KEYSMITH_SMTP_URL", "is required (or set KEYSMITH_DEV_MAILBOX=true on a development machine)")
 	}
 	if c.SMTPURL != "" {
 		if u, err := url.Parse(c.SMTPURL); err != nil || (u.Scheme != "smtp" && u.Scheme != "smtps") || u.Hostname() == "" {

@@ -19,8 +19,8 @@ func TestDefaults(t *testing.T) {
 	if c.Addr != ":8080" || c.DatabaseURL != "keysmith.db" || c.KeyPrefix != "ks" || c.SchedulerEvery != time.Minute {
 		t.Errorf("defaults: %+v", c)
 	}
-	if !c.Demo {
-		t.Error("the default SQLite file should seed the demo account")
+	if !c.Demo || !c.DevMailbox {
+		t.Error("the default SQLite file should seed the demo account and use the dev mailbox")
 	}
 	if c.IsPostgres() || c.SecureCookies() {
 		t.Error("defaults claim PostgreSQL or https")
@@ -31,6 +31,7 @@ func TestPostgresAndHTTPS(t *testing.T) {
 	c, err := config.Load(testutil.Env(map[string]string{
 		"KEYSMITH_DATABASE_URL": "postgres://u@db/keysmith",
 		"KEYSMITH_BASE_URL":     "https://keys.example.com/",
+		"KEYSMITH_SMTP_URL":     "smtps://u:p@mail.example.com",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -40,6 +41,21 @@ func TestPostgresAndHTTPS(t *testing.T) {
 	}
 	if c.Demo {
 		t.Error("an operator's own database must not get a demo account by default")
+	}
+}
+
+func TestProductionNeedsSMTP(t *testing.T) {
+	_, err := config.Load(testutil.Env(map[string]string{"KEYSMITH_DATABASE_URL": "postgres://u@db/keysmith"}))
+	if err == nil || !strings.Contains(err.Error(), "KEYSMITH_SMTP_URL is required") {
+		t.Fatalf("no SMTP on an operator's database: %v", err)
+	}
+	c, err := config.Load(testutil.Env(map[string]string{"KEYSMITH_SMTP_URL": "smtp://mail.example.com"}))
+	if err != nil || c.DevMailbox {
+		t.Fatalf("SMTP configured: dev mailbox %v, err %v", c.DevMailbox, err)
+	}
+	_, err = config.Load(testutil.Env(map[string]string{"KEYSMITH_SMTP_URL": "smtp://mail.example.com", "KEYSMITH_DEV_MAILBOX": "true"}))
+	if err == nil {
+		t.Fatal("SMTP and the dev mailbox both on")
 	}
 }
 

@@ -89,6 +89,7 @@ func sessions(sm *scs.SessionManager, log *slog.Logger) echo.MiddlewareFunc {
 			if err != nil {
 				return err
 			}
+			ctx = context.WithValue(ctx, sessionLoadedKey{}, true)
 			c.SetRequest(r.WithContext(ctx))
 			res := c.Response()
 			res.Header().Add(echo.HeaderVary, echo.HeaderCookie)
@@ -118,6 +119,15 @@ func sessions(sm *scs.SessionManager, log *slog.Logger) echo.MiddlewareFunc {
 			return err
 		}
 	}
+}
+
+// sessionLoadedKey marks a request whose session loaded: error pages are
+// also rendered for requests that never reached (or failed in) sessions.
+type sessionLoadedKey struct{}
+
+func hasSession(c echo.Context) bool {
+	ok, _ := c.Request().Context().Value(sessionLoadedKey{}).(bool)
+	return ok
 }
 
 // Session keys.

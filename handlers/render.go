@@ -69,7 +69,7 @@ func (h *Handlers) flash(c echo.Context, kind, msg string) {
 
 func (h *Handlers) popFlash(c echo.Context) views.Flash {
 	ctx := c.Request().Context()
-	if !h.Sessions.Exists(ctx, sessFlashMsg) {
+	if !hasSession(c) || !h.Sessions.Exists(ctx, sessFlashMsg) {
 		return views.Flash{}
 	}
 	return views.Flash{Kind: h.Sessions.PopString(ctx, sessFlashKind), Message: h.Sessions.PopString(ctx, sessFlashMsg)}

@@ -28,9 +28,16 @@ type App struct {
 // Option adjusts a test app before it starts.
 type Option func(*config.Config, *app.Options)
 
-// WithTransport sends mail through t instead of the dev mailbox.
-func WithTransport(t mailer.Transport) Option {
-	return func(_ *config.Config, o *app.Options) { o.Transport = t }
+// WithSMTP sends mail to a real SMTP server instead of the dev mailbox.
+func WithSMTP(s *SMTPServer) Option {
+	return func(c *config.Config, o *app.Options) {
+		c.SMTPURL, c.DevMailbox = s.URL, false
+		transport, err := mailer.NewSMTP(s.URL, s.ClientTLS)
+		if err != nil {
+			panic(err)
+		}
+		o.Transport = transport
+	}
 }
 
 // WithConfig changes the configuration.
@@ -54,6 +61,7 @@ func StartApp(t *testing.T, dbURL string, opts ...Option) *App {
 		"KEYSMITH_DATABASE_URL": dbURL,
 		"KEYSMITH_BASE_URL":     "http://" + srv.Listener.Addr().String(),
 		"KEYSMITH_LOG_LEVEL":    "debug",
+		"KEYSMITH_DEV_MAILBOX":  "true",
 	}))
 	if err != nil {
 		t.Fatalf("config: %v", err)
