@@ -20,10 +20,11 @@ import (
 
 	"keysmith/clock"
 	"keysmith/models"
+	"keysmith/validate"
 )
 
 // Errors callers map to messages. Only these leave the package, besides
-// FieldErrors and *ThrottledError.
+// validate.Errors and *ThrottledError.
 var (
 	ErrEmailTaken         = errors.New("accounts: email already registered")
 	ErrInvalidCredentials = errors.New("accounts: wrong email or password")
@@ -32,17 +33,6 @@ var (
 	ErrNotMember          = errors.New("accounts: not a member of that workspace")
 	ErrNotFound           = errors.New("accounts: not found")
 )
-
-// FieldErrors maps a form field to what is wrong with it.
-type FieldErrors map[string]string
-
-func (f FieldErrors) Error() string {
-	parts := make([]string, 0, len(f))
-	for k, v := range f {
-		parts = append(parts, k+": "+v)
-	}
-	return "invalid input: " + strings.Join(parts, "; ")
-}
 
 // ThrottledError says login is refused for now, and for how long.
 type ThrottledError struct{ RetryAfter time.Duration }
@@ -92,7 +82,7 @@ type SignUpInput struct {
 	Password string
 }
 
-func validatePassword(errs FieldErrors, field, password string) {
+func validatePassword(errs validate.Errors, field, password string) {
 	switch {
 	case utf8.RuneCountInString(password) < MinPasswordLength:
 		errs[field] = fmt.Sprintf("Use at least %d characters.", MinPasswordLength)
@@ -101,8 +91,8 @@ func validatePassword(errs FieldErrors, field, password string) {
 	}
 }
 
-func (in SignUpInput) validate() FieldErrors {
-	errs := FieldErrors{}
+func (in SignUpInput) validate() validate.Errors {
+	errs := validate.Errors{}
 	email := NormalizeEmail(in.Email)
 	if email == "" {
 		errs["email"] = "Enter your email address."
@@ -233,7 +223,7 @@ func (s *Service) checkThrottle(db *gorm.DB, email, ip string) error {
 // ChangePassword replaces a user's password after checking the current one,
 // and moves the user's session epoch on so every other session ends.
 func (s *Service) ChangePassword(ctx context.Context, userID int64, current, next string) (models.User, error) {
-	errs := FieldErrors{}
+	errs := validate.Errors{}
 	validatePassword(errs, "new_password", next)
 	if len(errs) > 0 {
 		return models.User{}, errs
@@ -305,7 +295,7 @@ func (s *Service) liveReset(db *gorm.DB, token string) (models.PasswordReset, er
 // ResetPassword spends a reset token and sets a new password. Every other
 // reset link of that user stops working too, and every session ends.
 func (s *Service) ResetPassword(ctx context.Context, token, password string) (models.User, error) {
-	errs := FieldErrors{}
+	errs := validate.Errors{}
 	validatePassword(errs, "password", password)
 	if len(errs) > 0 {
 		return models.User{}, errs

@@ -12,6 +12,7 @@ import (
 	"keysmith/clock"
 	"keysmith/models"
 	"keysmith/testutil"
+	"keysmith/validate"
 )
 
 func newService(t *testing.T, dbURL string) (*accounts.Service, *clock.Fake) {
@@ -53,7 +54,7 @@ func TestSignUpValidates(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := svc.SignUp(ctx, tc.in)
-			var fe accounts.FieldErrors
+			var fe validate.Errors
 			if !errors.As(err, &fe) || fe[tc.field] == "" {
 				t.Fatalf("SignUp(%+v) = %v, want an error on %q", tc.in, err, tc.field)
 			}
@@ -174,7 +175,7 @@ func TestChangePasswordMovesSessionEpoch(t *testing.T) {
 	if _, err := svc.ChangePassword(ctx, user.ID, "wrong", "battery staple"); !errors.Is(err, accounts.ErrWrongPassword) {
 		t.Fatalf("wrong current password: %v", err)
 	}
-	var fe accounts.FieldErrors
+	var fe validate.Errors
 	if _, err := svc.ChangePassword(ctx, user.ID, "correct horse", "short"); !errors.As(err, &fe) || fe["new_password"] == "" {
 		t.Fatalf("short new password: %v", err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"keysmith/accounts"
 	"keysmith/models"
+	"keysmith/validate"
 	"keysmith/views"
 )
 
@@ -25,7 +26,7 @@ func (h *Handlers) signup(c echo.Context) error {
 	user, err := h.Accounts.SignUp(c.Request().Context(), accounts.SignUpInput{
 		Email: form.Email, Name: form.Name, Password: c.FormValue("password"),
 	})
-	var fieldErrs accounts.FieldErrors
+	var fieldErrs validate.Errors
 	switch {
 	case errors.As(err, &fieldErrs):
 		form.Errors = views.FieldErrors(fieldErrs)

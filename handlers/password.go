@@ -7,6 +7,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"keysmith/accounts"
+	"keysmith/validate"
 	"keysmith/views"
 )
 
@@ -59,7 +60,7 @@ func (h *Handlers) reset(c echo.Context) error {
 	ctx := c.Request().Context()
 	token := h.Sessions.GetString(ctx, sessResetToken)
 	_, err := h.Accounts.ResetPassword(ctx, token, c.FormValue("password"))
-	var fieldErrs accounts.FieldErrors
+	var fieldErrs validate.Errors
 	switch {
 	case errors.As(err, &fieldErrs):
 		return h.public(c, http.StatusUnprocessableEntity, "Reset password", views.ResetPage(views.ResetForm{Errors: views.FieldErrors(fieldErrs)}))
@@ -87,7 +88,7 @@ func (h *Handlers) changePassword(c echo.Context) error {
 	ctx := c.Request().Context()
 	form := views.AccountForm{Email: v.User.Email, Name: v.User.Name}
 	user, err := h.Accounts.ChangePassword(ctx, v.User.ID, c.FormValue("current_password"), c.FormValue("new_password"))
-	var fieldErrs accounts.FieldErrors
+	var fieldErrs validate.Errors
 	switch {
 	case errors.As(err, &fieldErrs):
 		form.Errors = views.FieldErrors(fieldErrs)

@@ -69,6 +69,51 @@ var migrations = []string{
 		expiry {{time}}
 	);
 	CREATE INDEX idx_sessions_expiry ON sessions (expiry);`,
+
+	// 2: API keys and the audit log
+	`CREATE TABLE api_keys (
+		id {{id}},
+		workspace_id BIGINT NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
+		name TEXT NOT NULL,
+		description TEXT NOT NULL DEFAULT '',
+		kind TEXT NOT NULL CHECK (kind IN ('sk', 'pk')),
+		environment TEXT NOT NULL CHECK (environment IN ('live', 'test')),
+		permission TEXT NOT NULL CHECK (permission IN ('read', 'write', 'admin', 'custom')),
+		scopes TEXT NOT NULL,
+		secret_hash TEXT NOT NULL,
+		hint TEXT NOT NULL,
+		expires_at {{time}},
+		created_at {{time}} NOT NULL,
+		updated_at {{time}} NOT NULL,
+		created_by_id BIGINT REFERENCES users (id) ON DELETE SET NULL,
+		last_used_at {{time}},
+		last_used_ip TEXT NOT NULL DEFAULT '',
+		last_used_user_agent TEXT NOT NULL DEFAULT '',
+		revoked_at {{time}},
+		revoked_by_id BIGINT REFERENCES users (id) ON DELETE SET NULL,
+		replaces_id BIGINT REFERENCES api_keys (id) ON DELETE SET NULL,
+		rotated_to_id BIGINT REFERENCES api_keys (id) ON DELETE SET NULL,
+		rotated_at {{time}}
+	);
+	CREATE UNIQUE INDEX api_keys_secret_hash_idx ON api_keys (secret_hash);
+	CREATE INDEX api_keys_workspace_created_idx ON api_keys (workspace_id, created_at, id);
+
+	CREATE TABLE audit_events (
+		id {{id}},
+		workspace_id BIGINT NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
+		actor_user_id BIGINT REFERENCES users (id) ON DELETE SET NULL,
+		actor_key_id BIGINT REFERENCES api_keys (id) ON DELETE SET NULL,
+		actor_label TEXT NOT NULL,
+		action TEXT NOT NULL,
+		key_id BIGINT REFERENCES api_keys (id) ON DELETE SET NULL,
+		key_label TEXT NOT NULL DEFAULT '',
+		detail TEXT NOT NULL DEFAULT '',
+		ip TEXT NOT NULL DEFAULT '',
+		user_agent TEXT NOT NULL DEFAULT '',
+		created_at {{time}} NOT NULL
+	);
+	CREATE INDEX audit_events_workspace_created_idx ON audit_events (workspace_id, created_at, id);
+	CREATE INDEX audit_events_key_idx ON audit_events (key_id);`,
 }
 
 var dialects = map[string]*strings.Replacer{

@@ -1,0 +1,116 @@
+package keys
+
+import (
+	"context"
+	"time"
+
+	"gorm.io/gorm"
+
+	"keysmith/models"
+)
+
+// Filter narrows the key list (SPEC §5).
+type Filter string
+
+const (
+	FilterAll      Filter = ""         // everything but revoked keys
+	FilterActive   Filter = "active"   // works now (includes expiring and rotating)
+	FilterExpiring Filter = "expiring" // works now, expires within 14 days
+	FilterExpired  Filter = "expired"
+	FilterRevoked  Filter = "revoked"
+	FilterUnused   Filter = "unused" // works now, not used for 30 days (or never, and 30 days old)
+)
+
+// Filters lists the filters in the order the dashboard shows them.
+var Filters = []Filter{FilterAll, FilterActive, FilterExpiring, FilterExpired, FilterRevoked, FilterUnused}
+
+// UnusedAfter is how long without use makes a key stale.
+const UnusedAfter = 30 * 24 * time.Hour
+
+// Valid reports whether f is a known filter.
+func (f Filter) Valid() bool {
+	for _, g := range Filters {
+		if f == g {
+			return true
+		}
+	}
+	return false
+}
+
+// where is the SQL condition of a filter, at now. Every list query also
+// has workspace_id = ?, and orders by created_at, id: the index
+// api_keys_workspace_created_idx (workspace_id, created_at, id) serves both.
+func (f Filter) where(db *gorm.DB, now time.Time) *gorm.DB {
+	live := "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)"
+	switch f {
+	case FilterActive:
+		return db.Where(live, now)
+	case FilterExpiring:
+		return db.Where("revoked_at IS NULL AND expires_at > ? AND expires_at <= ?", now, now.Add(ExpiringSoon))
+	case FilterExpired:
+		return db.Where("revoked_at IS NULL AND expires_at <= ?", now)
+	case FilterRevoked:
+		return db.Where("revoked_at IS NOT NULL")
+	case FilterUnused:
+		return db.Where(live+" AND COALESCE(last_used_at, created_at) <= ?", now, now.Add(-UnusedAfter))
+	}
+	return db.Where("revoked_at IS NULL")
+}
+
+// Page is one page of a key list.
+type Page struct {
+	Keys    []models.APIKey
+	Total   int64 // keys matching the filter
+	Page    int   // 1-based
+	PerPage int
+	Now     time.Time // the instant the statuses were computed at
+}
+
+// Pages is how many pages the filter has.
+func (p Page) Pages() int {
+	if p.Total == 0 {
+		return 1
+	}
+	return int((p.Total + int64(p.PerPage) - 1) / int64(p.PerPage))
+}
+
+// List returns one page of a workspace's keys, newest first, with their
+// creators and rotation links.
+func (s *Service) List(ctx context.Context, workspaceID int64, f Filter, page, perPage int) (Page, error) {
+	now := s.clock.Now()
+	out := Page{Page: max(page, 1), PerPage: perPage, Now: now}
+	base := func() *gorm.DB {
+		return f.where(s.db.WithContext(ctx).Model(&models.APIKey{}).Where("workspace_id = ?", workspaceID), now)
+	}
+	if err := base().Count(&out.Total).Error; err != nil {
+		return out, err
+	}
+	if last := out.Pages(); out.Page > last {
+		out.Page = last
+	}
+	err := base().Preload("CreatedBy").Preload("Replaces").Preload("RotatedTo").
+		Order("created_at DESC, id DESC").Limit(perPage).Offset((out.Page - 1) * perPage).
+		Find(&out.Keys).Error
+	return out, err
+}
+
+// Counts is how many keys each filter holds, for the filter tabs.
+type Counts map[Filter]int64
+
+// Count counts every filter of a workspace in one pass over its keys.
+func (s *Service) Count(ctx context.Context, workspaceID int64) (Counts, error) {
+	now := s.clock.Now()
+	var row struct{ All, Active, Expiring, Expired, Revoked, Unused int64 }
+	err := s.db.WithContext(ctx).Model(&models.APIKey{}).Where("workspace_id = ?", workspaceID).Select(`
+		COALESCE(SUM(CASE WHEN revoked_at IS NULL THEN 1 ELSE 0 END), 0) AS "all",
+		COALESCE(SUM(CASE WHEN revoked_at IS NULL AND (expires_at IS NULL OR expires_at > @now) THEN 1 ELSE 0 END), 0) AS active,
+		COALESCE(SUM(CASE WHEN revoked_at IS NULL AND expires_at > @now AND expires_at <= @soon THEN 1 ELSE 0 END), 0) AS expiring,
+		COALESCE(SUM(CASE WHEN revoked_at IS NULL AND expires_at <= @now THEN 1 ELSE 0 END), 0) AS expired,
+		COALESCE(SUM(CASE WHEN revoked_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS revoked,
+		COALESCE(SUM(CASE WHEN revoked_at IS NULL AND (expires_at IS NULL OR expires_at > @now)
+			AND COALESCE(last_used_at, created_at) <= @stale THEN 1 ELSE 0 END), 0) AS unused`,
+		map[string]any{"now": now, "soon": now.Add(ExpiringSoon), "stale": now.Add(-UnusedAfter)},
+	).Scan(&row).Error
+	return Counts{FilterAll: row.All, FilterActive: row.Active, FilterExpiring: row.Expiring,
+		FilterExpired: row.Expired, FilterRevoked: row.Revoked, FilterUnused: row.Unused}, err
+}

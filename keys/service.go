@@ -1,0 +1,455 @@
+package keys
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"gorm.io/gorm"
+
+	"keysmith/clock"
+	"keysmith/models"
+	"keysmith/validate"
+)
+
+// Errors the HTTP layers map to pages and SPEC §6 errors.
+var (
+	ErrNotFound = errors.New("keys: no such key in this workspace")
+	// ErrNotActive: the key is revoked, expired or already rotated, so it
+	// cannot be rotated (duplicate it instead) or revoked twice.
+	ErrNotActive = errors.New("keys: key is no longer active")
+)
+
+// ForbiddenError says the actor may not do this, and why, in words a user
+// can act on.
+type ForbiddenError struct{ Reason string }
+
+func (e *ForbiddenError) Error() string { return "keys: forbidden: " + e.Reason }
+
+func forbidden(format string, args ...any) error {
+	return &ForbiddenError{Reason: fmt.Sprintf(format, args...)}
+}
+
+// Audit actions.
+const (
+	ActionCreated = "key.created"
+	ActionRenamed = "key.renamed"
+	ActionRotated = "key.rotated"
+	ActionRevoked = "key.revoked"
+)
+
+// Grace periods a rotation may leave the old key (SPEC §5).
+var GracePeriods = []time.Duration{0, time.Hour, 24 * time.Hour, 72 * time.Hour, 168 * time.Hour}
+
+// ExpiryChoices are the lifetimes the create form offers, in days; 0 is never.
+var ExpiryChoices = []int{7, 30, 60, 90}
+
+// ExpiringSoon is how close to expiry a key counts as expiring (SPEC §3).
+const ExpiringSoon = 14 * 24 * time.Hour
+
+// Service creates and changes keys; every change writes an audit event in
+// the same transaction.
+type Service struct {
+	db          *gorm.DB
+	clock       clock.Clock
+	catalog     Catalog
+	prefix      string
+	maxLifetime time.Duration // 0: no operator maximum
+}
+
+// NewService returns the keys domain service.
+func NewService(db *gorm.DB, clk clock.Clock, catalog Catalog, prefix string, maxLifetime time.Duration) *Service {
+	return &Service{db: db, clock: clk, catalog: catalog, prefix: prefix, maxLifetime: maxLifetime}
+}
+
+// Catalog is the scope catalog in force.
+func (s *Service) Catalog() Catalog { return s.catalog }
+
+// MaxLifetime is the operator's maximum key lifetime, 0 for none.
+func (s *Service) MaxLifetime() time.Duration { return s.maxLifetime }
+
+// Actor is who acts: a dashboard user (with a role) or, through the API, a key.
+type Actor struct {
+	UserID    int64 // 0 when a key acts
+	KeyID     int64 // 0 when a user acts
+	Label     string
+	Admin     bool     // may act on everyone's keys
+	Held      []string // the scopes the actor may hand out
+	IP        string
+	UserAgent string
+}
+
+// UserActor is a member acting in the dashboard. Owners and admins hold
+// every scope; editors hold the write preset; viewers hold none.
+func (s *Service) UserActor(user models.User, role models.Role, ip, userAgent string) Actor {
+	a := Actor{UserID: user.ID, Label: user.Email, Admin: role.IsAdmin(), IP: ip, UserAgent: userAgent}
+	switch {
+	case role.IsAdmin():
+		a.Held = []string{"*"}
+	case role == models.RoleEditor:
+		a.Held, _ = s.catalog.Preset(PermWrite, Secret)
+	}
+	return a
+}
+
+// CanCreate reports whether the actor may create keys at all.
+func (a Actor) CanCreate() bool { return len(a.Held) > 0 }
+
+// CanManage reports whether the actor may rename, rotate or revoke k:
+// admins any key, editors the keys they created.
+func (a Actor) CanManage(k models.APIKey) bool {
+	if a.Admin {
+		return true
+	}
+	return a.UserID != 0 && len(a.Held) > 0 && k.CreatedByID != nil && *k.CreatedByID == a.UserID
+}
+
+// CreateInput is what the create form or API asks for.
+type CreateInput struct {
+	Name        string
+	Description string
+	Kind        Kind
+	Env         Env
+	Permission  Permission
+	Scopes      []string // with PermCustom
+	ExpiresIn   string   // "never", a number of days, or "custom"
+	ExpiresOn   string   // YYYY-MM-DD with "custom"
+}
+
+// Created is a new key with its plaintext: the only time it exists.
+type Created struct {
+	Key    models.APIKey
+	Secret string
+}
+
+func validateText(errs validate.Errors, name, description string) {
+	switch n := utf8.RuneCountInString(strings.TrimSpace(name)); {
+	case n == 0:
+		errs["name"] = "Give the key a name, such as the service that will use it."
+	case n > 100:
+		errs["name"] = "Use at most 100 characters."
+	}
+	if utf8.RuneCountInString(description) > 500 {
+		errs["description"] = "Use at most 500 characters."
+	}
+}
+
+// resolveScopes turns a permission choice into canonical scopes.
+func (s *Service) resolveScopes(errs validate.Errors, kind Kind, perm Permission, custom []string) []string {
+	if !perm.Valid() {
+		errs["permission"] = "Choose a permission."
+		return nil
+	}
+	if perm != PermCustom {
+		scopes, err := s.catalog.Preset(perm, kind)
+		if err != nil {
+			errs["permission"] = capitalise(err.Error()) + "."
+		}
+		return scopes
+	}
+	scopes, err := s.catalog.Normalize(custom)
+	switch {
+	case err != nil:
+		errs["scopes"] = capitalise(err.Error()) + "."
+	case len(scopes) == 0:
+		errs["scopes"] = "Choose at least one scope."
+	case kind == Publishable:
+		for _, sc := range scopes {
+			if !s.catalog.IsPublishable(sc) {
+				errs["scopes"] = fmt.Sprintf("Publishable keys are visible in browsers, so they cannot hold %s.", sc)
+				break
+			}
+		}
+	}
+	return scopes
+}
+
+// resolveExpiry turns the expiry choice into a time, within the operator's maximum.
+func (s *Service) resolveExpiry(errs validate.Errors, now time.Time, in, on string) *time.Time {
+	var at time.Time
+	switch in {
+	case "never", "":
+		if s.maxLifetime > 0 {
+			errs["expires_in"] = fmt.Sprintf("Keys must expire within %s here.", days(s.maxLifetime))
+		}
+		return nil
+	case "custom":
+		d, err := time.Parse("2006-01-02", on)
+		if err != nil {
+			errs["expires_on"] = "Enter a date as YYYY-MM-DD."
+			return nil
+		}
+		// The key works through the whole chosen day (UTC).
+		at = d.Add(24*time.Hour - time.Second)
+		if !at.After(now) {
+			errs["expires_on"] = "Choose a date in the future."
+			return nil
+		}
+	default:
+		n := 0
+		if _, err := fmt.Sscanf(in, "%d", &n); err != nil || n <= 0 || fmt.Sprint(n) != in {
+			errs["expires_in"] = "Choose when the key expires."
+			return nil
+		}
+		at = now.Add(time.Duration(n) * 24 * time.Hour)
+	}
+	if s.maxLifetime > 0 && at.Sub(now) > s.maxLifetime {
+		field := "expires_in"
+		if in == "custom" {
+			field = "expires_on"
+		}
+		errs[field] = fmt.Sprintf("Keys must expire within %s here.", days(s.maxLifetime))
+		return nil
+	}
+	return &at
+}
+
+// Create makes a key in a workspace. The plaintext is in the result and
+// nowhere else.
+func (s *Service) Create(ctx context.Context, workspaceID int64, actor Actor, in CreateInput) (Created, error) {
+	if !actor.CanCreate() {
+		return Created{}, forbidden("viewers cannot create keys; ask an admin for the editor role")
+	}
+	now := s.clock.Now()
+	errs := validate.Errors{}
+	validateText(errs, in.Name, in.Description)
+	if !in.Kind.Valid() {
+		errs["kind"] = "Choose secret or publishable."
+	}
+	if !in.Env.Valid() {
+		errs["environment"] = "Choose live or test."
+	}
+	scopes := s.resolveScopes(errs, in.Kind, in.Permission, in.Scopes)
+	expires := s.resolveExpiry(errs, now, in.ExpiresIn, in.ExpiresOn)
+	if err := errs.Err(); err != nil {
+		return Created{}, err
+	}
+	if !Covers(actor.Held, scopes) {
+		if in.Permission == PermAdmin {
+			return Created{}, forbidden("only owners and admins can create keys with the admin permission")
+		}
+		return Created{}, forbidden("a key cannot have more access than you have: %s", strings.Join(scopes, " "))
+	}
+	var out Created
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var err error
+		out, err = s.insert(tx, workspaceID, actor, models.APIKey{
+			Name:        strings.TrimSpace(in.Name),
+			Description: strings.TrimSpace(in.Description),
+			Kind:        string(in.Kind),
+			Environment: string(in.Env),
+			Permission:  string(in.Permission),
+			Scopes:      strings.Join(scopes, " "),
+			ExpiresAt:   expires,
+		})
+		if err != nil {
+			return err
+		}
+		return s.audit(tx, workspaceID, actor, ActionCreated, out.Key, describeNew(out.Key))
+	})
+	return out, err
+}
+
+// insert generates the secret and stores the key with its hash and hint.
+func (s *Service) insert(tx *gorm.DB, workspaceID int64, actor Actor, k models.APIKey) (Created, error) {
+	secret := Generate(s.prefix, Kind(k.Kind), Env(k.Environment))
+	k.WorkspaceID = workspaceID
+	k.SecretHash = Hash(secret)
+	k.Hint = Hint(secret)
+	if actor.UserID != 0 {
+		k.CreatedByID = &actor.UserID
+	}
+	if err := tx.Create(&k).Error; err != nil {
+		return Created{}, err
+	}
+	return Created{Key: k, Secret: secret}, nil
+}
+
+func describeNew(k models.APIKey) string {
+	exp := "never expires"
+	if k.ExpiresAt != nil {
+		exp = "expires " + k.ExpiresAt.Format(time.RFC3339)
+	}
+	return fmt.Sprintf("%s %s key, permission %s (%s), %s", k.Environment, Kind(k.Kind).Label(), k.Permission, k.Scopes, exp)
+}
+
+func (s *Service) audit(tx *gorm.DB, workspaceID int64, actor Actor, action string, k models.APIKey, detail string) error {
+	ev := models.AuditEvent{
+		WorkspaceID: workspaceID,
+		ActorLabel:  actor.Label,
+		Action:      action,
+		KeyID:       &k.ID,
+		KeyLabel:    k.Name + " (" + k.Hint + ")",
+		Detail:      detail,
+		IP:          actor.IP,
+		UserAgent:   actor.UserAgent,
+	}
+	if actor.UserID != 0 {
+		ev.ActorUserID = &actor.UserID
+	}
+	if actor.KeyID != 0 {
+		ev.ActorKeyID = &actor.KeyID
+	}
+	return tx.Create(&ev).Error
+}
+
+// Get loads one key of a workspace, with its creator and rotation links.
+func (s *Service) Get(ctx context.Context, workspaceID, id int64) (models.APIKey, error) {
+	return s.get(s.db.WithContext(ctx), workspaceID, id)
+}
+
+func (s *Service) get(db *gorm.DB, workspaceID, id int64) (models.APIKey, error) {
+	var k models.APIKey
+	err := db.Preload("CreatedBy").Preload("RevokedBy").Preload("Replaces").Preload("RotatedTo").
+		Where("workspace_id = ? AND id = ?", workspaceID, id).Take(&k).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return k, ErrNotFound
+	}
+	return k, err
+}
+
+// manageable loads a key the actor may change.
+func (s *Service) manageable(tx *gorm.DB, workspaceID int64, actor Actor, id int64) (models.APIKey, error) {
+	k, err := s.get(tx, workspaceID, id)
+	if err != nil {
+		return k, err
+	}
+	if !actor.CanManage(k) {
+		return k, forbidden("only admins can change keys created by someone else")
+	}
+	return k, nil
+}
+
+// Rename changes a key's name and description.
+func (s *Service) Rename(ctx context.Context, workspaceID int64, actor Actor, id int64, name, description string) (models.APIKey, error) {
+	errs := validate.Errors{}
+	validateText(errs, name, description)
+	if err := errs.Err(); err != nil {
+		return models.APIKey{}, err
+	}
+	var k models.APIKey
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var err error
+		if k, err = s.manageable(tx, workspaceID, actor, id); err != nil {
+			return err
+		}
+		before := k.Name
+		k.Name, k.Description = strings.TrimSpace(name), strings.TrimSpace(description)
+		if err := tx.Model(&k).Select("name", "description", "updated_at").Updates(&k).Error; err != nil {
+			return err
+		}
+		detail := "description changed"
+		if before != k.Name {
+			detail = fmt.Sprintf("renamed from %q", before)
+		}
+		return s.audit(tx, workspaceID, actor, ActionRenamed, k, detail)
+	})
+	return k, err
+}
+
+// Rotate replaces an active key by a new one with the same name,
+// description, kind, environment and scopes, and an expiry of the same
+// length from now. The old key keeps working for grace, then stops.
+func (s *Service) Rotate(ctx context.Context, workspaceID int64, actor Actor, id int64, grace time.Duration) (Created, error) {
+	if !validGrace(grace) {
+		return Created{}, validate.Errors{"grace": "Choose how long the old key keeps working."}
+	}
+	now := s.clock.Now()
+	var out Created
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		old, err := s.manageable(tx, workspaceID, actor, id)
+		if err != nil {
+			return err
+		}
+		if StatusOf(old, now).Dead() || old.RotatedToID != nil {
+			return ErrNotActive
+		}
+		if !Covers(actor.Held, old.ScopeList()) {
+			return forbidden("this key has more access than you have, so you cannot rotate it")
+		}
+		fresh := models.APIKey{
+			Name: old.Name, Description: old.Description, Kind: old.Kind, Environment: old.Environment,
+			Permission: old.Permission, Scopes: old.Scopes, ReplacesID: &old.ID,
+		}
+		if old.ExpiresAt != nil {
+			at := now.Add(old.ExpiresAt.Sub(old.CreatedAt))
+			fresh.ExpiresAt = &at
+		}
+		if out, err = s.insert(tx, workspaceID, actor, fresh); err != nil {
+			return err
+		}
+		graceEnd := now.Add(grace)
+		if old.ExpiresAt != nil && old.ExpiresAt.Before(graceEnd) {
+			graceEnd = *old.ExpiresAt
+		}
+		// The guard makes a concurrent second rotation of the same key fail.
+		res := tx.Model(&models.APIKey{}).
+			Where("id = ? AND rotated_to_id IS NULL AND revoked_at IS NULL", old.ID).
+			Updates(map[string]any{"rotated_to_id": out.Key.ID, "rotated_at": now, "expires_at": graceEnd, "updated_at": now})
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			return ErrNotActive
+		}
+		detail := fmt.Sprintf("replaced by %s; old key works until %s", out.Key.Hint, graceEnd.Format(time.RFC3339))
+		if grace == 0 {
+			detail = fmt.Sprintf("replaced by %s; old key stopped at once", out.Key.Hint)
+		}
+		return s.audit(tx, workspaceID, actor, ActionRotated, old, detail)
+	})
+	return out, err
+}
+
+func validGrace(d time.Duration) bool {
+	for _, g := range GracePeriods {
+		if g == d {
+			return true
+		}
+	}
+	return false
+}
+
+// Revoke stops a key at once and for good.
+func (s *Service) Revoke(ctx context.Context, workspaceID int64, actor Actor, id int64) (models.APIKey, error) {
+	now := s.clock.Now()
+	var k models.APIKey
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var err error
+		if k, err = s.manageable(tx, workspaceID, actor, id); err != nil {
+			return err
+		}
+		updates := map[string]any{"revoked_at": now, "updated_at": now}
+		if actor.UserID != 0 {
+			updates["revoked_by_id"] = actor.UserID
+		}
+		res := tx.Model(&models.APIKey{}).Where("id = ? AND revoked_at IS NULL", k.ID).Updates(updates)
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			return ErrNotActive
+		}
+		k.RevokedAt = &now
+		return s.audit(tx, workspaceID, actor, ActionRevoked, k, "")
+	})
+	return k, err
+}
+
+func days(d time.Duration) string {
+	n := int(d / (24 * time.Hour))
+	if n == 1 {
+		return "1 day"
+	}
+	return fmt.Sprintf("%d days", n)
+}
+
+func capitalise(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
