@@ -30,7 +30,7 @@ type APIKey struct {
 	LastUsedUserAgent string
 	RevokedAt         *time.Time
 	RevokedByID       *int64
-	RevokedBy         *User `gorm:"foreignKey:RevokedByID"`
+	RevokedBy         *User   `gorm:"foreignKey:RevokedByID"`
 	ReplacesID        *int64  // the key this one was rotated from
 	Replaces          *APIKey `gorm:"foreignKey:ReplacesID"`
 	RotatedToID       *int64  // the key that replaced this one
