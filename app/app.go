@@ -23,6 +23,7 @@ import (
 	"keysmith/clock"
 	"keysmith/config"
 	"keysmith/handlers"
+	"keysmith/keys"
 	"keysmith/mailer"
 	"keysmith/models"
 	"keysmith/scheduler"
@@ -49,6 +50,7 @@ type App struct {
 	DB        *gorm.DB
 	Sessions  *scs.SessionManager
 	Accounts  *accounts.Service
+	Keys      *keys.Service
 	Mailer    *mailer.Mailer
 	Mailbox   *mailer.Mailbox
 	Echo      *echo.Echo
@@ -109,6 +111,15 @@ func New(cfg config.Config, opts Options) (*App, error) {
 	}
 	a.Sessions = handlers.NewSessionManager(cfg, a.sessionStore)
 	a.Accounts = accounts.New(db, a.Clock, cfg.BcryptCost)
+	catalog := keys.DemoCatalog()
+	if cfg.ScopesFile != "" {
+		if catalog, err = keys.LoadCatalog(cfg.ScopesFile); err != nil {
+			a.closeStores()
+			_ = models.Close(db)
+			return nil, err
+		}
+	}
+	a.Keys = keys.NewService(db, a.Clock, catalog, cfg.KeyPrefix, cfg.MaxKeyLifetime)
 
 	transport := opts.Transport
 	switch {
@@ -131,6 +142,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		DB:       db,
 		Sessions: a.Sessions,
 		Accounts: a.Accounts,
+		Keys:     a.Keys,
 		Mailer:   a.Mailer,
 		Mailbox:  a.Mailbox,
 		Clock:    a.Clock,

@@ -24,6 +24,8 @@ type Config struct {
 	BaseURL         string        // KEYSMITH_BASE_URL: used in links inside emails
 	KeyPrefix       string        // KEYSMITH_KEY_PREFIX
 	ServiceToken    string        // KEYSMITH_SERVICE_TOKEN
+	ScopesFile      string        // KEYSMITH_SCOPES_FILE: the operator's scope catalog (JSON); empty for the demo catalog
+	MaxKeyLifetime  time.Duration // KEYSMITH_MAX_KEY_LIFETIME: 0 for no maximum
 	SchedulerEvery  time.Duration // KEYSMITH_SCHEDULER_INTERVAL
 	SessionIdle     time.Duration // KEYSMITH_SESSION_IDLE_TIMEOUT
 	SessionLifetime time.Duration // KEYSMITH_SESSION_LIFETIME
@@ -50,6 +52,8 @@ var Variables = []Variable{
 	{"KEYSMITH_BASE_URL", "http://localhost:8080", "public URL of the dashboard, used in email links"},
 	{"KEYSMITH_KEY_PREFIX", "ks", "prefix of every API key (2–10 lowercase letters or digits, starting with a letter)"},
 	{"KEYSMITH_SERVICE_TOKEN", "", "token the operator's services use for POST /v1/keys/verify"},
+	{"KEYSMITH_SCOPES_FILE", "", "JSON scope catalog, e.g. {\"resources\":[{\"name\":\"files\",\"actions\":[{\"name\":\"read\",\"publishable\":true}]}]}; empty for the demo catalog"},
+	{"KEYSMITH_MAX_KEY_LIFETIME", "", "longest lifetime a new key may have, as days (90d) or a Go duration; empty for none"},
 	{"KEYSMITH_SCHEDULER_INTERVAL", "1m", "how often background work runs (Go duration)"},
 	{"KEYSMITH_SESSION_IDLE_TIMEOUT", "2h", "a dashboard session ends after this long without a request"},
 	{"KEYSMITH_SESSION_LIFETIME", "24h", "a dashboard session ends this long after login, active or not"},
@@ -80,6 +84,8 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 		BaseURL:         strings.TrimRight(p.str("KEYSMITH_BASE_URL", "http://localhost:8080"), "/"),
 		KeyPrefix:       p.str("KEYSMITH_KEY_PREFIX", "ks"),
 		ServiceToken:    p.str("KEYSMITH_SERVICE_TOKEN", ""),
+		ScopesFile:      p.str("KEYSMITH_SCOPES_FILE", ""),
+		MaxKeyLifetime:  p.lifetime("KEYSMITH_MAX_KEY_LIFETIME"),
 		SchedulerEvery:  p.duration("KEYSMITH_SCHEDULER_INTERVAL", time.Minute),
 		SessionIdle:     p.duration("KEYSMITH_SESSION_IDLE_TIMEOUT", 2*time.Hour),
 		SessionLifetime: p.duration("KEYSMITH_SESSION_LIFETIME", 24*time.Hour),
@@ -178,6 +184,23 @@ func (p *parser) duration(name string, def time.Duration) time.Duration {
 		return def
 	}
 	return d
+}
+
+// lifetime reads "90d" as 90 days, or a Go duration; empty is 0.
+func (p *parser) lifetime(name string) time.Duration {
+	v := p.str(name, "")
+	if v == "" {
+		return 0
+	}
+	if n, ok := strings.CutSuffix(v, "d"); ok {
+		if days, err := strconv.Atoi(n); err == nil && days > 0 {
+			return time.Duration(days) * 24 * time.Hour
+		}
+	} else if d, err := time.ParseDuration(v); err == nil && d >= 24*time.Hour {
+		return d
+	}
+	p.fail(name, fmt.Sprintf("is %q, not a lifetime of at least a day such as 90d or 2160h", v))
+	return 0
 }
 
 func (p *parser) integer(name string, def int) int {

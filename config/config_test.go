@@ -44,6 +44,15 @@ func TestPostgresAndHTTPS(t *testing.T) {
 	}
 }
 
+func TestMaxKeyLifetime(t *testing.T) {
+	for in, want := range map[string]time.Duration{"90d": 90 * 24 * time.Hour, "2160h": 90 * 24 * time.Hour, "": 0} {
+		c, err := config.Load(testutil.Env(map[string]string{"KEYSMITH_MAX_KEY_LIFETIME": in}))
+		if err != nil || c.MaxKeyLifetime != want {
+			t.Errorf("%q: %s, %v; want %s", in, c.MaxKeyLifetime, err, want)
+		}
+	}
+}
+
 func TestProductionNeedsSMTP(t *testing.T) {
 	_, err := config.Load(testutil.Env(map[string]string{"KEYSMITH_DATABASE_URL": "postgres://u@db/keysmith"}))
 	if err == nil || !strings.Contains(err.Error(), "KEYSMITH_SMTP_URL is required") {
@@ -70,13 +79,14 @@ func TestEveryProblemIsReportedAtOnce(t *testing.T) {
 		"KEYSMITH_SERVICE_TOKEN":      "short",
 		"KEYSMITH_SESSION_LIFETIME":   "-1h",
 		"KEYSMITH_LOG_FORMAT":         "xml",
+		"KEYSMITH_MAX_KEY_LIFETIME":   "3h",
 	}))
 	if err == nil {
 		t.Fatal("invalid configuration accepted")
 	}
 	for _, name := range []string{
 		"KEYSMITH_SCHEDULER_INTERVAL", "KEYSMITH_KEY_PREFIX", "KEYSMITH_SMTP_URL", "KEYSMITH_BASE_URL",
-		"KEYSMITH_BCRYPT_COST", "KEYSMITH_DEMO", "KEYSMITH_SERVICE_TOKEN", "KEYSMITH_SESSION_LIFETIME", "KEYSMITH_LOG_FORMAT",
+		"KEYSMITH_BCRYPT_COST", "KEYSMITH_DEMO", "KEYSMITH_SERVICE_TOKEN", "KEYSMITH_SESSION_LIFETIME", "KEYSMITH_LOG_FORMAT", "KEYSMITH_MAX_KEY_LIFETIME",
 	} {
 		if !strings.Contains(err.Error(), name) {
 			t.Errorf("error does not mention %s:\n%v", name, err)

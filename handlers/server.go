@@ -15,6 +15,7 @@ import (
 	"keysmith/accounts"
 	"keysmith/clock"
 	"keysmith/config"
+	"keysmith/keys"
 	"keysmith/mailer"
 )
 
@@ -24,6 +25,7 @@ type Deps struct {
 	DB       *gorm.DB
 	Sessions *scs.SessionManager
 	Accounts *accounts.Service
+	Keys     *keys.Service
 	Mailer   *mailer.Mailer
 	Mailbox  *mailer.Mailbox // nil when mail goes out over SMTP
 	Clock    clock.Clock

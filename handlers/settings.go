@@ -9,11 +9,6 @@ import (
 	"keysmith/views"
 )
 
-func (h *Handlers) apiKeys(c echo.Context) error {
-	v := currentViewer(c)
-	return h.app(c, http.StatusOK, "api-keys", "API Keys", views.APIKeysPage(v.Current.Workspace.Name))
-}
-
 func (h *Handlers) team(c echo.Context) error {
 	v := currentViewer(c)
 	members, err := h.Accounts.Members(c.Request().Context(), v.Current.WorkspaceID)
@@ -35,11 +30,6 @@ func (h *Handlers) team(c echo.Context) error {
 
 func (h *Handlers) notifications(c echo.Context) error {
 	return h.app(c, http.StatusOK, "notifications", "Notifications", views.NotificationsPage())
-}
-
-func (h *Handlers) auditLog(c echo.Context) error {
-	v := currentViewer(c)
-	return h.app(c, http.StatusOK, "audit-log", "Audit log", views.AuditLogPage(v.Current.Role.IsAdmin()))
 }
 
 // switchWorkspace makes another of the user's workspaces the current one.

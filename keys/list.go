@@ -114,3 +114,23 @@ func (s *Service) Count(ctx context.Context, workspaceID int64) (Counts, error) 
 	return Counts{FilterAll: row.All, FilterActive: row.Active, FilterExpiring: row.Expiring,
 		FilterExpired: row.Expired, FilterRevoked: row.Revoked, FilterUnused: row.Unused}, err
 }
+
+// AuditPage is one page of a workspace's audit log.
+type AuditPage struct {
+	Events  []models.AuditEvent
+	Total   int64
+	Page    int
+	PerPage int
+}
+
+// Audit lists a workspace's audit events, newest first; the index
+// audit_events_workspace_created_idx serves it.
+func (s *Service) Audit(ctx context.Context, workspaceID int64, page, perPage int) (AuditPage, error) {
+	out := AuditPage{Page: max(page, 1), PerPage: perPage}
+	q := s.db.WithContext(ctx).Model(&models.AuditEvent{}).Where("workspace_id = ?", workspaceID)
+	if err := q.Count(&out.Total).Error; err != nil {
+		return out, err
+	}
+	err := q.Order("created_at DESC, id DESC").Limit(perPage).Offset((out.Page - 1) * perPage).Find(&out.Events).Error
+	return out, err
+}

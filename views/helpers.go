@@ -1,6 +1,10 @@
 package views
 
-import "strconv"
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
 
 func int64String(n int64) string { return strconv.FormatInt(n, 10) }
 
@@ -16,3 +20,13 @@ func flashRole(kind string) string {
 // (429) and an error page must reach the user as they do without htmx.
 const htmxConfig = `{"includeIndicatorStyles":false,"allowEval":false,"allowScriptTags":false,` +
 	`"responseHandling":[{"code":"204","swap":false},{"code":"...","swap":true}]}`
+
+func joinScopes(s []string) string { return strings.Join(s, " ") }
+
+// scopeSummary shortens a long scope list for a table cell.
+func scopeSummary(s []string) string {
+	if len(s) <= 3 {
+		return strings.Join(s, " ")
+	}
+	return fmt.Sprintf("%s %s +%d more", s[0], s[1], len(s)-2)
+}

@@ -1,0 +1,325 @@
+package handlers
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"keysmith/keys"
+	"keysmith/models"
+	"keysmith/validate"
+	"keysmith/views"
+)
+
+const keysPerPage = 25
+
+// keyActor is the logged-in member as the keys domain sees them.
+func (h *Handlers) keyActor(c echo.Context) keys.Actor {
+	v := currentViewer(c)
+	return h.Keys.UserActor(v.User, v.Current.Role, c.RealIP(), c.Request().UserAgent())
+}
+
+// keyError maps a keys domain error to an HTTP error; nil if it is not one.
+func keyError(err error) error {
+	var fe *keys.ForbiddenError
+	switch {
+	case errors.Is(err, keys.ErrNotFound):
+		return echo.NewHTTPError(http.StatusNotFound, "No such key in this workspace.")
+	case errors.As(err, &fe):
+		return echo.NewHTTPError(http.StatusForbidden, "You cannot do that: "+fe.Reason+".")
+	}
+	return err
+}
+
+func keyID(c echo.Context) (int64, error) {
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+	if err != nil {
+		return 0, echo.NewHTTPError(http.StatusNotFound, "No such key in this workspace.")
+	}
+	return id, nil
+}
+
+func (h *Handlers) listKeys(c echo.Context) error {
+	v := currentViewer(c)
+	ctx := c.Request().Context()
+	filter := keys.Filter(c.QueryParam("filter"))
+	if !filter.Valid() {
+		filter = keys.FilterAll
+	}
+	page, _ := strconv.Atoi(c.QueryParam("page"))
+	p, err := h.Keys.List(ctx, v.Current.WorkspaceID, filter, page, keysPerPage)
+	if err != nil {
+		return err
+	}
+	counts, err := h.Keys.Count(ctx, v.Current.WorkspaceID)
+	if err != nil {
+		return err
+	}
+	actor := h.keyActor(c)
+	view := views.KeysView{
+		Workspace: v.Current.Workspace.Name, Tabs: filterTabs(filter, counts), Filter: string(filter),
+		Page: p.Page, Pages: p.Pages(), Total: p.Total, CanCreate: actor.CanCreate(),
+	}
+	for _, k := range p.Keys {
+		view.Rows = append(view.Rows, keyRow(k, p.Now, actor))
+	}
+	return h.app(c, http.StatusOK, "api-keys", "API Keys", views.KeysPage(view))
+}
+
+// newKey shows the create form, pre-filled from another key with ?from=ID
+// (the Duplicate action), whatever that key's status.
+func (h *Handlers) newKey(c echo.Context) error {
+	actor := h.keyActor(c)
+	if !actor.CanCreate() {
+		return echo.NewHTTPError(http.StatusForbidden, "Viewers cannot create keys. Ask a workspace admin for the editor role.")
+	}
+	in := keys.CreateInput{Kind: keys.Secret, Env: keys.Test, Permission: keys.PermRead, ExpiresIn: "90"}
+	title, intro := "Create API key", "The secret is shown once, right after you create the key."
+	if from := c.QueryParam("from"); from != "" {
+		id, _ := strconv.ParseInt(from, 10, 64)
+		k, err := h.Keys.Get(c.Request().Context(), currentViewer(c).Current.WorkspaceID, id)
+		if err != nil {
+			return keyError(err)
+		}
+		in = duplicateInput(k)
+		title = "Duplicate API key"
+		intro = fmt.Sprintf("A new key with the settings of %s (%s). Check them, then create it: the new secret is shown once.", k.Name, k.Hint)
+	}
+	f := h.formView(actor, in, h.Clock.Now())
+	f.Title, f.Intro, f.Nonce = title, intro, rand.Text()
+	return h.app(c, http.StatusOK, "api-keys", title, views.KeyFormPage(f))
+}
+
+// duplicateInput copies a key's settings into a create form; its lifetime
+// becomes the nearest offered choice that is not shorter.
+func duplicateInput(k models.APIKey) keys.CreateInput {
+	in := keys.CreateInput{
+		Name: k.Name, Description: k.Description, Kind: keys.Kind(k.Kind), Env: keys.Env(k.Environment),
+		Permission: keys.Permission(k.Permission), ExpiresIn: "never",
+	}
+	if in.Permission == keys.PermCustom {
+		in.Scopes = k.ScopeList()
+	}
+	if k.ExpiresAt != nil {
+		days := int(k.ExpiresAt.Sub(k.CreatedAt).Hours()/24 + 0.5)
+		in.ExpiresIn = "custom"
+		for _, d := range keys.ExpiryChoices {
+			if days <= d {
+				in.ExpiresIn = fmt.Sprint(d)
+				break
+			}
+		}
+	}
+	return in
+}
+
+// Session key of the create forms already used: a reload of the page that
+// showed a secret re-posts its form, and must not make a second key.
+const sessUsedNonces = "used_key_nonces"
+
+func (h *Handlers) createKey(c echo.Context) error {
+	v := currentViewer(c)
+	ctx := c.Request().Context()
+	actor := h.keyActor(c)
+	nonce := c.FormValue("nonce")
+	used, _ := h.Sessions.Get(ctx, sessUsedNonces).([]string)
+	if nonce != "" && slices.Contains(used, nonce) {
+		h.flash(c, "info", "That key was already created, and its secret was shown once. Rotate it if you did not copy the secret.")
+		return redirect(c, "/settings/api-keys")
+	}
+	form, _ := c.FormParams()
+	in := keys.CreateInput{
+		Name:        c.FormValue("name"),
+		Description: c.FormValue("description"),
+		Kind:        keys.Kind(c.FormValue("kind")),
+		Env:         keys.Env(c.FormValue("environment")),
+		Permission:  keys.Permission(c.FormValue("permission")),
+		Scopes:      form["scopes"],
+		ExpiresIn:   c.FormValue("expires_in"),
+		ExpiresOn:   c.FormValue("expires_on"),
+	}
+	created, err := h.Keys.Create(ctx, v.Current.WorkspaceID, actor, in)
+	var ve validate.Errors
+	var fe *keys.ForbiddenError
+	if errors.As(err, &ve) || errors.As(err, &fe) {
+		f := h.formView(actor, in, h.Clock.Now())
+		f.Nonce = nonce
+		status := http.StatusUnprocessableEntity
+		if fe != nil {
+			status, f.Error = http.StatusForbidden, "You cannot create this key: "+fe.Reason+"."
+		} else {
+			f.Errors = views.FieldErrors(ve)
+		}
+		return h.app(c, status, "api-keys", "Create API key", views.KeyFormPage(f))
+	}
+	if err != nil {
+		return err
+	}
+	h.Sessions.Put(ctx, sessUsedNonces, append(used[max(0, len(used)-19):], nonce))
+	return h.showSecret(c, created, nil, time.Time{})
+}
+
+// showSecret renders the one response that carries a secret, and keeps it
+// out of every cache.
+func (h *Handlers) showSecret(c echo.Context, created keys.Created, old *models.APIKey, oldUntil time.Time) error {
+	c.Response().Header().Set("Cache-Control", "no-store")
+	now := h.Clock.Now()
+	view := views.SecretView{Key: keyRow(created.Key, now, h.keyActor(c)), Secret: created.Secret}
+	title := "API key created"
+	if old != nil {
+		title = "Key rotated"
+		view.Rotated = true
+		view.OldKey = &views.KeyLink{ID: old.ID, Name: old.Name, Hint: old.Hint}
+		if oldUntil.After(now) {
+			view.OldUntil = views.Exact(oldUntil) + " (" + views.Relative(oldUntil, now) + ")"
+		}
+	}
+	return h.app(c, http.StatusCreated, "api-keys", title, views.SecretPage(view))
+}
+
+func (h *Handlers) showKey(c echo.Context) error {
+	id, err := keyID(c)
+	if err != nil {
+		return err
+	}
+	k, err := h.Keys.Get(c.Request().Context(), currentViewer(c).Current.WorkspaceID, id)
+	if err != nil {
+		return keyError(err)
+	}
+	view := views.KeyDetailView{Row: keyRow(k, h.Clock.Now(), h.keyActor(c)), Grace: graceChoices()}
+	return h.app(c, http.StatusOK, "api-keys", k.Name, views.KeyDetailPage(view))
+}
+
+// keyRowFragment answers the HTMX requests of the in-place rename: the row
+// itself (Cancel) or its edit form (Rename). Without HTMX they lead to the
+// key's page, which has the same form.
+func (h *Handlers) keyRowFragment(edit bool) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id, err := keyID(c)
+		if err != nil {
+			return err
+		}
+		if c.Request().Header.Get("HX-Request") != "true" {
+			return c.Redirect(http.StatusSeeOther, fmt.Sprintf("/settings/api-keys/%d", id))
+		}
+		k, err := h.Keys.Get(c.Request().Context(), currentViewer(c).Current.WorkspaceID, id)
+		if err != nil {
+			return keyError(err)
+		}
+		row := keyRow(k, h.Clock.Now(), h.keyActor(c))
+		if edit {
+			if !row.CanManage {
+				return echo.NewHTTPError(http.StatusForbidden, "Only admins can change keys created by someone else.")
+			}
+			return h.app(c, http.StatusOK, "api-keys", k.Name, views.KeyRowEdit(row, nil))
+		}
+		return h.app(c, http.StatusOK, "api-keys", k.Name, views.KeyRowView(row))
+	}
+}
+
+func (h *Handlers) renameKey(c echo.Context) error {
+	id, err := keyID(c)
+	if err != nil {
+		return err
+	}
+	ws := currentViewer(c).Current.WorkspaceID
+	ctx := c.Request().Context()
+	actor := h.keyActor(c)
+	name, description := c.FormValue("name"), c.FormValue("description")
+	k, err := h.Keys.Rename(ctx, ws, actor, id, name, description)
+	inPlace := c.Request().Header.Get("HX-Request") == "true" && c.Request().Header.Get("HX-Boosted") != "true"
+	var ve validate.Errors
+	if errors.As(err, &ve) {
+		current, gerr := h.Keys.Get(ctx, ws, id)
+		if gerr != nil {
+			return keyError(gerr)
+		}
+		row := keyRow(current, h.Clock.Now(), actor)
+		row.Name, row.Description = name, description
+		if inPlace {
+			return h.app(c, http.StatusUnprocessableEntity, "api-keys", current.Name, views.KeyRowEdit(row, views.FieldErrors(ve)))
+		}
+		view := views.KeyDetailView{Row: row, Grace: graceChoices(), Errors: views.FieldErrors(ve)}
+		return h.app(c, http.StatusUnprocessableEntity, "api-keys", current.Name, views.KeyDetailPage(view))
+	}
+	if err != nil {
+		return keyError(err)
+	}
+	if inPlace {
+		k, err = h.Keys.Get(ctx, ws, id) // with creator and rotation links
+		if err != nil {
+			return err
+		}
+		return h.app(c, http.StatusOK, "api-keys", k.Name, views.KeyRowView(keyRow(k, h.Clock.Now(), actor)))
+	}
+	h.flash(c, "success", "Saved.")
+	return redirect(c, fmt.Sprintf("/settings/api-keys/%d", k.ID))
+}
+
+func (h *Handlers) rotateKey(c echo.Context) error {
+	id, err := keyID(c)
+	if err != nil {
+		return err
+	}
+	grace, err := time.ParseDuration(c.FormValue("grace"))
+	if err != nil {
+		return echo.NewHTTPError(http.StatusUnprocessableEntity, "Choose how long the old key keeps working.")
+	}
+	ws := currentViewer(c).Current.WorkspaceID
+	created, err := h.Keys.Rotate(c.Request().Context(), ws, h.keyActor(c), id, grace)
+	var ve validate.Errors
+	switch {
+	case errors.As(err, &ve):
+		return echo.NewHTTPError(http.StatusUnprocessableEntity, ve["grace"])
+	case errors.Is(err, keys.ErrNotActive):
+		h.flash(c, "error", "This key was already rotated, revoked or has expired, so it cannot be rotated. Duplicate it to make a new key with the same settings.")
+		return redirect(c, fmt.Sprintf("/settings/api-keys/%d", id))
+	case err != nil:
+		return keyError(err)
+	}
+	old, err := h.Keys.Get(c.Request().Context(), ws, id)
+	if err != nil {
+		return err
+	}
+	return h.showSecret(c, created, &old, *old.ExpiresAt)
+}
+
+func (h *Handlers) revokeKey(c echo.Context) error {
+	id, err := keyID(c)
+	if err != nil {
+		return err
+	}
+	k, err := h.Keys.Revoke(c.Request().Context(), currentViewer(c).Current.WorkspaceID, h.keyActor(c), id)
+	switch {
+	case errors.Is(err, keys.ErrNotActive):
+		h.flash(c, "info", "That key was already revoked.")
+	case err != nil:
+		return keyError(err)
+	default:
+		h.flash(c, "success", fmt.Sprintf("Revoked %s (%s). Requests using it now fail.", k.Name, k.Hint))
+	}
+	return redirect(c, "/settings/api-keys?filter=revoked")
+}
+
+const auditPerPage = 50
+
+func (h *Handlers) auditLog(c echo.Context) error {
+	v := currentViewer(c)
+	if !v.Current.Role.IsAdmin() {
+		return h.app(c, http.StatusForbidden, "audit-log", "Audit log", views.AuditAdminsOnly())
+	}
+	page, _ := strconv.Atoi(c.QueryParam("page"))
+	p, err := h.Keys.Audit(c.Request().Context(), v.Current.WorkspaceID, page, auditPerPage)
+	if err != nil {
+		return err
+	}
+	pages := int((p.Total + auditPerPage - 1) / auditPerPage)
+	view := views.AuditView{Rows: auditRows(p.Events, h.Clock.Now()), Page: p.Page, Pages: max(pages, 1), Total: p.Total}
+	return h.app(c, http.StatusOK, "audit-log", "Audit log", views.AuditPage(view))
+}
