@@ -192,7 +192,8 @@ func (h *Handlers) showKey(c echo.Context) error {
 	if err != nil {
 		return keyError(err)
 	}
-	view := views.KeyDetailView{Row: keyRow(k, h.Clock.Now(), h.keyActor(c)), Grace: graceChoices()}
+	actor := h.keyActor(c)
+	view := views.KeyDetailView{Row: keyRow(k, h.Clock.Now(), actor), Grace: graceChoices(), CanCreate: actor.CanCreate()}
 	return h.app(c, http.StatusOK, "api-keys", k.Name, views.KeyDetailPage(view))
 }
 
@@ -245,7 +246,7 @@ func (h *Handlers) renameKey(c echo.Context) error {
 		if inPlace {
 			return h.app(c, http.StatusUnprocessableEntity, "api-keys", current.Name, views.KeyRowEdit(row, views.FieldErrors(ve)))
 		}
-		view := views.KeyDetailView{Row: row, Grace: graceChoices(), Errors: views.FieldErrors(ve)}
+		view := views.KeyDetailView{Row: row, Grace: graceChoices(), Errors: views.FieldErrors(ve), CanCreate: actor.CanCreate()}
 		return h.app(c, http.StatusUnprocessableEntity, "api-keys", current.Name, views.KeyDetailPage(view))
 	}
 	if err != nil {

@@ -2,6 +2,7 @@ package handlers_test
 
 import (
 	"fmt"
+	"github.com/PuerkitoBio/goquery"
 	"net/http"
 	"net/url"
 	"os"
@@ -172,8 +173,8 @@ func TestKeyRoleRules(t *testing.T) {
 	if p := viewer.PostForm("/settings/api-keys", url.Values{"_csrf": {csrfOf(list)}, "name": {"x"}, "kind": {"sk"}, "environment": {"live"}, "permission": {"read"}, "expires_in": {"30"}}); p.Status != http.StatusForbidden {
 		t.Fatalf("viewer's create post: %d", p.Status)
 	}
-	if p := viewer.Get(fmt.Sprintf("/settings/api-keys/%d", ownerKey)); p.Doc.Find(`form[action$="/revoke"]`).Length() != 0 {
-		t.Fatal("viewer is offered revoke")
+	if p := viewer.Get(fmt.Sprintf("/settings/api-keys/%d", ownerKey)); p.Doc.Find(`form[action$="/revoke"], a[href*="?from="]`).Length() != 0 {
+		t.Fatal("viewer is offered revoke or duplicate")
 	}
 	if p := viewer.PostForm(fmt.Sprintf("/settings/api-keys/%d/revoke", ownerKey), url.Values{"_csrf": {csrfOf(list)}}); p.Status != http.StatusForbidden {
 		t.Fatalf("viewer revoking: %d", p.Status)
@@ -241,7 +242,16 @@ func TestRenameInPlace(t *testing.T) {
 	if bad.Status != http.StatusUnprocessableEntity || !strings.Contains(bad.Fragment().Find(".error").Text(), "Give the key a name") {
 		t.Fatalf("empty name: %d %s", bad.Status, bad.Raw)
 	}
-	ok := htmx(http.MethodPost, fmt.Sprintf("/settings/api-keys/%d", id), url.Values{"name": {"Invoice worker"}, "description": {"moved to k8s"}})
+	// Post what the fragment's form holds, as htmx would.
+	form := edit.Fragment().Find("form.inline-edit")
+	fields := url.Values{}
+	form.Find("input").Each(func(_ int, s *goquery.Selection) { fields.Set(s.AttrOr("name", ""), s.AttrOr("value", "")) })
+	if fields.Get("name") != "Billing worker" || form.AttrOr("hx-post", "") != fmt.Sprintf("/settings/api-keys/%d", id) {
+		t.Fatalf("inline form posts %v to %q", fields, form.AttrOr("hx-post", ""))
+	}
+	fields.Set("name", "Invoice worker")
+	fields.Set("description", "moved to k8s")
+	ok := htmx(http.MethodPost, form.AttrOr("hx-post", ""), fields)
 	row := ok.Fragment()
 	if ok.Status != http.StatusOK || row.Find(fmt.Sprintf("tr#key-%d td.key-name strong", id)).Text() != "Invoice worker" || strings.Contains(ok.Raw, "<nav") {
 		t.Fatalf("rename fragment: %d\n%s", ok.Status, ok.Raw)

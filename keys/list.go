@@ -15,7 +15,7 @@ type Filter string
 const (
 	FilterAll      Filter = ""         // everything but revoked keys
 	FilterActive   Filter = "active"   // works now (includes expiring and rotating)
-	FilterExpiring Filter = "expiring" // works now, expires within 14 days
+	FilterExpiring Filter = "expiring" // works now, expires within 14 days, not already replaced
 	FilterExpired  Filter = "expired"
 	FilterRevoked  Filter = "revoked"
 	FilterUnused   Filter = "unused" // works now, not used for 30 days (or never, and 30 days old)
@@ -46,7 +46,7 @@ func (f Filter) where(db *gorm.DB, now time.Time) *gorm.DB {
 	case FilterActive:
 		return db.Where(live, now)
 	case FilterExpiring:
-		return db.Where("revoked_at IS NULL AND expires_at > ? AND expires_at <= ?", now, now.Add(ExpiringSoon))
+		return db.Where("revoked_at IS NULL AND rotated_to_id IS NULL AND expires_at > ? AND expires_at <= ?", now, now.Add(ExpiringSoon))
 	case FilterExpired:
 		return db.Where("revoked_at IS NULL AND expires_at <= ?", now)
 	case FilterRevoked:
@@ -104,7 +104,7 @@ func (s *Service) Count(ctx context.Context, workspaceID int64) (Counts, error) 
 	err := s.db.WithContext(ctx).Model(&models.APIKey{}).Where("workspace_id = ?", workspaceID).Select(`
 		COALESCE(SUM(CASE WHEN revoked_at IS NULL THEN 1 ELSE 0 END), 0) AS "all",
 		COALESCE(SUM(CASE WHEN revoked_at IS NULL AND (expires_at IS NULL OR expires_at > @now) THEN 1 ELSE 0 END), 0) AS active,
-		COALESCE(SUM(CASE WHEN revoked_at IS NULL AND expires_at > @now AND expires_at <= @soon THEN 1 ELSE 0 END), 0) AS expiring,
+		COALESCE(SUM(CASE WHEN revoked_at IS NULL AND rotated_to_id IS NULL AND expires_at > @now AND expires_at <= @soon THEN 1 ELSE 0 END), 0) AS expiring,
 		COALESCE(SUM(CASE WHEN revoked_at IS NULL AND expires_at <= @now THEN 1 ELSE 0 END), 0) AS expired,
 		COALESCE(SUM(CASE WHEN revoked_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS revoked,
 		COALESCE(SUM(CASE WHEN revoked_at IS NULL AND (expires_at IS NULL OR expires_at > @now)

@@ -243,6 +243,9 @@ func TestRotate(t *testing.T) {
 		if got := keys.StatusOf(old, f.clk.Now()); got != keys.StatusRotating {
 			t.Fatalf("old key during grace: %s", got)
 		}
+		if counts, _ := f.svc.Count(ctx, f.ws); counts[keys.FilterExpiring] != 0 || counts[keys.FilterActive] != 2 {
+			t.Errorf("during grace: %d expiring (a replaced key is not), %d active", counts[keys.FilterExpiring], counts[keys.FilterActive])
+		}
 		f.clk.Advance(24*time.Hour + time.Second)
 		if got := keys.StatusOf(old, f.clk.Now()); got != keys.StatusExpired {
 			t.Fatalf("old key after grace: %s", got)
