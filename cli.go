@@ -7,7 +7,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"keysmith/keys"
 	"strings"
+	"time"
 
 	"keysmith/accounts"
 	"keysmith/app"
@@ -60,5 +62,69 @@ func userCommand(cfg config.Config, args []string, stdin io.Reader, stdout io.Wr
 		return err
 	}
 	fmt.Fprintf(stdout, "created user %s (id %d) with a personal workspace\n", user.Email, user.ID)
+	return nil
+}
+
+// keyCommand is `keysmith key create`: it prints only the secret, so a
+// script can capture it.
+func keyCommand(cfg config.Config, args []string, stdout io.Writer) error {
+	if len(args) == 0 || args[0] != "create" {
+		return errors.New("usage: keysmith key create --email E --name N --permission read|write|admin [--env live|test] [--kind sk|pk] [--expires 30d|36h|2027-01-31|never]")
+	}
+	fs := flag.NewFlagSet("key create", flag.ContinueOnError)
+	email := fs.String("email", "", "the user creating the key (required)")
+	name := fs.String("name", "", "key name (required)")
+	perm := fs.String("permission", "read", "read, write or admin")
+	env := fs.String("env", "live", "live or test")
+	kind := fs.String("kind", "sk", "sk (secret) or pk (publishable)")
+	expires := fs.String("expires", "never", "never, days (30d), a duration (36h) or a date (2027-01-31)")
+	workspace := fs.Int64("workspace", 0, "workspace id (default: the user's personal workspace)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if *email == "" || *name == "" {
+		return errors.New("key create needs --email and --name")
+	}
+	in := keys.CreateInput{
+		Name: *name, Kind: keys.Kind(*kind), Env: keys.Env(*env), Permission: keys.Permission(*perm),
+		ExpiresIn: strings.TrimSuffix(*expires, "d"),
+	}
+	if _, err := time.Parse("2006-01-02", *expires); err == nil {
+		in.ExpiresIn, in.ExpiresOn = "custom", *expires
+	}
+
+	db, _, err := app.OpenDB(cfg, clock.Real{})
+	if err != nil {
+		return err
+	}
+	defer models.Close(db)
+	catalog := keys.DemoCatalog()
+	if cfg.ScopesFile != "" {
+		if catalog, err = keys.LoadCatalog(cfg.ScopesFile); err != nil {
+			return err
+		}
+	}
+	ctx := context.Background()
+	acc := accounts.New(db, clock.Real{}, cfg.BcryptCost)
+	var user models.User
+	if err := db.Where("email = ?", accounts.NormalizeEmail(*email)).Take(&user).Error; err != nil {
+		return fmt.Errorf("no user %s", *email)
+	}
+	ms, err := acc.Memberships(ctx, user.ID)
+	if err != nil || len(ms) == 0 {
+		return fmt.Errorf("%s belongs to no workspace", *email)
+	}
+	m := ms[0]
+	if *workspace != 0 {
+		if m, err = acc.Membership(ctx, user.ID, *workspace); err != nil {
+			return fmt.Errorf("%s is not a member of workspace %d", *email, *workspace)
+		}
+	}
+	svc := keys.NewService(db, clock.Real{}, catalog, cfg.KeyPrefix, cfg.MaxKeyLifetime)
+	created, err := svc.Create(ctx, m.WorkspaceID, svc.UserActor(user, m.Role, "cli", "keysmith key create"), in)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, created.Secret)
 	return nil
 }

@@ -3,6 +3,7 @@
 //	keysmith [serve]                                   run the dashboard and API
 //	keysmith migrate                                   apply database migrations
 //	keysmith user create --email E --password P|-     create a user (- reads stdin)
+//	keysmith key create --email E --name N …           create a key, print only its secret
 package main
 
 import (
@@ -41,6 +42,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = migrate(cfg, stdout)
 	case "user":
 		err = userCommand(cfg, args, stdin, stdout)
+	case "key":
+		err = keyCommand(cfg, args, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -60,6 +63,9 @@ const usage = `Usage:
   keysmith migrate                                    apply database migrations
   keysmith user create --email E --password P [--name N]
                                                       create a user (--password - reads stdin)
+  keysmith key create --email E --name N --permission read|write|admin
+                      [--env live|test] [--kind sk|pk] [--expires 30d|36h|2027-01-31|never]
+                                                      create a key and print only its secret
 Configuration comes from KEYSMITH_* environment variables; see README.md.
 `
 

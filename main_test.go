@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"keysmith/keys"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"keysmith/accounts"
 	"keysmith/clock"
@@ -82,5 +85,39 @@ func TestUnknownCommand(t *testing.T) {
 	code, _, stderr := cli(t, filepath.Join(t.TempDir(), "k.db"), "", "frobnicate")
 	if code != 2 || !strings.Contains(stderr, "unknown command") {
 		t.Fatalf("unknown command: %d %q", code, stderr)
+	}
+}
+
+func TestKeyCreateCommandPrintsOnlyTheSecret(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "k.db")
+	if code, _, stderr := cli(t, db, "", "user", "create", "--email", "ops@example.com", "--password", "long enough pw"); code != 0 {
+		t.Fatal(stderr)
+	}
+	code, out, stderr := cli(t, db, "", "key", "create", "--email", "ops@example.com", "--name", "deploy", "--permission", "write", "--env", "test", "--expires", "36h")
+	secret := strings.TrimSpace(out)
+	if code != 0 || !regexp.MustCompile(`^ks_sk_test_[0-9A-Za-z]{38}$`).MatchString(secret) || strings.Count(out, "\n") != 1 {
+		t.Fatalf("key create: %d %q %q", code, out, stderr)
+	}
+	gdb, err := models.Open(db, clock.Real{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer models.Close(gdb)
+	var k models.APIKey
+	gdb.Take(&k)
+	if k.SecretHash != keys.Hash(secret) || k.Permission != "write" || k.ExpiresAt == nil || k.ExpiresAt.Sub(k.CreatedAt) != 36*time.Hour {
+		t.Fatalf("stored %+v", k)
+	}
+	code, out, _ = cli(t, db, "", "key", "create", "--email", "ops@example.com", "--name", "dated", "--expires", "2099-01-31")
+	if code != 0 {
+		t.Fatalf("dated key: %d %q", code, out)
+	}
+	code, _, stderr = cli(t, db, "", "key", "create", "--email", "ops@example.com", "--name", "", "--permission", "read")
+	if code != 1 || !strings.Contains(stderr, "--name") {
+		t.Fatalf("missing name: %d %q", code, stderr)
+	}
+	code, _, stderr = cli(t, db, "", "key", "create", "--email", "ops@example.com", "--name", "x", "--permission", "root")
+	if code != 1 || !strings.Contains(stderr, "permission") {
+		t.Fatalf("bad permission: %d %q", code, stderr)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -115,7 +116,7 @@ type CreateInput struct {
 	Env         Env
 	Permission  Permission
 	Scopes      []string // with PermCustom
-	ExpiresIn   string   // "never", a number of days, or "custom"
+	ExpiresIn   string   // "never", a number of days, a Go duration such as "36h", or "custom"
 	ExpiresOn   string   // YYYY-MM-DD with "custom"
 }
 
@@ -189,12 +190,14 @@ func (s *Service) resolveExpiry(errs validate.Errors, now time.Time, in, on stri
 			return nil
 		}
 	default:
-		n := 0
-		if _, err := fmt.Sscanf(in, "%d", &n); err != nil || n <= 0 || fmt.Sprint(n) != in {
+		if n, err := strconv.Atoi(in); err == nil && n > 0 {
+			at = now.Add(time.Duration(n) * 24 * time.Hour)
+		} else if d, err := time.ParseDuration(in); err == nil && d >= time.Hour {
+			at = now.Add(d)
+		} else {
 			errs["expires_in"] = "Choose when the key expires."
 			return nil
 		}
-		at = now.Add(time.Duration(n) * 24 * time.Hour)
 	}
 	if s.maxLifetime > 0 && at.Sub(now) > s.maxLifetime {
 		field := "expires_in"
@@ -244,6 +247,7 @@ func (s *Service) Create(ctx context.Context, workspaceID int64, actor Actor, in
 			Permission:  string(in.Permission),
 			Scopes:      strings.Join(scopes, " "),
 			ExpiresAt:   expires,
+			CreatedAt:   now, // the instant the expiry was counted from
 		})
 		if err != nil {
 			return err
@@ -372,7 +376,7 @@ func (s *Service) Rotate(ctx context.Context, workspaceID int64, actor Actor, id
 		}
 		fresh := models.APIKey{
 			Name: old.Name, Description: old.Description, Kind: old.Kind, Environment: old.Environment,
-			Permission: old.Permission, Scopes: old.Scopes, ReplacesID: &old.ID,
+			Permission: old.Permission, Scopes: old.Scopes, ReplacesID: &old.ID, CreatedAt: now,
 		}
 		if old.ExpiresAt != nil {
 			at := now.Add(old.ExpiresAt.Sub(old.CreatedAt))
