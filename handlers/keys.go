@@ -57,13 +57,9 @@ func (h *Handlers) listKeys(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	counts, err := h.Keys.Count(ctx, v.Current.WorkspaceID)
-	if err != nil {
-		return err
-	}
 	actor := h.keyActor(c)
 	view := views.KeysView{
-		Workspace: v.Current.Workspace.Name, Tabs: filterTabs(filter, counts), Filter: string(filter),
+		Workspace: v.Current.Workspace.Name, Tabs: filterTabs(filter, p.Counts), Filter: string(filter),
 		Page: p.Page, Pages: p.Pages(), Total: p.Total, CanCreate: actor.CanCreate(),
 	}
 	for _, k := range p.Keys {

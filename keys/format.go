@@ -10,6 +10,7 @@ import (
 	"errors"
 	"hash/crc32"
 	"strings"
+	"unsafe"
 )
 
 // Kind is a key's kind: secret (server-side) or publishable (browser-safe).
@@ -84,14 +85,29 @@ func randomBase62(n int) string {
 }
 
 func checksum(s string) string {
-	n := crc32.ChecksumIEEE([]byte(s))
+	sum := checksumOf(s)
+	return string(sum[:])
+}
+
+// checksumOf is the base62 CRC32 of s. It hands crc32 the string's bytes
+// without a copy (crc32 only reads them), so Parse allocates nothing.
+func checksumOf(s string) [checksumLen]byte {
+	n := crc32.Update(0, crc32.IEEETable, unsafe.Slice(unsafe.StringData(s), len(s)))
 	var out [checksumLen]byte
 	for i := checksumLen - 1; i >= 0; i-- {
 		out[i] = alphabet[n%62]
 		n /= 62
 	}
-	return string(out[:])
+	return out
 }
+
+// isBase62 tells which bytes may appear in a key's body.
+var isBase62 = func() (t [256]bool) {
+	for i := 0; i < len(alphabet); i++ {
+		t[alphabet[i]] = true
+	}
+	return t
+}()
 
 // Parsed is a key that passed Parse.
 type Parsed struct {
@@ -117,11 +133,12 @@ func Parse(key, prefix string) (Parsed, error) {
 	}
 	body = body[1:]
 	for i := 0; i < len(body); i++ {
-		if strings.IndexByte(alphabet, body[i]) < 0 {
+		if !isBase62[body[i]] {
 			return Parsed{}, ErrMalformed
 		}
 	}
-	if checksum(key[:len(key)-checksumLen]) != body[randomLen:] {
+	sum := checksumOf(key[:len(key)-checksumLen])
+	if string(sum[:]) != body[randomLen:] {
 		return Parsed{}, ErrMalformed
 	}
 	return Parsed{Prefix: prefix, Kind: kind, Env: env}, nil

@@ -120,3 +120,28 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkParse(b *testing.B) {
+	key := Generate("ks", Secret, Live)
+	for b.Loop() {
+		if _, err := Parse(key, "ks"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkParseAndHash(b *testing.B) {
+	key := Generate("ks", Secret, Live)
+	for b.Loop() {
+		if _, err := Parse(key, "ks"); err != nil {
+			b.Fatal(err)
+		}
+		_ = Hash(key)
+	}
+}
+
+func BenchmarkGenerate(b *testing.B) {
+	for b.Loop() {
+		_ = Generate("ks", Secret, Live)
+	}
+}

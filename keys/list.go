@@ -60,7 +60,8 @@ func (f Filter) where(db *gorm.DB, now time.Time) *gorm.DB {
 // Page is one page of a key list.
 type Page struct {
 	Keys    []models.APIKey
-	Total   int64 // keys matching the filter
+	Counts  Counts // keys in every filter, for the filter tabs
+	Total   int64  // keys matching the filter
 	Page    int   // 1-based
 	PerPage int
 	Now     time.Time // the instant the statuses were computed at
@@ -75,20 +76,21 @@ func (p Page) Pages() int {
 }
 
 // List returns one page of a workspace's keys, newest first, with their
-// creators and rotation links.
+// creators and rotation links, and the count of every filter. Two queries:
+// one pass over the workspace's keys for the counts, one indexed page.
 func (s *Service) List(ctx context.Context, workspaceID int64, f Filter, page, perPage int) (Page, error) {
 	now := s.clock.Now()
 	out := Page{Page: max(page, 1), PerPage: perPage, Now: now}
-	base := func() *gorm.DB {
-		return f.where(s.db.WithContext(ctx).Model(&models.APIKey{}).Where("workspace_id = ?", workspaceID), now)
-	}
-	if err := base().Count(&out.Total).Error; err != nil {
+	var err error
+	if out.Counts, err = s.count(ctx, workspaceID, now); err != nil {
 		return out, err
 	}
+	out.Total = out.Counts[f]
 	if last := out.Pages(); out.Page > last {
 		out.Page = last
 	}
-	err := base().Preload("CreatedBy").Preload("Replaces").Preload("RotatedTo").
+	err = f.where(s.db.WithContext(ctx).Model(&models.APIKey{}).Where("workspace_id = ?", workspaceID), now).
+		Preload("CreatedBy").Preload("Replaces").Preload("RotatedTo").
 		Order("created_at DESC, id DESC").Limit(perPage).Offset((out.Page - 1) * perPage).
 		Find(&out.Keys).Error
 	return out, err
@@ -99,7 +101,12 @@ type Counts map[Filter]int64
 
 // Count counts every filter of a workspace in one pass over its keys.
 func (s *Service) Count(ctx context.Context, workspaceID int64) (Counts, error) {
-	now := s.clock.Now()
+	return s.count(ctx, workspaceID, s.clock.Now())
+}
+
+// count's conditions are Filter.where's, folded into one aggregate; the
+// tests check each filter's count against its list.
+func (s *Service) count(ctx context.Context, workspaceID int64, now time.Time) (Counts, error) {
 	var row struct{ All, Active, Expiring, Expired, Revoked, Unused int64 }
 	err := s.db.WithContext(ctx).Model(&models.APIKey{}).Where("workspace_id = ?", workspaceID).Select(`
 		COALESCE(SUM(CASE WHEN revoked_at IS NULL THEN 1 ELSE 0 END), 0) AS "all",

@@ -54,7 +54,7 @@ func WithClock(clk *clock.Fake) Option {
 // from KEYSMITH_* variables, migrations, services, routes), with a fake
 // clock, debug logs captured in memory and fast password hashing, and
 // serves it until the test ends.
-func StartApp(t *testing.T, dbURL string, opts ...Option) *App {
+func StartApp(t testing.TB, dbURL string, opts ...Option) *App {
 	t.Helper()
 	srv := httptest.NewUnstartedServer(nil)
 	cfg, err := config.Load(Env(map[string]string{

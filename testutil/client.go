@@ -17,13 +17,13 @@ import (
 // CSRF token included. It sends no Sec-Fetch-Site header, so the CSRF
 // token path is what gets tested.
 type Client struct {
-	t    *testing.T
+	t    testing.TB
 	base string
 	HTTP *http.Client
 }
 
 // NewClient returns a client with an empty cookie jar.
-func (a *App) NewClient(t *testing.T) *Client {
+func (a *App) NewClient(t testing.TB) *Client {
 	jar, _ := cookiejar.New(nil)
 	return &Client{t: t, base: a.Server.URL, HTTP: &http.Client{Jar: jar}}
 }

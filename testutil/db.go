@@ -37,7 +37,7 @@ func ForEachEngine(t *testing.T, fn func(t *testing.T, dbURL string)) {
 // DatabaseURL returns the URL of a fresh database on engine, removed when
 // the test ends: a SQLite file in the test's temp dir, or a PostgreSQL
 // schema of its own.
-func DatabaseURL(t *testing.T, engine string) string {
+func DatabaseURL(t testing.TB, engine string) string {
 	t.Helper()
 	switch engine {
 	case "sqlite":
@@ -49,7 +49,7 @@ func DatabaseURL(t *testing.T, engine string) string {
 	return ""
 }
 
-func postgresSchema(t *testing.T) string {
+func postgresSchema(t testing.TB) string {
 	t.Helper()
 	base := os.Getenv(PostgresEnv)
 	if base == "" {
