@@ -62,7 +62,7 @@ type Page struct {
 	Keys    []models.APIKey
 	Counts  Counts // keys in every filter, for the filter tabs
 	Total   int64  // keys matching the filter
-	Page    int   // 1-based
+	Page    int    // 1-based
 	PerPage int
 	Now     time.Time // the instant the statuses were computed at
 }
