@@ -27,11 +27,17 @@ func newTab(t *testing.T) *tab {
 
 func (b *tab) shot(name string) { testutil.Screenshot(b.t, b.ctx, b.shots, name) }
 
+// settled waits until htmx has no request, swap or settle under way, so
+// the next step acts on the page a person would see, not one being replaced.
+var settled = chromedp.Poll[chromedp.Void](
+	`document.readyState === "complete" && !document.querySelector(".htmx-request, .htmx-swapping, .htmx-settling")`,
+	chromedp.WithPollingInterval(20*time.Millisecond))
+
 func (b *tab) do(step string, actions ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
 	defer cancel()
-	if err := chromedp.Do(ctx, actions...); err != nil {
+	if err := chromedp.Do(ctx, append(actions, settled)...); err != nil {
 		b.shot("failed-" + strings.ReplaceAll(step, " ", "-"))
 		b.t.Fatalf("%s: %v", step, err)
 	}

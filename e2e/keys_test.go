@@ -136,8 +136,8 @@ func TestCreateCopyRotateRevokeKey(t *testing.T) {
 	}
 	b.shot("09-revoked")
 
-	b.do("audit log", chromedp.Click(`a[href="/settings/audit-log"]`), chromedp.WaitVisible(`tbody tr`))
-	if got := b.text(`tbody`); !strings.Contains(got, "key.revoked") || !strings.Contains(got, "key.rotated") || !strings.Contains(got, "key.created") {
+	b.do("audit log", chromedp.Click(`a[href="/settings/audit-log"]`), chromedp.WaitVisible(`table.audit`))
+	if got := b.text(`table.audit tbody`); !strings.Contains(got, "key.revoked") || !strings.Contains(got, "key.rotated") || !strings.Contains(got, "key.created") {
 		t.Fatalf("audit log: %s", got)
 	}
 	b.shot("10-audit-log")
