@@ -98,11 +98,9 @@ func keyCommand(cfg config.Config, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer models.Close(db)
-	catalog := keys.DemoCatalog()
-	if cfg.ScopesFile != "" {
-		if catalog, err = keys.LoadCatalog(cfg.ScopesFile); err != nil {
-			return err
-		}
+	svc, err := app.NewKeys(cfg, db, clock.Real{})
+	if err != nil {
+		return err
 	}
 	ctx := context.Background()
 	acc := accounts.New(db, clock.Real{}, cfg.BcryptCost)
@@ -120,7 +118,6 @@ func keyCommand(cfg config.Config, args []string, stdout io.Writer) error {
 			return fmt.Errorf("%s is not a member of workspace %d", *email, *workspace)
 		}
 	}
-	svc := keys.NewService(db, clock.Real{}, catalog, cfg.KeyPrefix, cfg.MaxKeyLifetime)
 	created, err := svc.Create(ctx, m.WorkspaceID, svc.UserActor(user, m.Role, "cli", "keysmith key create"), in)
 	if err != nil {
 		return err

@@ -84,6 +84,19 @@ func OpenDB(cfg config.Config, clk clock.Clock) (*gorm.DB, int, error) {
 	return db, applied, nil
 }
 
+// NewKeys builds the keys service with the operator's scope catalog (or
+// the demo one), key prefix and maximum lifetime.
+func NewKeys(cfg config.Config, db *gorm.DB, clk clock.Clock) (*keys.Service, error) {
+	catalog := keys.DemoCatalog()
+	if cfg.ScopesFile != "" {
+		var err error
+		if catalog, err = keys.LoadCatalog(cfg.ScopesFile); err != nil {
+			return nil, err
+		}
+	}
+	return keys.NewService(db, clk, catalog, cfg.KeyPrefix, cfg.MaxKeyLifetime), nil
+}
+
 // New builds Keysmith: database (migrated), services, HTTP routes and
 // background jobs. Nothing listens or runs until Run.
 func New(cfg config.Config, opts Options) (*App, error) {
@@ -111,15 +124,11 @@ func New(cfg config.Config, opts Options) (*App, error) {
 	}
 	a.Sessions = handlers.NewSessionManager(cfg, a.sessionStore)
 	a.Accounts = accounts.New(db, a.Clock, cfg.BcryptCost)
-	catalog := keys.DemoCatalog()
-	if cfg.ScopesFile != "" {
-		if catalog, err = keys.LoadCatalog(cfg.ScopesFile); err != nil {
-			a.closeStores()
-			_ = models.Close(db)
-			return nil, err
-		}
+	if a.Keys, err = NewKeys(cfg, db, a.Clock); err != nil {
+		a.closeStores()
+		_ = models.Close(db)
+		return nil, err
 	}
-	a.Keys = keys.NewService(db, a.Clock, catalog, cfg.KeyPrefix, cfg.MaxKeyLifetime)
 
 	transport := opts.Transport
 	switch {
