@@ -51,10 +51,13 @@ type App struct {
 	Sessions  *scs.SessionManager
 	Accounts  *accounts.Service
 	Keys      *keys.Service
+	Verifier  *keys.Verifier
+	Usage     *keys.Usage
 	Mailer    *mailer.Mailer
 	Mailbox   *mailer.Mailbox
 	Echo      *echo.Echo
 	Scheduler *scheduler.Scheduler
+	Flusher   *scheduler.Scheduler // writes buffered last-used times
 
 	sessionStore *gormstore.GORMStore
 }
@@ -129,6 +132,9 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		_ = models.Close(db)
 		return nil, err
 	}
+	a.Usage = keys.NewUsage(db)
+	a.Verifier = keys.NewVerifier(db, a.Clock, cfg.KeyPrefix, keys.NewMemoryLimiter(), a.Usage)
+	a.Keys.OnChange(a.Verifier.Invalidate)
 
 	transport := opts.Transport
 	switch {
@@ -152,6 +158,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		Sessions: a.Sessions,
 		Accounts: a.Accounts,
 		Keys:     a.Keys,
+		Verifier: a.Verifier,
 		Mailer:   a.Mailer,
 		Mailbox:  a.Mailbox,
 		Clock:    a.Clock,
@@ -160,6 +167,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 	a.Scheduler = scheduler.New(cfg.SchedulerEvery, a.Log,
 		scheduler.Job{Name: "purge expired login attempts and reset links", Run: a.Accounts.PurgeExpired},
 	)
+	a.Flusher = scheduler.New(cfg.UsageFlushEvery, a.Log, scheduler.Job{Name: "flush last-used times", Run: a.Usage.Flush})
 	return a, nil
 }
 
@@ -175,6 +183,7 @@ func (a *App) SeedDemo(ctx context.Context) (bool, error) {
 func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{Handler: a.Echo, ReadHeaderTimeout: 10 * time.Second}
 	a.Scheduler.Start()
+	a.Flusher.Start()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 
@@ -195,13 +204,21 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	return errors.Join(serveErr, a.Close())
 }
 
-// Close stops background work and closes the database. Run calls it.
+// Close stops background work, writes the last buffered key uses and
+// closes the database. Run calls it once requests have drained.
 func (a *App) Close() error {
 	a.Log.Info("shutting down: stopping background work")
 	a.Scheduler.Stop()
+	a.Flusher.Stop()
 	a.closeStores()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := a.Usage.Flush(ctx)
+	if err != nil {
+		a.Log.Error("shutting down: last-used times not written", "err", err)
+	}
 	a.Log.Info("shutting down: closing database")
-	return models.Close(a.DB)
+	return errors.Join(err, models.Close(a.DB))
 }
 
 func (a *App) closeStores() {

@@ -26,6 +26,8 @@ type Config struct {
 	ServiceToken    string        // KEYSMITH_SERVICE_TOKEN
 	ScopesFile      string        // KEYSMITH_SCOPES_FILE: the operator's scope catalog (JSON); empty for the demo catalog
 	MaxKeyLifetime  time.Duration // KEYSMITH_MAX_KEY_LIFETIME: 0 for no maximum
+	AllowQueryKeys  bool          // KEYSMITH_ALLOW_QUERY_KEYS: accept ?api_key= and ?accesskey=
+	UsageFlushEvery time.Duration // KEYSMITH_LAST_USED_FLUSH_INTERVAL
 	SchedulerEvery  time.Duration // KEYSMITH_SCHEDULER_INTERVAL
 	SessionIdle     time.Duration // KEYSMITH_SESSION_IDLE_TIMEOUT
 	SessionLifetime time.Duration // KEYSMITH_SESSION_LIFETIME
@@ -54,6 +56,8 @@ var Variables = []Variable{
 	{"KEYSMITH_SERVICE_TOKEN", "", "token the operator's services use for POST /v1/keys/verify"},
 	{"KEYSMITH_SCOPES_FILE", "", "JSON scope catalog, e.g. {\"resources\":[{\"name\":\"files\",\"actions\":[{\"name\":\"read\",\"publishable\":true}]}]}; empty for the demo catalog"},
 	{"KEYSMITH_MAX_KEY_LIFETIME", "", "longest lifetime a new key may have, as days (90d) or a Go duration; empty for none"},
+	{"KEYSMITH_ALLOW_QUERY_KEYS", "false", "accept keys in ?api_key= and ?accesskey= (they end up in proxy and browser logs; off unless a client cannot send headers)"},
+	{"KEYSMITH_LAST_USED_FLUSH_INTERVAL", "15s", "how often buffered last-used times are written to the database (and at shutdown)"},
 	{"KEYSMITH_SCHEDULER_INTERVAL", "1m", "how often background work runs (Go duration)"},
 	{"KEYSMITH_SESSION_IDLE_TIMEOUT", "2h", "a dashboard session ends after this long without a request"},
 	{"KEYSMITH_SESSION_LIFETIME", "24h", "a dashboard session ends this long after login, active or not"},
@@ -86,6 +90,8 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 		ServiceToken:    p.str("KEYSMITH_SERVICE_TOKEN", ""),
 		ScopesFile:      p.str("KEYSMITH_SCOPES_FILE", ""),
 		MaxKeyLifetime:  p.lifetime("KEYSMITH_MAX_KEY_LIFETIME"),
+		AllowQueryKeys:  p.boolean("KEYSMITH_ALLOW_QUERY_KEYS", false),
+		UsageFlushEvery: p.duration("KEYSMITH_LAST_USED_FLUSH_INTERVAL", 15*time.Second),
 		SchedulerEvery:  p.duration("KEYSMITH_SCHEDULER_INTERVAL", time.Minute),
 		SessionIdle:     p.duration("KEYSMITH_SESSION_IDLE_TIMEOUT", 2*time.Hour),
 		SessionLifetime: p.duration("KEYSMITH_SESSION_LIFETIME", 24*time.Hour),
@@ -125,10 +131,11 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 		p.fail("KEYSMITH_SERVICE_TOKEN", "must be at least 32 characters")
 	}
 	for name, d := range map[string]time.Duration{
-		"KEYSMITH_SCHEDULER_INTERVAL":   c.SchedulerEvery,
-		"KEYSMITH_SESSION_IDLE_TIMEOUT": c.SessionIdle,
-		"KEYSMITH_SESSION_LIFETIME":     c.SessionLifetime,
-		"KEYSMITH_SHUTDOWN_TIMEOUT":     c.ShutdownTimeout,
+		"KEYSMITH_SCHEDULER_INTERVAL":       c.SchedulerEvery,
+		"KEYSMITH_SESSION_IDLE_TIMEOUT":     c.SessionIdle,
+		"KEYSMITH_SESSION_LIFETIME":         c.SessionLifetime,
+		"KEYSMITH_SHUTDOWN_TIMEOUT":         c.ShutdownTimeout,
+		"KEYSMITH_LAST_USED_FLUSH_INTERVAL": c.UsageFlushEvery,
 	} {
 		if d <= 0 {
 			p.fail(name, "must be a positive duration")

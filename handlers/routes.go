@@ -22,6 +22,17 @@ func (h *Handlers) routes(e *echo.Echo) {
 	// The API (SPEC §6) never touches sessions or CSRF cookies; its unknown
 	// paths answer handleError's JSON 404.
 	e.RouteNotFound("/v1/*", func(echo.Context) error { return echo.ErrNotFound })
+	e.GET("/v1/openapi.json", serveOpenAPI)
+	e.POST("/v1/keys/verify", h.verify, h.requireServiceToken)
+	// Middleware per route, not per group: a group's middleware would also
+	// run for unknown paths, answering 401 where 404 is the truth.
+	key := h.requireKey
+	e.GET("/v1/auth/test", h.authTest, key)
+	e.GET("/v1/keys", h.apiListKeys, key, requireScope("keys:read"))
+	e.POST("/v1/keys", h.apiCreateKey, key, requireScope("keys:write"))
+	e.GET("/v1/keys/:id", h.apiGetKey, key, requireScope("keys:read"))
+	e.POST("/v1/keys/:id/rotate", h.apiRotateKey, key, requireScope("keys:write"))
+	e.DELETE("/v1/keys/:id", h.apiRevokeKey, key, requireScope("keys:write"))
 
 	web := e.Group("",
 		sessions(h.Sessions, h.Log),

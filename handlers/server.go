@@ -26,6 +26,7 @@ type Deps struct {
 	Sessions *scs.SessionManager
 	Accounts *accounts.Service
 	Keys     *keys.Service
+	Verifier *keys.Verifier
 	Mailer   *mailer.Mailer
 	Mailbox  *mailer.Mailbox // nil when mail goes out over SMTP
 	Clock    clock.Clock

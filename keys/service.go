@@ -22,6 +22,8 @@ var (
 	// ErrNotActive: the key is revoked, expired or already rotated, so it
 	// cannot be rotated (duplicate it instead) or revoked twice.
 	ErrNotActive = errors.New("keys: key is no longer active")
+	// ErrWrongEnvironment: a test key acting on live keys, or the reverse.
+	ErrWrongEnvironment = errors.New("keys: key belongs to the other environment")
 )
 
 // ForbiddenError says the actor may not do this, and why, in words a user
@@ -40,6 +42,7 @@ const (
 	ActionRenamed = "key.renamed"
 	ActionRotated = "key.rotated"
 	ActionRevoked = "key.revoked"
+	ActionLimited = "key.rate_limit_changed"
 )
 
 // Grace periods a rotation may leave the old key (SPEC §5).
@@ -59,6 +62,16 @@ type Service struct {
 	catalog     Catalog
 	prefix      string
 	maxLifetime time.Duration // 0: no operator maximum
+	onChange    func()        // after every committed change, e.g. Verifier.Invalidate
+}
+
+// OnChange registers f to run after every committed change to a key.
+func (s *Service) OnChange(f func()) { s.onChange = f }
+
+func (s *Service) changed() {
+	if s.onChange != nil {
+		s.onChange()
+	}
 }
 
 // NewService returns the keys domain service.
@@ -76,11 +89,18 @@ func (s *Service) MaxLifetime() time.Duration { return s.maxLifetime }
 type Actor struct {
 	UserID    int64 // 0 when a key acts
 	KeyID     int64 // 0 when a user acts
+	Env       Env   // a key acts only on keys of its own environment; "" for users
 	Label     string
 	Admin     bool     // may act on everyone's keys
 	Held      []string // the scopes the actor may hand out
 	IP        string
 	UserAgent string
+}
+
+// KeyActor is a key acting through the API: it holds its own scopes, may
+// change keys only with keys:write, and never keys broader than itself.
+func KeyActor(k Authenticated, ip, userAgent string) Actor {
+	return Actor{KeyID: k.ID, Env: k.Env, Label: k.Hint, Held: k.Scopes, IP: ip, UserAgent: userAgent}
 }
 
 // UserActor is a member acting in the dashboard. Owners and admins hold
@@ -97,15 +117,31 @@ func (s *Service) UserActor(user models.User, role models.Role, ip, userAgent st
 }
 
 // CanCreate reports whether the actor may create keys at all.
-func (a Actor) CanCreate() bool { return len(a.Held) > 0 }
+func (a Actor) CanCreate() bool {
+	if a.KeyID != 0 {
+		return Allows(a.Held, "keys:write")
+	}
+	return len(a.Held) > 0
+}
 
 // CanManage reports whether the actor may rename, rotate or revoke k:
-// admins any key, editors the keys they created.
+// admins any key, editors the keys they created, keys with keys:write any
+// key no broader than themselves.
 func (a Actor) CanManage(k models.APIKey) bool {
-	if a.Admin {
+	switch {
+	case a.KeyID != 0:
+		return Allows(a.Held, "keys:write") && Covers(a.Held, k.ScopeList())
+	case a.Admin:
 		return true
 	}
 	return a.UserID != 0 && len(a.Held) > 0 && k.CreatedByID != nil && *k.CreatedByID == a.UserID
+}
+
+func (a Actor) cannotCreate() error {
+	if a.KeyID != 0 {
+		return forbidden("this key lacks the keys:write scope")
+	}
+	return forbidden("viewers cannot create keys; ask an admin for the editor role")
 }
 
 // CreateInput is what the create form or API asks for.
@@ -214,7 +250,7 @@ func (s *Service) resolveExpiry(errs validate.Errors, now time.Time, in, on stri
 // nowhere else.
 func (s *Service) Create(ctx context.Context, workspaceID int64, actor Actor, in CreateInput) (Created, error) {
 	if !actor.CanCreate() {
-		return Created{}, forbidden("viewers cannot create keys; ask an admin for the editor role")
+		return Created{}, actor.cannotCreate()
 	}
 	now := s.clock.Now()
 	errs := validate.Errors{}
@@ -229,6 +265,9 @@ func (s *Service) Create(ctx context.Context, workspaceID int64, actor Actor, in
 	expires := s.resolveExpiry(errs, now, in.ExpiresIn, in.ExpiresOn)
 	if err := errs.Err(); err != nil {
 		return Created{}, err
+	}
+	if actor.Env != "" && in.Env != actor.Env {
+		return Created{}, ErrWrongEnvironment
 	}
 	if !Covers(actor.Held, scopes) {
 		if in.Permission == PermAdmin {
@@ -254,6 +293,9 @@ func (s *Service) Create(ctx context.Context, workspaceID int64, actor Actor, in
 		}
 		return s.audit(tx, workspaceID, actor, ActionCreated, out.Key, describeNew(out.Key))
 	})
+	if err == nil {
+		s.changed()
+	}
 	return out, err
 }
 
@@ -321,7 +363,13 @@ func (s *Service) manageable(tx *gorm.DB, workspaceID int64, actor Actor, id int
 	if err != nil {
 		return k, err
 	}
+	if actor.Env != "" && Env(k.Environment) != actor.Env {
+		return k, ErrWrongEnvironment
+	}
 	if !actor.CanManage(k) {
+		if actor.KeyID != 0 {
+			return k, forbidden("a key can change other keys only with keys:write and only if it holds all their scopes")
+		}
 		return k, forbidden("only admins can change keys created by someone else")
 	}
 	return k, nil
@@ -351,6 +399,9 @@ func (s *Service) Rename(ctx context.Context, workspaceID int64, actor Actor, id
 		}
 		return s.audit(tx, workspaceID, actor, ActionRenamed, k, detail)
 	})
+	if err == nil {
+		s.changed()
+	}
 	return k, err
 }
 
@@ -405,6 +456,9 @@ func (s *Service) Rotate(ctx context.Context, workspaceID int64, actor Actor, id
 		}
 		return s.audit(tx, workspaceID, actor, ActionRotated, old, detail)
 	})
+	if err == nil {
+		s.changed()
+	}
 	return out, err
 }
 
@@ -440,6 +494,39 @@ func (s *Service) Revoke(ctx context.Context, workspaceID int64, actor Actor, id
 		k.RevokedAt = &now
 		return s.audit(tx, workspaceID, actor, ActionRevoked, k, "")
 	})
+	if err == nil {
+		s.changed()
+	}
+	return k, err
+}
+
+// MaxRateLimit is the highest per-key limit an admin may set, per minute.
+const MaxRateLimit = 1_000_000
+
+// SetRateLimit sets a key's requests per minute, or with nil returns it to
+// its kind's default. Owners and admins only.
+func (s *Service) SetRateLimit(ctx context.Context, workspaceID int64, actor Actor, id int64, perMinute *int) (models.APIKey, error) {
+	if !actor.Admin {
+		return models.APIKey{}, forbidden("only owners and admins can change rate limits")
+	}
+	if perMinute != nil && (*perMinute < 1 || *perMinute > MaxRateLimit) {
+		return models.APIKey{}, validate.Errors{"rate_limit": fmt.Sprintf("Enter a number of requests per minute from 1 to %d, or leave it empty for the default.", MaxRateLimit)}
+	}
+	var k models.APIKey
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var err error
+		if k, err = s.manageable(tx, workspaceID, actor, id); err != nil {
+			return err
+		}
+		k.RateLimit = perMinute
+		if err := tx.Model(&k).Select("rate_limit", "updated_at").Updates(&k).Error; err != nil {
+			return err
+		}
+		return s.audit(tx, workspaceID, actor, ActionLimited, k, fmt.Sprintf("%d requests per minute", LimitFor(k.Kind, perMinute)))
+	})
+	if err == nil {
+		s.changed()
+	}
 	return k, err
 }
 

@@ -36,6 +36,7 @@ type APIKey struct {
 	RotatedToID       *int64  // the key that replaced this one
 	RotatedTo         *APIKey `gorm:"foreignKey:RotatedToID"`
 	RotatedAt         *time.Time
+	RateLimit         *int // requests per minute; nil for the kind's default
 }
 
 // ScopeList splits Scopes.

@@ -114,6 +114,9 @@ var migrations = []string{
 	);
 	CREATE INDEX audit_events_workspace_created_idx ON audit_events (workspace_id, created_at, id);
 	CREATE INDEX audit_events_key_idx ON audit_events (key_id);`,
+
+	// 3: per-key rate limits set by admins (NULL: the default of the key's kind)
+	`ALTER TABLE api_keys ADD COLUMN rate_limit INTEGER CHECK (rate_limit > 0);`,
 }
 
 var dialects = map[string]*strings.Replacer{

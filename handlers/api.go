@@ -1,0 +1,212 @@
+package handlers
+
+import (
+	"context"
+	"crypto/subtle"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"keysmith/keys"
+)
+
+// Error types and codes of SPEC §6.
+const (
+	errAuthentication = "authentication_error"
+	errPermission     = "permission_error"
+	errRateLimit      = "rate_limit_error"
+	errInvalidRequest = "invalid_request_error"
+	errAPI            = "api_error"
+)
+
+// apiFail writes one SPEC §6 error; handlers return its result.
+func apiFail(c echo.Context, status int, typ, code, msg string) error {
+	return c.JSON(status, apiError{Error: apiErrorBody{
+		Type: typ, Code: code, Message: msg, RequestID: c.Response().Header().Get(echo.HeaderXRequestID),
+	}})
+}
+
+var codeErrors = map[keys.Code]struct{ code, msg string }{
+	keys.CodeMalformed: {"invalid_api_key", "The API key is not valid."},
+	keys.CodeNotFound:  {"invalid_api_key", "The API key is not valid."},
+	keys.CodeExpired:   {"expired_api_key", "The API key has expired. Rotate it in the dashboard, or create a new one."},
+	keys.CodeRevoked:   {"revoked_api_key", "The API key has been revoked."},
+	keys.CodeDisabled:  {"disabled_api_key", "The API key is disabled."},
+}
+
+type authKey struct{}
+
+// apiKeyOf is the key that authenticated this request.
+func apiKeyOf(c echo.Context) keys.Authenticated {
+	k, _ := c.Request().Context().Value(authKey{}).(keys.Authenticated)
+	return k
+}
+
+// bearer extracts the key from "Authorization: Bearer <key>".
+func bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get(echo.HeaderAuthorization)
+	if h == "" {
+		return "", false
+	}
+	scheme, token, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", true
+	}
+	return strings.TrimSpace(token), true
+}
+
+// queryKey finds a key in the query string, where SPEC §6 refuses it
+// unless the operator allows it.
+func queryKey(r *http.Request) string {
+	q := r.URL.Query()
+	if k := q.Get("api_key"); k != "" {
+		return k
+	}
+	return q.Get("accesskey")
+}
+
+// requireKey authenticates an API request with its key (SPEC §6): the key
+// comes in the Authorization header; it must be well-formed, known, live
+// and within its rate limit. Every answer carries the RateLimit headers.
+func (h *Handlers) requireKey(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		presented, hasHeader := bearer(r)
+		if qk := queryKey(r); qk != "" && !hasHeader {
+			if !h.Config.AllowQueryKeys {
+				return apiFail(c, http.StatusBadRequest, errInvalidRequest, "key_in_query_string",
+					"Send the API key in the Authorization header (Authorization: Bearer <key>), not in the URL, where logs and browsers keep it. Revoke this key if the URL was shared.")
+			}
+			presented, hasHeader = qk, true
+		}
+		if !hasHeader {
+			return apiFail(c, http.StatusUnauthorized, errAuthentication, "missing_api_key", "No API key. Send it as Authorization: Bearer <key>.")
+		}
+		k, code, err := h.Verifier.Authenticate(r.Context(), presented)
+		if err != nil {
+			return err
+		}
+		if code != keys.CodeValid {
+			e := codeErrors[code]
+			return apiFail(c, http.StatusUnauthorized, errAuthentication, e.code, e.msg)
+		}
+		d := h.Verifier.Admit(k, c.RealIP(), r.UserAgent())
+		setRateLimitHeaders(c, d)
+		if !d.Allowed {
+			c.Response().Header().Set("Retry-After", strconv.Itoa(ceilSeconds(d.RetryAfter)))
+			return apiFail(c, http.StatusTooManyRequests, errRateLimit, "rate_limit_exceeded",
+				"Rate limit of "+strconv.Itoa(d.Limit)+" requests per minute exceeded. Retry after the time in the Retry-After header.")
+		}
+		c.SetRequest(r.WithContext(context.WithValue(r.Context(), authKey{}, k)))
+		return next(c)
+	}
+}
+
+func setRateLimitHeaders(c echo.Context, d keys.Decision) {
+	hd := c.Response().Header()
+	hd.Set("RateLimit-Limit", strconv.Itoa(d.Limit))
+	hd.Set("RateLimit-Remaining", strconv.Itoa(d.Remaining))
+	hd.Set("RateLimit-Reset", strconv.Itoa(ceilSeconds(d.Reset)))
+}
+
+func ceilSeconds(d time.Duration) int { return int(math.Ceil(d.Seconds())) }
+
+// requireScope lets a request through only if its key holds scope.
+func requireScope(scope string) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if !apiKeyOf(c).Allows(scope) {
+				return apiFail(c, http.StatusForbidden, errPermission, "insufficient_scope", "API key lacks scope: "+scope)
+			}
+			return next(c)
+		}
+	}
+}
+
+// requireServiceToken guards the verify endpoint: the operator's own
+// services present KEYSMITH_SERVICE_TOKEN, compared in constant time.
+func (h *Handlers) requireServiceToken(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		token, _ := bearer(c.Request())
+		want := h.Config.ServiceToken
+		if want == "" {
+			return apiFail(c, http.StatusUnauthorized, errAuthentication, "invalid_service_token", "The verify endpoint is off: the operator has not set KEYSMITH_SERVICE_TOKEN.")
+		}
+		if subtle.ConstantTimeCompare([]byte(token), []byte(want)) != 1 {
+			return apiFail(c, http.StatusUnauthorized, errAuthentication, "invalid_service_token", "Send the operator's service token as Authorization: Bearer <token>.")
+		}
+		return next(c)
+	}
+}
+
+// authTest is GET /v1/auth/test: who am I, for a client checking its key.
+func (h *Handlers) authTest(c echo.Context) error {
+	k := apiKeyOf(c)
+	return c.JSON(http.StatusOK, map[string]any{
+		"authenticated": true,
+		"workspace":     map[string]any{"id": k.WorkspaceID, "name": k.WorkspaceName},
+		"key": map[string]any{
+			"id": k.ID, "name": k.Name, "kind": k.Kind, "environment": k.Env, "permission": k.Permission,
+			"scopes": k.Scopes, "created_at": k.CreatedAt, "expires_at": k.ExpiresAt,
+		},
+	})
+}
+
+type verifyRequest struct {
+	Key    string   `json:"key"`
+	Scopes []string `json:"scopes"`
+}
+
+type verifyResponse struct {
+	Valid       bool        `json:"valid"`
+	Code        keys.Code   `json:"code"`
+	KeyID       *int64      `json:"key_id"`
+	WorkspaceID *int64      `json:"workspace_id"`
+	Environment *keys.Env   `json:"environment"`
+	Scopes      []string    `json:"scopes"`
+	ExpiresAt   *time.Time  `json:"expires_at"`
+	RateLimit   *rateLimits `json:"ratelimit"`
+}
+
+type rateLimits struct {
+	Limit     int `json:"limit"`
+	Remaining int `json:"remaining"`
+	Reset     int `json:"reset"`
+}
+
+// verify is POST /v1/keys/verify, for the operator's services: is this
+// key valid for these scopes? A verification of a live key counts as a use
+// and against its rate limit.
+func (h *Handlers) verify(c echo.Context) error {
+	var req verifyRequest
+	if err := c.Bind(&req); err != nil || req.Key == "" {
+		return apiFail(c, http.StatusBadRequest, errInvalidRequest, "invalid_body", `Send JSON like {"key":"ks_sk_live_…","scopes":["files:write"]}.`)
+	}
+	k, code, err := h.Verifier.Authenticate(c.Request().Context(), req.Key)
+	if err != nil {
+		return err
+	}
+	res := verifyResponse{Code: code, Scopes: []string{}}
+	if code == keys.CodeMalformed || code == keys.CodeNotFound {
+		return c.JSON(http.StatusOK, res)
+	}
+	res.KeyID, res.WorkspaceID, res.Environment, res.Scopes, res.ExpiresAt = &k.ID, &k.WorkspaceID, &k.Env, k.Scopes, k.ExpiresAt
+	if code != keys.CodeValid {
+		return c.JSON(http.StatusOK, res)
+	}
+	d := h.Verifier.Admit(k, c.RealIP(), c.Request().UserAgent())
+	res.RateLimit = &rateLimits{Limit: d.Limit, Remaining: d.Remaining, Reset: ceilSeconds(d.Reset)}
+	switch {
+	case !d.Allowed:
+		res.Code = keys.CodeRateLimited
+	case !keys.Covers(k.Scopes, req.Scopes):
+		res.Code = keys.CodeInsufficientScope
+	default:
+		res.Valid = true
+	}
+	return c.JSON(http.StatusOK, res)
+}

@@ -1,0 +1,216 @@
+package handlers
+
+import (
+	"errors"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"keysmith/keys"
+	"keysmith/models"
+	"keysmith/validate"
+)
+
+// keyJSON is a key as the API shows it. Secret is set only in the answer
+// that created or rotated the key.
+type keyJSON struct {
+	ID          int64      `json:"id"`
+	Name        string     `json:"name"`
+	Description string     `json:"description"`
+	Kind        string     `json:"kind"`
+	Environment string     `json:"environment"`
+	Permission  string     `json:"permission"`
+	Scopes      []string   `json:"scopes"`
+	Hint        string     `json:"hint"`
+	Status      string     `json:"status"`
+	RateLimit   int        `json:"rate_limit"`
+	CreatedAt   time.Time  `json:"created_at"`
+	ExpiresAt   *time.Time `json:"expires_at"`
+	LastUsedAt  *time.Time `json:"last_used_at"`
+	RevokedAt   *time.Time `json:"revoked_at"`
+	Replaces    *int64     `json:"replaces"`
+	ReplacedBy  *int64     `json:"replaced_by"`
+	Secret      string     `json:"secret,omitempty"`
+}
+
+func toJSON(k models.APIKey, now time.Time) keyJSON {
+	return keyJSON{
+		ID: k.ID, Name: k.Name, Description: k.Description, Kind: k.Kind, Environment: k.Environment,
+		Permission: k.Permission, Scopes: k.ScopeList(), Hint: k.Hint, Status: string(keys.StatusOf(k, now)),
+		RateLimit: keys.LimitFor(k.Kind, k.RateLimit), CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt,
+		LastUsedAt: k.LastUsedAt, RevokedAt: k.RevokedAt, Replaces: k.ReplacesID, ReplacedBy: k.RotatedToID,
+	}
+}
+
+// apiKeyError answers a keys domain error in SPEC §6's shape.
+func apiKeyError(c echo.Context, err error) error {
+	var ve validate.Errors
+	var fe *keys.ForbiddenError
+	switch {
+	case errors.As(err, &ve):
+		fields := make([]string, 0, len(ve))
+		for f := range ve {
+			fields = append(fields, f)
+		}
+		sort.Strings(fields)
+		parts := make([]string, 0, len(fields))
+		for _, f := range fields {
+			parts = append(parts, f+": "+ve[f])
+		}
+		return apiFail(c, http.StatusUnprocessableEntity, errInvalidRequest, "validation_failed", strings.Join(parts, " "))
+	case errors.As(err, &fe):
+		return apiFail(c, http.StatusForbidden, errPermission, "insufficient_scope", capitalize(fe.Reason)+".")
+	case errors.Is(err, keys.ErrWrongEnvironment):
+		return apiFail(c, http.StatusForbidden, errPermission, "wrong_environment", "A "+string(apiKeyOf(c).Env)+" key can act only on "+string(apiKeyOf(c).Env)+" keys.")
+	case errors.Is(err, keys.ErrNotFound):
+		return apiFail(c, http.StatusNotFound, errInvalidRequest, "resource_missing", "No such key.")
+	case errors.Is(err, keys.ErrNotActive):
+		return apiFail(c, http.StatusUnprocessableEntity, errInvalidRequest, "key_not_active", "The key is already rotated, revoked or expired.")
+	}
+	return err
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+func (h *Handlers) apiActor(c echo.Context) keys.Actor {
+	return keys.KeyActor(apiKeyOf(c), c.RealIP(), c.Request().UserAgent())
+}
+
+// apiListKeys is GET /v1/keys: this environment's keys, newest first.
+func (h *Handlers) apiListKeys(c echo.Context) error {
+	k := apiKeyOf(c)
+	filter := keys.Filter(c.QueryParam("status"))
+	if !filter.Valid() {
+		return apiFail(c, http.StatusBadRequest, errInvalidRequest, "invalid_status", "status must be one of active, expiring, expired, revoked, unused, or empty.")
+	}
+	page, _ := strconv.Atoi(c.QueryParam("page"))
+	perPage, err := strconv.Atoi(c.QueryParam("per_page"))
+	if err != nil || perPage < 1 || perPage > 100 {
+		perPage = 25
+	}
+	p, err := h.Keys.ListEnv(c.Request().Context(), k.WorkspaceID, k.Env, filter, page, perPage)
+	if err != nil {
+		return err
+	}
+	data := make([]keyJSON, 0, len(p.Keys))
+	for _, key := range p.Keys {
+		data = append(data, toJSON(key, p.Now))
+	}
+	return c.JSON(http.StatusOK, map[string]any{
+		"data": data, "page": p.Page, "per_page": p.PerPage, "total": p.Total, "has_more": p.Page < p.Pages(),
+	})
+}
+
+type createKeyRequest struct {
+	Name        string   `json:"name"`
+	Description string   `json:"description"`
+	Kind        string   `json:"kind"`
+	Environment string   `json:"environment"`
+	Permission  string   `json:"permission"`
+	Scopes      []string `json:"scopes"`
+	ExpiresIn   string   `json:"expires_in"`
+	ExpiresOn   string   `json:"expires_on"`
+}
+
+// apiCreateKey is POST /v1/keys; the answer holds the secret, once.
+func (h *Handlers) apiCreateKey(c echo.Context) error {
+	var req createKeyRequest
+	if err := c.Bind(&req); err != nil {
+		return apiFail(c, http.StatusBadRequest, errInvalidRequest, "invalid_body", "The body must be a JSON object.")
+	}
+	k := apiKeyOf(c)
+	in := keys.CreateInput{
+		Name: req.Name, Description: req.Description, Kind: keys.Kind(req.Kind), Env: keys.Env(req.Environment),
+		Permission: keys.Permission(req.Permission), Scopes: req.Scopes, ExpiresIn: req.ExpiresIn, ExpiresOn: req.ExpiresOn,
+	}
+	if in.Kind == "" {
+		in.Kind = keys.Secret
+	}
+	if in.Env == "" {
+		in.Env = k.Env
+	}
+	if in.Permission == "" && len(in.Scopes) > 0 {
+		in.Permission = keys.PermCustom
+	}
+	created, err := h.Keys.Create(c.Request().Context(), k.WorkspaceID, h.apiActor(c), in)
+	if err != nil {
+		return apiKeyError(c, err)
+	}
+	out := toJSON(created.Key, h.Clock.Now())
+	out.Secret = created.Secret
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusCreated, out)
+}
+
+func (h *Handlers) apiKeyParam(c echo.Context) (models.APIKey, error) {
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+	if err != nil {
+		return models.APIKey{}, keys.ErrNotFound
+	}
+	k := apiKeyOf(c)
+	key, err := h.Keys.Get(c.Request().Context(), k.WorkspaceID, id)
+	if err == nil && keys.Env(key.Environment) != k.Env {
+		err = keys.ErrWrongEnvironment
+	}
+	return key, err
+}
+
+// apiGetKey is GET /v1/keys/{id}.
+func (h *Handlers) apiGetKey(c echo.Context) error {
+	key, err := h.apiKeyParam(c)
+	if err != nil {
+		return apiKeyError(c, err)
+	}
+	return c.JSON(http.StatusOK, toJSON(key, h.Clock.Now()))
+}
+
+// apiRotateKey is POST /v1/keys/{id}/rotate with {"grace_period":"24h"}.
+func (h *Handlers) apiRotateKey(c echo.Context) error {
+	var req struct {
+		GracePeriod string `json:"grace_period"`
+	}
+	if err := c.Bind(&req); err != nil {
+		return apiFail(c, http.StatusBadRequest, errInvalidRequest, "invalid_body", "The body must be a JSON object.")
+	}
+	grace, err := time.ParseDuration(req.GracePeriod)
+	if req.GracePeriod == "" {
+		grace, err = 0, nil
+	}
+	if err != nil {
+		return apiFail(c, http.StatusUnprocessableEntity, errInvalidRequest, "validation_failed", "grace_period: use 0s, 1h, 24h, 72h or 168h.")
+	}
+	old, err := h.apiKeyParam(c)
+	if err != nil {
+		return apiKeyError(c, err)
+	}
+	created, err := h.Keys.Rotate(c.Request().Context(), old.WorkspaceID, h.apiActor(c), old.ID, grace)
+	if err != nil {
+		return apiKeyError(c, err)
+	}
+	out := toJSON(created.Key, h.Clock.Now())
+	out.Secret = created.Secret
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusCreated, out)
+}
+
+// apiRevokeKey is DELETE /v1/keys/{id}.
+func (h *Handlers) apiRevokeKey(c echo.Context) error {
+	key, err := h.apiKeyParam(c)
+	if err != nil {
+		return apiKeyError(c, err)
+	}
+	revoked, err := h.Keys.Revoke(c.Request().Context(), key.WorkspaceID, h.apiActor(c), key.ID)
+	if err != nil {
+		return apiKeyError(c, err)
+	}
+	return c.JSON(http.StatusOK, toJSON(revoked, h.Clock.Now()))
+}
