@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/alexedwards/scs/gormstore"
@@ -60,6 +61,8 @@ type App struct {
 	Flusher   *scheduler.Scheduler // writes buffered last-used times
 
 	sessionStore *gormstore.GORMStore
+	closeOnce    sync.Once
+	closeErr     error
 }
 
 // NewLogger builds the structured logger the configuration asks for.
@@ -205,8 +208,14 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 }
 
 // Close stops background work, writes the last buffered key uses and
-// closes the database. Run calls it once requests have drained.
+// closes the database. Run calls it once requests have drained; later
+// calls return the first call's result.
 func (a *App) Close() error {
+	a.closeOnce.Do(func() { a.closeErr = a.close() })
+	return a.closeErr
+}
+
+func (a *App) close() error {
 	a.Log.Info("shutting down: stopping background work")
 	a.Scheduler.Stop()
 	a.Flusher.Stop()

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -319,4 +320,39 @@ func (h *Handlers) auditLog(c echo.Context) error {
 	pages := int((p.Total + auditPerPage - 1) / auditPerPage)
 	view := views.AuditView{Rows: auditRows(p.Events, h.Clock.Now()), Page: p.Page, Pages: max(pages, 1), Total: p.Total}
 	return h.app(c, http.StatusOK, "audit-log", "Audit log", views.AuditPage(view))
+}
+
+// setRateLimit changes a key's requests per minute (owners and admins);
+// an empty field returns it to its kind's default.
+func (h *Handlers) setRateLimit(c echo.Context) error {
+	id, err := keyID(c)
+	if err != nil {
+		return err
+	}
+	var limit *int
+	if v := strings.TrimSpace(c.FormValue("rate_limit")); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			n = -1 // reported by the domain's validation
+		}
+		limit = &n
+	}
+	ws := currentViewer(c).Current.WorkspaceID
+	k, err := h.Keys.SetRateLimit(c.Request().Context(), ws, h.keyActor(c), id, limit)
+	var ve validate.Errors
+	if errors.As(err, &ve) {
+		current, gerr := h.Keys.Get(c.Request().Context(), ws, id)
+		if gerr != nil {
+			return keyError(gerr)
+		}
+		actor := h.keyActor(c)
+		view := views.KeyDetailView{Row: keyRow(current, h.Clock.Now(), actor), Grace: graceChoices(), Errors: views.FieldErrors(ve), CanCreate: actor.CanCreate()}
+		view.Row.RateLimitInput = c.FormValue("rate_limit")
+		return h.app(c, http.StatusUnprocessableEntity, "api-keys", current.Name, views.KeyDetailPage(view))
+	}
+	if err != nil {
+		return keyError(err)
+	}
+	h.flash(c, "success", fmt.Sprintf("%s may now make %d requests per minute.", k.Name, keys.LimitFor(k.Kind, k.RateLimit)))
+	return redirect(c, fmt.Sprintf("/settings/api-keys/%d", k.ID))
 }

@@ -29,7 +29,13 @@ func keyRow(k models.APIKey, now time.Time, actor keys.Actor) views.KeyRow {
 		Status:       string(status),
 		StatusLabel:  status.Label(),
 		CanManage:    actor.CanManage(k),
+		CanLimit:     actor.Admin,
 		Dead:         status.Dead(),
+		RateLimit:    keys.LimitFor(k.Kind, k.RateLimit),
+		RateDefault:  k.RateLimit == nil,
+	}
+	if k.RateLimit != nil {
+		r.RateLimitInput = fmt.Sprint(*k.RateLimit)
 	}
 	if k.CreatedBy != nil {
 		r.CreatedBy = k.CreatedBy.DisplayName()

@@ -2,9 +2,14 @@ package handlers
 
 import (
 	_ "embed"
+	"encoding/json"
 	"net/http"
+	"sort"
+	"strings"
 
 	"github.com/labstack/echo/v4"
+
+	"keysmith/views"
 )
 
 // openAPI is the API's OpenAPI 3 description, served at /v1/openapi.json
@@ -16,4 +21,102 @@ var openAPI []byte
 
 func serveOpenAPI(c echo.Context) error {
 	return c.Blob(http.StatusOK, "application/json", openAPI)
+}
+
+// The parts of the OpenAPI document the reference page shows.
+type openAPIDoc struct {
+	Info struct {
+		Description string `json:"description"`
+	} `json:"info"`
+	Paths map[string]map[string]json.RawMessage `json:"paths"`
+}
+
+type openAPIOperation struct {
+	Summary     string                        `json:"summary"`
+	Description string                        `json:"description"`
+	Scope       string                        `json:"x-scope"`
+	Security    []map[string][]string         `json:"security"`
+	Responses   map[string]openAPIResponseRef `json:"responses"`
+}
+
+type openAPIResponseRef struct {
+	Ref         string `json:"$ref"`
+	Description string `json:"description"`
+}
+
+// referenceEndpoints turns the OpenAPI document into the reference page's
+// list, in a reading order: check a key, verify, then keys.
+func referenceEndpoints(baseURL string) ([]views.Endpoint, string, error) {
+	var doc openAPIDoc
+	if err := json.Unmarshal(openAPI, &doc); err != nil {
+		return nil, "", err
+	}
+	var out []views.Endpoint
+	for path, ops := range doc.Paths {
+		for method, raw := range ops {
+			if method == "parameters" {
+				continue
+			}
+			var op openAPIOperation
+			if err := json.Unmarshal(raw, &op); err != nil {
+				return nil, "", err
+			}
+			ep := views.Endpoint{Method: strings.ToUpper(method), Path: path, Summary: op.Summary, Description: op.Description, Scope: op.Scope}
+			ep.ServiceToken = len(op.Security) > 0 && op.Security[0]["serviceToken"] != nil
+			for code := range op.Responses {
+				ep.Statuses = append(ep.Statuses, code)
+			}
+			sort.Strings(ep.Statuses)
+			ep.Curl = curlExample(baseURL, ep)
+			out = append(out, ep)
+		}
+	}
+	order := map[string]int{"GET": 0, "POST": 1, "DELETE": 2}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Path != out[j].Path {
+			return pathRank(out[i].Path) < pathRank(out[j].Path)
+		}
+		return order[out[i].Method] < order[out[j].Method]
+	})
+	return out, doc.Info.Description, nil
+}
+
+func pathRank(p string) string {
+	switch p {
+	case "/v1/auth/test":
+		return "0"
+	case "/v1/keys/verify":
+		return "1"
+	}
+	return "2" + p
+}
+
+func curlExample(base string, ep views.Endpoint) string {
+	path := strings.ReplaceAll(ep.Path, "{id}", "42")
+	auth := `-H "Authorization: Bearer $KEYSMITH_KEY"`
+	if ep.ServiceToken {
+		auth = `-H "Authorization: Bearer $KEYSMITH_SERVICE_TOKEN"`
+	}
+	cmd := "curl"
+	if ep.Method != "GET" {
+		cmd += " -X " + ep.Method
+	}
+	cmd += " " + base + path + " \\\n  " + auth
+	switch {
+	case ep.Path == "/v1/keys/verify":
+		cmd += " \\\n  -H 'Content-Type: application/json' \\\n  -d '{\"key\":\"ks_sk_live_…\",\"scopes\":[\"files:write\"]}'"
+	case ep.Path == "/v1/keys" && ep.Method == "POST":
+		cmd += " \\\n  -H 'Content-Type: application/json' \\\n  -d '{\"name\":\"uploader\",\"scopes\":[\"files:read\"],\"expires_in\":\"30\"}'"
+	case strings.HasSuffix(ep.Path, "/rotate"):
+		cmd += " \\\n  -H 'Content-Type: application/json' \\\n  -d '{\"grace_period\":\"24h\"}'"
+	}
+	return cmd
+}
+
+func (h *Handlers) apiReference(c echo.Context) error {
+	eps, intro, err := referenceEndpoints(h.Config.BaseURL)
+	if err != nil {
+		return err
+	}
+	return h.app(c, http.StatusOK, "api-reference", "API reference", views.APIReferencePage(intro, eps))
 }

@@ -14,18 +14,14 @@ const csrfContextKey = "csrf"
 
 // routes registers every route. Dashboard routes share sessions and CSRF
 // protection (Sec-Fetch-Site for modern browsers, else the _csrf form field
-// or X-CSRF-Token header against a cookie).
+// or X-CSRF-Token header against a cookie); API routes authenticate keys.
 func (h *Handlers) routes(e *echo.Echo) {
 	e.GET("/healthz", h.healthz)
 	e.GET("/readyz", h.readyz)
 	e.GET("/assets/*", serveAssets())
-	// The API (SPEC §6) never touches sessions or CSRF cookies; its unknown
-	// paths answer handleError's JSON 404.
-	e.RouteNotFound("/v1/*", func(echo.Context) error { return echo.ErrNotFound })
+	// The API (SPEC §6) never touches sessions or CSRF cookies.
 	e.GET("/v1/openapi.json", serveOpenAPI)
 	e.POST("/v1/keys/verify", h.verify, h.requireServiceToken)
-	// Middleware per route, not per group: a group's middleware would also
-	// run for unknown paths, answering 401 where 404 is the truth.
 	key := h.requireKey
 	e.GET("/v1/auth/test", h.authTest, key)
 	e.GET("/v1/keys", h.apiListKeys, key, requireScope("keys:read"))
@@ -34,52 +30,58 @@ func (h *Handlers) routes(e *echo.Echo) {
 	e.POST("/v1/keys/:id/rotate", h.apiRotateKey, key, requireScope("keys:write"))
 	e.DELETE("/v1/keys/:id", h.apiRevokeKey, key, requireScope("keys:write"))
 
-	web := e.Group("",
-		sessions(h.Sessions, h.Log),
-		middleware.CSRFWithConfig(middleware.CSRFConfig{
-			TokenLookup:    "header:X-CSRF-Token,form:_csrf",
-			ContextKey:     csrfContextKey,
-			CookieName:     "keysmith_csrf",
-			CookiePath:     "/",
-			CookieHTTPOnly: true,
-			CookieSecure:   h.Config.SecureCookies(),
-			CookieSameSite: http.SameSiteLaxMode,
-		}),
-	)
+	// Dashboard routes carry their middleware themselves rather than
+	// through a group: an echo group with middleware adds a catch-all route
+	// that would answer 404 where 405 is the truth, for the API too.
+	sess := sessions(h.Sessions, h.Log)
+	csrf := middleware.CSRFWithConfig(middleware.CSRFConfig{
+		TokenLookup:    "header:X-CSRF-Token,form:_csrf",
+		ContextKey:     csrfContextKey,
+		CookieName:     "keysmith_csrf",
+		CookiePath:     "/",
+		CookieHTTPOnly: true,
+		CookieSecure:   h.Config.SecureCookies(),
+		CookieSameSite: http.SameSiteLaxMode,
+	})
+	web := func(m ...echo.MiddlewareFunc) []echo.MiddlewareFunc {
+		return append([]echo.MiddlewareFunc{sess, csrf}, m...)
+	}
 	guest, login := h.redirectIfLoggedIn, h.requireLogin
 
-	web.GET("/", h.home)
-	web.GET("/signup", h.signupForm, guest)
-	web.POST("/signup", h.signup, guest)
-	web.GET("/login", h.loginForm, guest)
-	web.POST("/login", h.login, guest)
-	web.POST("/logout", h.logout)
-	web.GET("/forgot-password", h.forgotForm)
-	web.POST("/forgot-password", h.forgot)
-	web.GET("/reset-password", h.resetForm)
-	web.POST("/reset-password", h.reset)
+	e.GET("/", h.home, web()...)
+	e.GET("/signup", h.signupForm, web(guest)...)
+	e.POST("/signup", h.signup, web(guest)...)
+	e.GET("/login", h.loginForm, web(guest)...)
+	e.POST("/login", h.login, web(guest)...)
+	e.POST("/logout", h.logout, web()...)
+	e.GET("/forgot-password", h.forgotForm, web()...)
+	e.POST("/forgot-password", h.forgot, web()...)
+	e.GET("/reset-password", h.resetForm, web()...)
+	e.POST("/reset-password", h.reset, web()...)
 
-	web.GET("/settings", func(c echo.Context) error { return c.Redirect(http.StatusSeeOther, "/settings/api-keys") }, login)
-	web.GET("/settings/api-keys", h.listKeys, login)
-	web.GET("/settings/api-keys/new", h.newKey, login)
-	web.POST("/settings/api-keys", h.createKey, login)
-	web.GET("/settings/api-keys/:id", h.showKey, login)
-	web.POST("/settings/api-keys/:id", h.renameKey, login)
-	web.GET("/settings/api-keys/:id/edit", h.keyRowFragment(true), login)
-	web.GET("/settings/api-keys/:id/row", h.keyRowFragment(false), login)
-	web.POST("/settings/api-keys/:id/rotate", h.rotateKey, login)
-	web.POST("/settings/api-keys/:id/revoke", h.revokeKey, login)
-	web.GET("/settings/team", h.team, login)
-	web.GET("/settings/notifications", h.notifications, login)
-	web.GET("/settings/audit-log", h.auditLog, login)
-	web.GET("/settings/account", h.account, login)
-	web.POST("/settings/account/password", h.changePassword, login)
-	web.POST("/workspaces/switch", h.switchWorkspace, login)
+	e.GET("/settings", func(c echo.Context) error { return c.Redirect(http.StatusSeeOther, "/settings/api-keys") }, web(login)...)
+	e.GET("/settings/api-keys", h.listKeys, web(login)...)
+	e.GET("/settings/api-keys/new", h.newKey, web(login)...)
+	e.POST("/settings/api-keys", h.createKey, web(login)...)
+	e.GET("/settings/api-keys/:id", h.showKey, web(login)...)
+	e.POST("/settings/api-keys/:id", h.renameKey, web(login)...)
+	e.GET("/settings/api-keys/:id/edit", h.keyRowFragment(true), web(login)...)
+	e.GET("/settings/api-keys/:id/row", h.keyRowFragment(false), web(login)...)
+	e.POST("/settings/api-keys/:id/rotate", h.rotateKey, web(login)...)
+	e.POST("/settings/api-keys/:id/revoke", h.revokeKey, web(login)...)
+	e.POST("/settings/api-keys/:id/rate-limit", h.setRateLimit, web(login)...)
+	e.GET("/settings/api-reference", h.apiReference, web(login)...)
+	e.GET("/settings/team", h.team, web(login)...)
+	e.GET("/settings/notifications", h.notifications, web(login)...)
+	e.GET("/settings/audit-log", h.auditLog, web(login)...)
+	e.GET("/settings/account", h.account, web(login)...)
+	e.POST("/settings/account/password", h.changePassword, web(login)...)
+	e.POST("/workspaces/switch", h.switchWorkspace, web(login)...)
 
 	if h.Mailbox != nil {
-		web.GET("/dev/mailbox", h.mailbox)
-		web.GET("/dev/mailbox/:id", h.mailboxMessage)
-		web.GET("/dev/mailbox/:id/html", h.mailboxHTML)
+		e.GET("/dev/mailbox", h.mailbox, web()...)
+		e.GET("/dev/mailbox/:id", h.mailboxMessage, web()...)
+		e.GET("/dev/mailbox/:id/html", h.mailboxHTML, web()...)
 	}
 }
 
