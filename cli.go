@@ -69,7 +69,7 @@ func userCommand(cfg config.Config, args []string, stdin io.Reader, stdout io.Wr
 // script can capture it.
 func keyCommand(cfg config.Config, args []string, stdout io.Writer) error {
 	if len(args) == 0 || args[0] != "create" {
-		return errors.New("usage: keysmith key create --email E --name N --permission read|write|admin [--env live|test] [--kind sk|pk] [--expires 30d|36h|2027-01-31|never]")
+		return errors.New("usage: keysmith key create --email E --name N --permission read|write|admin [--env live|test] [--kind sk|pk] [--expires 30d|36h|2027-01-31|never] [--rate-limit N]")
 	}
 	fs := flag.NewFlagSet("key create", flag.ContinueOnError)
 	email := fs.String("email", "", "the user creating the key (required)")
@@ -79,6 +79,7 @@ func keyCommand(cfg config.Config, args []string, stdout io.Writer) error {
 	kind := fs.String("kind", "sk", "sk (secret) or pk (publishable)")
 	expires := fs.String("expires", "never", "never, days (30d), a duration (36h) or a date (2027-01-31)")
 	workspace := fs.Int64("workspace", 0, "workspace id (default: the user's personal workspace)")
+	rateLimit := fs.Int("rate-limit", 0, "requests per minute (default: the kind's default; owners and admins only)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -118,9 +119,15 @@ func keyCommand(cfg config.Config, args []string, stdout io.Writer) error {
 			return fmt.Errorf("%s is not a member of workspace %d", *email, *workspace)
 		}
 	}
-	created, err := svc.Create(ctx, m.WorkspaceID, svc.UserActor(user, m.Role, "cli", "keysmith key create"), in)
+	actor := svc.UserActor(user, m.Role, "cli", "keysmith key create")
+	created, err := svc.Create(ctx, m.WorkspaceID, actor, in)
 	if err != nil {
 		return err
+	}
+	if *rateLimit != 0 {
+		if _, err := svc.SetRateLimit(ctx, m.WorkspaceID, actor, created.Key.ID, rateLimit); err != nil {
+			return fmt.Errorf("key created, rate limit not set: %w", err)
+		}
 	}
 	fmt.Fprintln(stdout, created.Secret)
 	return nil

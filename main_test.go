@@ -93,7 +93,7 @@ func TestKeyCreateCommandPrintsOnlyTheSecret(t *testing.T) {
 	if code, _, stderr := cli(t, db, "", "user", "create", "--email", "ops@example.com", "--password", "long enough pw"); code != 0 {
 		t.Fatal(stderr)
 	}
-	code, out, stderr := cli(t, db, "", "key", "create", "--email", "ops@example.com", "--name", "deploy", "--permission", "write", "--env", "test", "--expires", "36h")
+	code, out, stderr := cli(t, db, "", "key", "create", "--email", "ops@example.com", "--name", "deploy", "--permission", "write", "--env", "test", "--expires", "36h", "--rate-limit", "50000")
 	secret := strings.TrimSpace(out)
 	if code != 0 || !regexp.MustCompile(`^ks_sk_test_[0-9A-Za-z]{38}$`).MatchString(secret) || strings.Count(out, "\n") != 1 {
 		t.Fatalf("key create: %d %q %q", code, out, stderr)
@@ -105,7 +105,7 @@ func TestKeyCreateCommandPrintsOnlyTheSecret(t *testing.T) {
 	defer models.Close(gdb)
 	var k models.APIKey
 	gdb.Take(&k)
-	if k.SecretHash != keys.Hash(secret) || k.Permission != "write" || k.ExpiresAt == nil || k.ExpiresAt.Sub(k.CreatedAt) != 36*time.Hour {
+	if k.SecretHash != keys.Hash(secret) || k.Permission != "write" || k.ExpiresAt == nil || k.ExpiresAt.Sub(k.CreatedAt) != 36*time.Hour || k.RateLimit == nil || *k.RateLimit != 50000 {
 		t.Fatalf("stored %+v", k)
 	}
 	code, out, _ = cli(t, db, "", "key", "create", "--email", "ops@example.com", "--name", "dated", "--expires", "2099-01-31")

@@ -82,7 +82,7 @@ func capitalize(s string) string {
 }
 
 func (h *Handlers) apiActor(c echo.Context) keys.Actor {
-	return keys.KeyActor(apiKeyOf(c), c.RealIP(), c.Request().UserAgent())
+	return keys.KeyActor(*apiKeyOf(c), c.RealIP(), c.Request().UserAgent())
 }
 
 // apiListKeys is GET /v1/keys: this environment's keys, newest first.

@@ -451,3 +451,60 @@ func TestKeyActionsNeedCSRF(t *testing.T) {
 		t.Fatal("a key was created without a CSRF token")
 	}
 }
+
+func TestAdminsSetRateLimits(t *testing.T) {
+	app := testutil.StartApp(t, testutil.DatabaseURL(t, "sqlite"))
+	owner := signUp(t, app, "owner@example.com")
+	secretOf(t, createKey(t, owner, map[string]string{"name": "Busy"}))
+	id := keyIDByName(t, app, "Busy")
+	detail := owner.Get(fmt.Sprintf("/settings/api-keys/%d", id))
+	if !strings.Contains(detail.Text("dl.facts"), "1000 requests per minute (default for Secret keys)") {
+		t.Fatalf("detail facts: %s", detail.Text("dl.facts"))
+	}
+	page := owner.Submit(detail, `form[action$="/rate-limit"]`, map[string]string{"rate_limit": "0"})
+	if page.Status != http.StatusUnprocessableEntity || page.Text("#rate_limit-error") == "" {
+		t.Fatalf("limit 0: %d %q", page.Status, page.Text("#rate_limit-error"))
+	}
+	if v, _ := page.Doc.Find("#rate_limit").Attr("value"); v != "0" {
+		t.Errorf("input not kept: %q", v)
+	}
+	page = owner.Submit(detail, `form[action$="/rate-limit"]`, map[string]string{"rate_limit": "5000"})
+	if !strings.Contains(page.Text(".flash"), "5000 requests per minute") || !strings.Contains(page.Text("dl.facts"), "5000 requests per minute") {
+		t.Fatalf("after setting: %q / %q", page.Text(".flash"), page.Text("dl.facts"))
+	}
+	page = owner.Submit(page, `form[action$="/rate-limit"]`, map[string]string{"rate_limit": ""})
+	if !strings.Contains(page.Text("dl.facts"), "1000 requests per minute (default") {
+		t.Fatalf("back to default: %s", page.Text("dl.facts"))
+	}
+
+	editor := addMember(t, app, "owner@example.com", "editor@example.com", models.RoleEditor)
+	secretOf(t, createKey(t, editor, map[string]string{"name": "Editor's"}))
+	own := keyIDByName(t, app, "Editor's")
+	if p := editor.Get(fmt.Sprintf("/settings/api-keys/%d", own)); p.Doc.Find(`form[action$="/rate-limit"]`).Length() != 0 {
+		t.Error("an editor is offered the rate limit form")
+	}
+	p := editor.PostForm(fmt.Sprintf("/settings/api-keys/%d/rate-limit", own), url.Values{"_csrf": {csrfOf(detail)}, "rate_limit": {"99999"}})
+	if p.Status != http.StatusForbidden {
+		t.Fatalf("editor raising their own limit: %d", p.Status)
+	}
+}
+
+func TestAPIReferencePage(t *testing.T) {
+	app := testutil.StartApp(t, testutil.DatabaseURL(t, "sqlite"))
+	c := signUp(t, app, "ada@example.com")
+	page := c.Get("/settings/api-reference")
+	if page.Status != 200 {
+		t.Fatalf("status %d", page.Status)
+	}
+	var got []string
+	page.Doc.Find("section.endpoint h2").Each(func(_ int, s *goquery.Selection) {
+		got = append(got, strings.Join(strings.Fields(s.Text()), " "))
+	})
+	want := "GET /v1/auth/test|POST /v1/keys/verify|GET /v1/keys|POST /v1/keys|GET /v1/keys/{id}|DELETE /v1/keys/{id}|POST /v1/keys/{id}/rotate"
+	if strings.Join(got, "|") != want {
+		t.Fatalf("endpoints:\n%s\nwant\n%s", strings.Join(got, "|"), want)
+	}
+	if !strings.Contains(page.Text("section.endpoint pre"), app.Server.URL+"/v1/auth/test") {
+		t.Error("curl examples do not use the base URL")
+	}
+}

@@ -46,7 +46,7 @@ func setup(t *testing.T, dbURL string, maxLifetime time.Duration) *fixture {
 }
 
 // member signs a user up and, when ws is not 0, adds them to it with role.
-func (f *fixture) member(t *testing.T, email string, ws int64, role models.Role) (models.User, models.Membership) {
+func (f *fixture) member(t testing.TB, email string, ws int64, role models.Role) (models.User, models.Membership) {
 	t.Helper()
 	acc := accounts.New(f.db, f.clk, 4)
 	u, err := acc.SignUp(ctx, accounts.SignUpInput{Email: email, Password: "long enough"})

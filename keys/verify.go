@@ -2,6 +2,8 @@ package keys
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"sync"
 	"time"
@@ -63,7 +65,7 @@ type Verifier struct {
 	usage   *Usage
 
 	mu    sync.RWMutex
-	cache map[string]cacheEntry // by secret hash
+	cache map[[sha256.Size]byte]cacheEntry // by SHA-256 of the key
 	group singleflight.Group
 }
 
@@ -76,7 +78,7 @@ type cacheEntry struct {
 
 // NewVerifier returns a verifier with an empty cache.
 func NewVerifier(db *gorm.DB, clk clock.Clock, prefix string, limiter Limiter, usage *Usage) *Verifier {
-	return &Verifier{db: db, clock: clk, prefix: prefix, limiter: limiter, usage: usage, cache: map[string]cacheEntry{}}
+	return &Verifier{db: db, clock: clk, prefix: prefix, limiter: limiter, usage: usage, cache: map[[sha256.Size]byte]cacheEntry{}}
 }
 
 // Invalidate empties the cache; the keys service calls it after every change.
@@ -94,7 +96,7 @@ func (v *Verifier) Authenticate(ctx context.Context, presented string) (Authenti
 		return Authenticated{}, CodeMalformed, nil
 	}
 	now := v.clock.Now()
-	e, err := v.lookup(ctx, Hash(presented), now)
+	e, err := v.lookup(ctx, sha256.Sum256([]byte(presented)), now)
 	switch {
 	case err != nil:
 		return Authenticated{}, "", err
@@ -119,20 +121,21 @@ func (v *Verifier) Admit(k Authenticated, ip, userAgent string) Decision {
 	return d
 }
 
-func (v *Verifier) lookup(ctx context.Context, hash string, now time.Time) (cacheEntry, error) {
+func (v *Verifier) lookup(ctx context.Context, sum [sha256.Size]byte, now time.Time) (cacheEntry, error) {
 	v.mu.RLock()
-	e, ok := v.cache[hash]
+	e, ok := v.cache[sum]
 	v.mu.RUnlock()
 	if ok && now.Sub(e.fetchedAt) < CacheTTL {
 		return e, nil
 	}
+	hash := hex.EncodeToString(sum[:]) // the stored form, as Hash gives it
 	res, err, _ := v.group.Do(hash, func() (any, error) {
 		e, err := v.load(context.WithoutCancel(ctx), hash, now)
 		if err != nil {
 			return cacheEntry{}, err
 		}
 		v.mu.Lock()
-		v.cache[hash] = e
+		v.cache[sum] = e
 		v.mu.Unlock()
 		return e, nil
 	})

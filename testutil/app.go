@@ -45,6 +45,12 @@ func WithConfig(f func(*config.Config)) Option {
 	return func(c *config.Config, _ *app.Options) { f(c) }
 }
 
+// WithQuietLogs keeps only error logs, for benchmarks that must not
+// measure a growing in-memory log.
+func WithQuietLogs() Option {
+	return func(c *config.Config, _ *app.Options) { c.LogLevel = "error" }
+}
+
 // WithClock shares a clock, for example between two app instances.
 func WithClock(clk *clock.Fake) Option {
 	return func(_ *config.Config, o *app.Options) { o.Clock = clk }
@@ -72,7 +78,9 @@ func StartApp(t testing.TB, dbURL string, opts ...Option) *App {
 	for _, opt := range opts {
 		opt(&cfg, &o)
 	}
-	o.Log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	o.Log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level}))
 	a, err := app.New(cfg, o)
 	if err != nil {
 		t.Fatalf("app: %v", err)

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Load test on loopback, one server, one run: GET /v1/auth/test with a valid
+# key against GET /healthz (no authentication) through the same middleware.
+# Needs wrk (apt-get install -y wrk). Bounded: each wrk run lasts $DURATION.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-15s}
+CONNECTIONS=${CONNECTIONS:-32}
+PORT=${PORT:-18080}
+dir=$(mktemp -d)
+trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$dir"' EXIT
+
+go build -o "$dir/keysmith" .
+export KEYSMITH_DATABASE_URL="$dir/keysmith.db" KEYSMITH_DEV_MAILBOX=true KEYSMITH_LOG_LEVEL=warn
+"$dir/keysmith" user create --email load@example.com --password "load test password" >/dev/null
+key=$("$dir/keysmith" key create --email load@example.com --name load --permission read --rate-limit 1000000)
+KEYSMITH_ADDR=127.0.0.1:$PORT "$dir/keysmith" >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
+curl -fs -H "Authorization: Bearer $key" "http://127.0.0.1:$PORT/v1/auth/test" >/dev/null
+
+run() { wrk -t2 -c"$CONNECTIONS" -d"$DURATION" "$@" | awk '/Requests\/sec/ {print $2} /Latency/ {lat=$2} END {print lat}'; }
+echo "warm-up"; wrk -t2 -c"$CONNECTIONS" -d3s "http://127.0.0.1:$PORT/healthz" >/dev/null
+# Alternate the two endpoints, ROUNDS times each, so that neither gains from
+# going first or last; report the median of each.
+ROUNDS=${ROUNDS:-3}
+noop=() auth=()
+for _ in $(seq 1 "$ROUNDS"); do
+  noop+=("$(run "http://127.0.0.1:$PORT/healthz" | head -1)")
+  auth+=("$(run -H "Authorization: Bearer $key" "http://127.0.0.1:$PORT/v1/auth/test" | head -1)")
+done
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+noop_rps=$(median "${noop[@]}") auth_rps=$(median "${auth[@]}")
+printf 'GET /healthz (no auth):          %s req/s (runs: %s)\n' "$noop_rps" "${noop[*]}"
+printf 'GET /v1/auth/test (with a key):  %s req/s (runs: %s)\n' "$auth_rps" "${auth[*]}"
+awk -v a="$auth_rps" -v n="$noop_rps" 'BEGIN { printf "authenticated / no-op: %.2f\n", a / n }'

@@ -1,0 +1,53 @@
+package handlers_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"keysmith/accounts"
+	"keysmith/keys"
+	"keysmith/testutil"
+)
+
+// BenchmarkAPIRequest serves requests straight through the echo app (no
+// network): the authenticated GET /v1/auth/test against GET /healthz,
+// which shares every global middleware but authenticates nothing.
+func BenchmarkAPIRequest(b *testing.B) {
+	app := testutil.StartApp(b, testutil.DatabaseURL(b, "sqlite"), testutil.WithQuietLogs())
+	u, err := app.Accounts.SignUp(b.Context(), accountsInput("bench@example.com"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ms, _ := app.Accounts.Memberships(b.Context(), u.ID)
+	actor := app.Keys.UserActor(u, ms[0].Role, "", "")
+	c, err := app.Keys.Create(b.Context(), ms[0].WorkspaceID, actor, keys.CreateInput{Name: "bench", Kind: keys.Secret, Env: keys.Live, Permission: keys.PermRead, ExpiresIn: "30"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	limit := keys.MaxRateLimit
+	app.Keys.SetRateLimit(b.Context(), ms[0].WorkspaceID, actor, c.Key.ID, &limit)
+	for _, tc := range []struct{ name, path, key string }{
+		{"healthz", "/healthz", ""},
+		{"auth-test", "/v1/auth/test", c.Secret},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				req := httptest.NewRequest(http.MethodGet, tc.path, nil)
+				if tc.key != "" {
+					req.Header.Set("Authorization", "Bearer "+tc.key)
+				}
+				rec := httptest.NewRecorder()
+				app.Echo.ServeHTTP(rec, req)
+				if rec.Code != 200 {
+					b.Fatalf("%s: %d %s", tc.path, rec.Code, rec.Body)
+				}
+			}
+		})
+	}
+}
+
+func accountsInput(email string) accounts.SignUpInput {
+	return accounts.SignUpInput{Email: email, Name: "Bench", Password: "long enough pw"}
+}
