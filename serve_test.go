@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"io"
+	"keysmith/clock"
+	"keysmith/models"
 	"net/http"
 	"os"
 	"os/exec"
@@ -68,6 +70,21 @@ func TestServeFreshMachineAndSIGTERM(t *testing.T) {
 		t.Fatalf("/readyz = %d", res.StatusCode)
 	}
 
+	// A key for the demo account, made by the CLI next to the running server,
+	// used once: its last use sits in the server's buffer until shutdown.
+	keyCmd := exec.Command(bin, "key", "create", "--email", "demo@keysmith.localhost", "--name", "sigterm", "--permission", "read")
+	keyCmd.Dir, keyCmd.Env = dir, cmd.Env
+	out, err := keyCmd.Output()
+	if err != nil {
+		t.Fatalf("key create: %v", err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/v1/auth/test", nil)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(out)))
+	if res, err = http.DefaultClient.Do(req); err != nil || res.StatusCode != 200 {
+		t.Fatalf("auth test with the CLI's key: %v %v", res.StatusCode, err)
+	}
+	res.Body.Close()
+
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -81,6 +98,15 @@ func TestServeFreshMachineAndSIGTERM(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatalf("still running 20s after SIGTERM\n%s", logs)
+	}
+	db, err := models.Open(filepath.Join(dir, "keysmith.db"), clock.Real{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer models.Close(db)
+	var k models.APIKey
+	if err := db.Where("name = ?", "sigterm").Take(&k).Error; err != nil || k.LastUsedAt == nil {
+		t.Fatalf("the last use was not written at shutdown: %v %+v", err, k.LastUsedAt)
 	}
 	order := []string{"draining requests", "stopping background work", "closing database"}
 	last := -1
