@@ -101,6 +101,7 @@ func TestCreateCopyRotateRevokeKey(t *testing.T) {
 	}
 
 	b.do("open the key", chromedp.Click(`td.key-name a[href^="/settings/api-keys/"]`), chromedp.WaitVisible(`dl.facts`))
+	b.shot("05b-key-page")
 	b.do("rotate with a 24 hour grace",
 		chromedp.Click(`details.confirm summary.btn.secondary`),
 		chromedp.WaitVisible(`#grace`),
@@ -141,4 +142,10 @@ func TestCreateCopyRotateRevokeKey(t *testing.T) {
 		t.Fatalf("audit log: %s", got)
 	}
 	b.shot("10-audit-log")
+
+	b.do("API reference", chromedp.Click(`a[href="/settings/api-reference"]`), chromedp.WaitVisible(`section.endpoint`))
+	if got := b.text(`main`); !strings.Contains(got, "/v1/auth/test") || !strings.Contains(got, "Authorization: Bearer") {
+		t.Fatalf("API reference: %s", got)
+	}
+	b.shot("11-api-reference")
 }

@@ -25,9 +25,6 @@ func serveOpenAPI(c echo.Context) error {
 
 // The parts of the OpenAPI document the reference page shows.
 type openAPIDoc struct {
-	Info struct {
-		Description string `json:"description"`
-	} `json:"info"`
 	Paths map[string]map[string]json.RawMessage `json:"paths"`
 }
 
@@ -46,10 +43,10 @@ type openAPIResponseRef struct {
 
 // referenceEndpoints turns the OpenAPI document into the reference page's
 // list, in a reading order: check a key, verify, then keys.
-func referenceEndpoints(baseURL string) ([]views.Endpoint, string, error) {
+func referenceEndpoints(baseURL string) ([]views.Endpoint, error) {
 	var doc openAPIDoc
 	if err := json.Unmarshal(openAPI, &doc); err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	var out []views.Endpoint
 	for path, ops := range doc.Paths {
@@ -59,7 +56,7 @@ func referenceEndpoints(baseURL string) ([]views.Endpoint, string, error) {
 			}
 			var op openAPIOperation
 			if err := json.Unmarshal(raw, &op); err != nil {
-				return nil, "", err
+				return nil, err
 			}
 			ep := views.Endpoint{Method: strings.ToUpper(method), Path: path, Summary: op.Summary, Description: op.Description, Scope: op.Scope}
 			ep.ServiceToken = len(op.Security) > 0 && op.Security[0]["serviceToken"] != nil
@@ -78,7 +75,7 @@ func referenceEndpoints(baseURL string) ([]views.Endpoint, string, error) {
 		}
 		return order[out[i].Method] < order[out[j].Method]
 	})
-	return out, doc.Info.Description, nil
+	return out, nil
 }
 
 func pathRank(p string) string {
@@ -114,9 +111,9 @@ func curlExample(base string, ep views.Endpoint) string {
 }
 
 func (h *Handlers) apiReference(c echo.Context) error {
-	eps, intro, err := referenceEndpoints(h.Config.BaseURL)
+	eps, err := referenceEndpoints(h.Config.BaseURL)
 	if err != nil {
 		return err
 	}
-	return h.app(c, http.StatusOK, "api-reference", "API reference", views.APIReferencePage(intro, eps))
+	return h.app(c, http.StatusOK, "api-reference", "API reference", views.APIReferencePage(eps))
 }
