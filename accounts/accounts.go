@@ -403,3 +403,21 @@ func HashToken(token string) string {
 	sum := sha256.Sum256([]byte(token))
 	return hex.EncodeToString(sum[:])
 }
+
+// SetReminders turns a user's expiry reminder emails on or off.
+func (s *Service) SetReminders(ctx context.Context, userID int64, on bool) error {
+	return s.db.WithContext(ctx).Model(&models.User{}).Where("id = ?", userID).UpdateColumn("reminders_opt_out", !on).Error
+}
+
+// UserByUnsubscribeToken finds the user an unsubscribe link belongs to.
+func (s *Service) UserByUnsubscribeToken(ctx context.Context, token string) (models.User, error) {
+	var u models.User
+	if token == "" {
+		return u, ErrNotFound
+	}
+	err := s.db.WithContext(ctx).Where("unsubscribe_token = ?", token).Take(&u).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return u, ErrNotFound
+	}
+	return u, err
+}

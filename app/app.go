@@ -58,6 +58,7 @@ type App struct {
 	Mailbox   *mailer.Mailbox
 	Echo      *echo.Echo
 	Scheduler *scheduler.Scheduler
+	Reminders *scheduler.Reminders
 	Flusher   *scheduler.Scheduler // writes buffered last-used times
 
 	sessionStore *gormstore.GORMStore
@@ -155,19 +156,22 @@ func New(cfg config.Config, opts Options) (*App, error) {
 	}
 	a.Mailer = mailer.New(transport, cfg.MailFrom, cfg.BaseURL)
 
+	a.Reminders = scheduler.NewReminders(db, a.Clock, a.Mailer, cfg.BaseURL, a.Log)
 	a.Echo = handlers.New(handlers.Deps{
-		Config:   cfg,
-		DB:       db,
-		Sessions: a.Sessions,
-		Accounts: a.Accounts,
-		Keys:     a.Keys,
-		Verifier: a.Verifier,
-		Mailer:   a.Mailer,
-		Mailbox:  a.Mailbox,
-		Clock:    a.Clock,
-		Log:      a.Log,
+		Config:    cfg,
+		DB:        db,
+		Sessions:  a.Sessions,
+		Accounts:  a.Accounts,
+		Keys:      a.Keys,
+		Verifier:  a.Verifier,
+		Reminders: a.Reminders,
+		Mailer:    a.Mailer,
+		Mailbox:   a.Mailbox,
+		Clock:     a.Clock,
+		Log:       a.Log,
 	})
 	a.Scheduler = scheduler.New(cfg.SchedulerEvery, a.Log,
+		scheduler.Job{Name: "expiry reminders", Run: a.Reminders.Run},
 		scheduler.Job{Name: "purge expired login attempts and reset links", Run: a.Accounts.PurgeExpired},
 	)
 	a.Flusher = scheduler.New(cfg.UsageFlushEvery, a.Log, scheduler.Job{Name: "flush last-used times", Run: a.Usage.Flush})

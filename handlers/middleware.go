@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/alexedwards/scs/v2"
@@ -183,6 +184,16 @@ func (h *Handlers) requireLogin(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		v := &viewer{User: user, Memberships: ms, Current: ms[0]}
 		wid := h.Sessions.GetInt64(ctx, sessWorkspaceID)
+		// A link from an email names the workspace it belongs to
+		// (?workspace=ID); a member lands in it.
+		if q, err := strconv.ParseInt(c.QueryParam("workspace"), 10, 64); err == nil && q != wid {
+			for _, m := range ms {
+				if m.WorkspaceID == q {
+					h.Sessions.Put(ctx, sessWorkspaceID, q)
+					wid = q
+				}
+			}
+		}
 		for _, m := range ms {
 			if m.WorkspaceID == wid {
 				v.Current = m

@@ -73,6 +73,11 @@ func (h *Handlers) routes(e *echo.Echo) {
 	e.GET("/settings/api-reference", h.apiReference, web(login)...)
 	e.GET("/settings/team", h.team, web(login)...)
 	e.GET("/settings/notifications", h.notifications, web(login)...)
+	e.POST("/settings/notifications", h.saveNotifications, web(login)...)
+	e.POST("/settings/notifications/deliveries/:id/retry", h.retryDelivery, web(login)...)
+	// Unsubscribe links work without a session; the token is the authority.
+	e.GET("/unsubscribe/:token", h.unsubscribe)
+	e.POST("/unsubscribe/:token", h.unsubscribe)
 	e.GET("/settings/audit-log", h.auditLog, web(login)...)
 	e.GET("/settings/account", h.account, web(login)...)
 	e.POST("/settings/account/password", h.changePassword, web(login)...)

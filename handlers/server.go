@@ -17,20 +17,22 @@ import (
 	"keysmith/config"
 	"keysmith/keys"
 	"keysmith/mailer"
+	"keysmith/scheduler"
 )
 
 // Deps is everything the HTTP layer uses, built once in main.
 type Deps struct {
-	Config   config.Config
-	DB       *gorm.DB
-	Sessions *scs.SessionManager
-	Accounts *accounts.Service
-	Keys     *keys.Service
-	Verifier *keys.Verifier
-	Mailer   *mailer.Mailer
-	Mailbox  *mailer.Mailbox // nil when mail goes out over SMTP
-	Clock    clock.Clock
-	Log      *slog.Logger
+	Config    config.Config
+	DB        *gorm.DB
+	Sessions  *scs.SessionManager
+	Accounts  *accounts.Service
+	Keys      *keys.Service
+	Verifier  *keys.Verifier
+	Reminders *scheduler.Reminders
+	Mailer    *mailer.Mailer
+	Mailbox   *mailer.Mailbox // nil when mail goes out over SMTP
+	Clock     clock.Clock
+	Log       *slog.Logger
 }
 
 // Handlers holds the dependencies every handler method uses.

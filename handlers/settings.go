@@ -28,10 +28,6 @@ func (h *Handlers) team(c echo.Context) error {
 	return h.app(c, http.StatusOK, "team", "Team", views.TeamPage(v.Current.Workspace.Name, rows))
 }
 
-func (h *Handlers) notifications(c echo.Context) error {
-	return h.app(c, http.StatusOK, "notifications", "Notifications", views.NotificationsPage())
-}
-
 // switchWorkspace makes another of the user's workspaces the current one.
 func (h *Handlers) switchWorkspace(c echo.Context) error {
 	v := currentViewer(c)

@@ -305,6 +305,7 @@ func (s *Service) insert(tx *gorm.DB, workspaceID int64, actor Actor, k models.A
 	k.WorkspaceID = workspaceID
 	k.SecretHash = Hash(secret)
 	k.Hint = Hint(secret)
+	k.ReminderDueAt = FirstReminderAt(k.CreatedAt, k.ExpiresAt)
 	if actor.UserID != 0 {
 		k.CreatedByID = &actor.UserID
 	}
@@ -443,7 +444,7 @@ func (s *Service) Rotate(ctx context.Context, workspaceID int64, actor Actor, id
 		// The guard makes a concurrent second rotation of the same key fail.
 		res := tx.Model(&models.APIKey{}).
 			Where("id = ? AND rotated_to_id IS NULL AND revoked_at IS NULL", old.ID).
-			Updates(map[string]any{"rotated_to_id": out.Key.ID, "rotated_at": now, "expires_at": graceEnd, "updated_at": now})
+			Updates(map[string]any{"rotated_to_id": out.Key.ID, "rotated_at": now, "expires_at": graceEnd, "updated_at": now, "reminder_due_at": nil})
 		if res.Error != nil {
 			return res.Error
 		}
@@ -480,7 +481,7 @@ func (s *Service) Revoke(ctx context.Context, workspaceID int64, actor Actor, id
 		if k, err = s.manageable(tx, workspaceID, actor, id); err != nil {
 			return err
 		}
-		updates := map[string]any{"revoked_at": now, "updated_at": now}
+		updates := map[string]any{"revoked_at": now, "updated_at": now, "reminder_due_at": nil}
 		if actor.UserID != 0 {
 			updates["revoked_by_id"] = actor.UserID
 		}

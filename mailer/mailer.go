@@ -73,6 +73,22 @@ Someone asked to reset the password of your Keysmith account. If it was you, cho
 {{.Link}}
 
 The link works once and for {{.Lifetime}}. If you did not ask for it, ignore this email: your password stays as it is.
+{{end}}
+{{define "reminder"}}Hi {{.Name}},
+
+{{.Headline}}
+
+  Key:        {{.KeyName}}
+  Hint:       {{.Hint}}
+  Workspace:  {{.Workspace}} ({{.Environment}})
+  Expires:    {{.ExpiresUTC}} ({{.ExpiresRelative}})
+  Last used:  {{.LastUsed}}
+
+{{if .Expired}}Requests using this key now fail. If something still depends on it, create a replacement from the key's page:{{else}}Rotate it before then: you get a new secret, and the old key can keep working for a grace period while you deploy it:{{end}}
+
+{{.KeyURL}}
+
+You get these emails as the key's creator or a workspace admin. Stop expiry reminders: {{.UnsubscribeURL}}
 {{end}}`))
 
 // SendWelcome greets a new user.
@@ -91,7 +107,24 @@ func (m *Mailer) SendPasswordReset(ctx context.Context, to, name, token string, 
 	return m.send(ctx, to, "Reset your Keysmith password", emails.PasswordResetHTML(data), "reset", data)
 }
 
+// SendReminder mails one expiry reminder. messageID is stable for the
+// delivery, so a resend after a crash is recognisable as the same message;
+// the List-Unsubscribe headers give mail clients a one-click opt-out.
+func (m *Mailer) SendReminder(ctx context.Context, to, messageID, subject string, data emails.Reminder) error {
+	return m.deliver(ctx, to, subject, emails.ReminderHTML(data), "reminder", data, messageID, map[string]string{
+		"List-Unsubscribe":      "<" + data.UnsubscribeURL + ">",
+		"List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+	})
+}
+
+// Domain is the right-hand side of the Message-IDs this mailer makes.
+func (m *Mailer) Domain() string { return m.domain }
+
 func (m *Mailer) send(ctx context.Context, to, subject string, html templ.Component, textName string, data any) error {
+	return m.deliver(ctx, to, subject, html, textName, data, rand.Text()+"@"+m.domain, nil)
+}
+
+func (m *Mailer) deliver(ctx context.Context, to, subject string, html templ.Component, textName string, data any, messageID string, headers map[string]string) error {
 	var h, t bytes.Buffer
 	if err := html.Render(ctx, &h); err != nil {
 		return fmt.Errorf("render %s html: %w", textName, err)
@@ -100,12 +133,13 @@ func (m *Mailer) send(ctx context.Context, to, subject string, html templ.Compon
 		return fmt.Errorf("render %s text: %w", textName, err)
 	}
 	msg := Message{
-		MessageID: rand.Text() + "@" + m.domain,
+		MessageID: messageID,
 		From:      m.from,
 		To:        []string{to},
 		Subject:   subject,
 		HTML:      h.String(),
 		Text:      strings.TrimLeft(t.String(), "\n"),
+		Headers:   headers,
 	}
 	return m.transport.Send(ctx, msg)
 }

@@ -36,7 +36,8 @@ type APIKey struct {
 	RotatedToID       *int64  // the key that replaced this one
 	RotatedTo         *APIKey `gorm:"foreignKey:RotatedToID"`
 	RotatedAt         *time.Time
-	RateLimit         *int // requests per minute; nil for the kind's default
+	RateLimit         *int       // requests per minute; nil for the kind's default
+	ReminderDueAt     *time.Time // when the next expiry reminder falls due; nil for none
 }
 
 // ScopeList splits Scopes.
@@ -56,4 +57,25 @@ type AuditEvent struct {
 	IP          string
 	UserAgent   string
 	CreatedAt   time.Time
+}
+
+// ReminderDelivery is one expiry reminder to one person, sent exactly once:
+// claimed (a lease) before sending, marked sent only after the SMTP server
+// accepted it.
+type ReminderDelivery struct {
+	ID            int64
+	WorkspaceID   int64
+	KeyID         int64
+	Key           APIKey `gorm:"foreignKey:KeyID"`
+	Stage         string // 14d, 7d, 1d or expired
+	UserID        int64
+	Email         string
+	Status        string // pending, sent, failed or cancelled (the key was revoked or replaced first)
+	Attempts      int
+	NextAttemptAt time.Time
+	ClaimedUntil  *time.Time
+	ClaimToken    string
+	LastError     string
+	SentAt        *time.Time
+	CreatedAt     time.Time
 }

@@ -117,6 +117,35 @@ var migrations = []string{
 
 	// 3: per-key rate limits set by admins (NULL: the default of the key's kind)
 	`ALTER TABLE api_keys ADD COLUMN rate_limit INTEGER CHECK (rate_limit > 0);`,
+
+	// 4: expiry reminders. api_keys.reminder_due_at is when the key's next
+	// reminder falls due (NULL: none), so a scheduler pass reads only the
+	// keys that are due. One delivery row per (key, reminder, recipient).
+	`ALTER TABLE api_keys ADD COLUMN reminder_due_at {{time}};
+	CREATE INDEX api_keys_reminder_due_idx ON api_keys (reminder_due_at);
+	ALTER TABLE users ADD COLUMN reminders_opt_out BOOLEAN NOT NULL DEFAULT FALSE;
+	ALTER TABLE users ADD COLUMN unsubscribe_token TEXT;
+	CREATE UNIQUE INDEX users_unsubscribe_token_idx ON users (unsubscribe_token);
+
+	CREATE TABLE reminder_deliveries (
+		id {{id}},
+		workspace_id BIGINT NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
+		key_id BIGINT NOT NULL REFERENCES api_keys (id) ON DELETE CASCADE,
+		stage TEXT NOT NULL CHECK (stage IN ('14d', '7d', '1d', 'expired')),
+		user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+		email TEXT NOT NULL,
+		status TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'failed', 'cancelled')),
+		attempts INTEGER NOT NULL DEFAULT 0,
+		next_attempt_at {{time}} NOT NULL,
+		claimed_until {{time}},
+		claim_token TEXT NOT NULL DEFAULT '',
+		last_error TEXT NOT NULL DEFAULT '',
+		sent_at {{time}},
+		created_at {{time}} NOT NULL
+	);
+	CREATE UNIQUE INDEX reminder_deliveries_once_idx ON reminder_deliveries (key_id, stage, user_id);
+	CREATE INDEX reminder_deliveries_due_idx ON reminder_deliveries (status, next_attempt_at);
+	CREATE INDEX reminder_deliveries_workspace_idx ON reminder_deliveries (workspace_id, created_at);`,
 }
 
 var dialects = map[string]*strings.Replacer{

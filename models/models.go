@@ -40,10 +40,12 @@ type User struct {
 	PasswordHash string
 	// SessionEpoch goes up on every password change; a session remembers the
 	// epoch it logged in at and ends when they differ.
-	SessionEpoch int
-	IsDemo       bool
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
+	SessionEpoch     int
+	IsDemo           bool
+	RemindersOptOut  bool    // no expiry reminder emails
+	UnsubscribeToken *string // secret of the one-click unsubscribe link
+	CreatedAt        time.Time
+	UpdatedAt        time.Time
 }
 
 // DisplayName is the name if the user gave one, else the email address.

@@ -1,0 +1,108 @@
+package handlers
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"keysmith/accounts"
+	"keysmith/keys"
+	"keysmith/models"
+	"keysmith/scheduler"
+	"keysmith/views"
+)
+
+var stageLabels = map[string]string{
+	string(keys.Stage14d): "14 days before", string(keys.Stage7d): "7 days before",
+	string(keys.Stage1d): "1 day before", string(keys.StageExpired): "expired",
+}
+
+func (h *Handlers) notifications(c echo.Context) error {
+	v := currentViewer(c)
+	view := views.NotificationsView{RemindersOn: !v.User.RemindersOptOut, IsAdmin: v.Current.Role.IsAdmin()}
+	if view.IsAdmin {
+		ds, err := h.Reminders.Deliveries(c.Request().Context(), v.Current.WorkspaceID, 50)
+		if err != nil {
+			return err
+		}
+		view.Deliveries = deliveryRows(ds, h.Clock)
+	}
+	return h.app(c, http.StatusOK, "notifications", "Notifications", views.NotificationsPage(view))
+}
+
+func deliveryRows(ds []models.ReminderDelivery, clk interface{ Now() time.Time }) []views.DeliveryRow {
+	now := clk.Now()
+	rows := make([]views.DeliveryRow, 0, len(ds))
+	for _, d := range ds {
+		r := views.DeliveryRow{
+			ID: d.ID, When: views.Relative(d.CreatedAt, now), WhenExact: views.Exact(d.CreatedAt),
+			Key: d.Key.Name + " (" + d.Key.Hint + ")", KeyID: d.KeyID, Stage: stageLabels[d.Stage], To: d.Email,
+			Status: d.Status, Attempts: d.Attempts, Error: d.LastError,
+		}
+		if d.Status == "pending" && d.Attempts > 0 {
+			r.Status = "retrying"
+			r.NextTry = views.Relative(d.NextAttemptAt, now)
+		}
+		rows = append(rows, r)
+	}
+	return rows
+}
+
+func (h *Handlers) saveNotifications(c echo.Context) error {
+	v := currentViewer(c)
+	on := c.FormValue("reminders") == "on"
+	if err := h.Accounts.SetReminders(c.Request().Context(), v.User.ID, on); err != nil {
+		return err
+	}
+	msg := "You will get key expiry reminders."
+	if !on {
+		msg = "You will no longer get key expiry reminders."
+	}
+	h.flash(c, "success", msg)
+	return redirect(c, "/settings/notifications")
+}
+
+func (h *Handlers) retryDelivery(c echo.Context) error {
+	v := currentViewer(c)
+	if !v.Current.Role.IsAdmin() {
+		return echo.NewHTTPError(http.StatusForbidden, "Only owners and admins can retry deliveries.")
+	}
+	id, _ := strconv.ParseInt(c.Param("id"), 10, 64)
+	err := h.Reminders.Retry(c.Request().Context(), v.Current.WorkspaceID, id)
+	switch {
+	case errors.Is(err, scheduler.ErrNotRetryable):
+		h.flash(c, "info", "That delivery is not failed, so there is nothing to retry.")
+	case err != nil:
+		return err
+	default:
+		h.flash(c, "success", fmt.Sprintf("Delivery %d will be retried within a minute.", id))
+	}
+	return redirect(c, "/settings/notifications")
+}
+
+// unsubscribe (GET) asks before it acts: mail scanners open links. The
+// POST is the one-click unsubscribe of RFC 8058 (List-Unsubscribe-Post),
+// which a mail client sends without cookies or CSRF token: the link's
+// secret token is the authority.
+func (h *Handlers) unsubscribe(c echo.Context) error {
+	token := c.Param("token")
+	u, err := h.Accounts.UserByUnsubscribeToken(c.Request().Context(), token)
+	if errors.Is(err, accounts.ErrNotFound) {
+		return h.public(c, http.StatusNotFound, "Unsubscribe", views.UnsubscribePage(views.UnsubscribeView{Invalid: true}))
+	}
+	if err != nil {
+		return err
+	}
+	view := views.UnsubscribeView{Token: token, Email: u.Email}
+	if c.Request().Method == http.MethodPost {
+		if err := h.Accounts.SetReminders(c.Request().Context(), u.ID, false); err != nil {
+			return err
+		}
+		view.Done = true
+	}
+	return h.public(c, http.StatusOK, "Unsubscribe", views.UnsubscribePage(view))
+}
