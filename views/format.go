@@ -6,7 +6,8 @@ import (
 )
 
 // Relative says how far t is from now in the words people use:
-// "just now", "5 minutes ago", "in 3 days", "2 months ago".
+// "just now", "5 minutes ago", "in 3 days", "2 months ago", rounded to the
+// nearest unit (47 hours is "2 days", not "1 day").
 func Relative(t, now time.Time) string {
 	d := now.Sub(t)
 	future := d < 0
@@ -17,16 +18,16 @@ func Relative(t, now time.Time) string {
 	switch {
 	case d < time.Minute:
 		return "just now"
-	case d < time.Hour:
-		s = plural(int(d/time.Minute), "minute")
-	case d < 24*time.Hour:
-		s = plural(int(d/time.Hour), "hour")
+	case d < time.Hour-30*time.Second:
+		s = plural(round(d, time.Minute), "minute")
+	case d < 24*time.Hour-30*time.Minute:
+		s = plural(round(d, time.Hour), "hour")
 	case d < 45*24*time.Hour:
-		s = plural(int(d/(24*time.Hour)), "day")
+		s = plural(round(d, 24*time.Hour), "day")
 	case d < 365*24*time.Hour:
-		s = plural(int(d/(30*24*time.Hour)), "month")
+		s = plural(round(d, 30*24*time.Hour), "month")
 	default:
-		s = plural(int(d/(365*24*time.Hour)), "year")
+		s = plural(round(d, 365*24*time.Hour), "year")
 	}
 	if future {
 		return "in " + s
@@ -39,6 +40,8 @@ func Exact(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC"
 
 // Date is a short date, "2 Mar 2026".
 func Date(t time.Time) string { return t.UTC().Format("2 Jan 2006") }
+
+func round(d, unit time.Duration) int { return int((d + unit/2) / unit) }
 
 func plural(n int, unit string) string {
 	if n == 1 {

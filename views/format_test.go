@@ -8,17 +8,20 @@ import (
 func TestRelative(t *testing.T) {
 	now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 	cases := map[time.Duration]string{
-		-10 * time.Second:              "just now",
-		-time.Minute:                   "1 minute ago",
-		-59 * time.Minute:              "59 minutes ago",
-		-2 * time.Hour:                 "2 hours ago",
-		-24 * time.Hour:                "1 day ago",
-		-44 * 24 * time.Hour:           "44 days ago",
-		-90 * 24 * time.Hour:           "3 months ago",
-		-800 * 24 * time.Hour:          "2 years ago",
-		3 * 24 * time.Hour:             "in 3 days",
-		90*time.Minute + 1:             "in 1 hour",
-		13*24*time.Hour + 23*time.Hour: "in 13 days",
+		-10 * time.Second:                "just now",
+		-time.Minute:                     "1 minute ago",
+		-59 * time.Minute:                "59 minutes ago",
+		-2 * time.Hour:                   "2 hours ago",
+		-24 * time.Hour:                  "1 day ago",
+		-44 * 24 * time.Hour:             "44 days ago",
+		-90 * 24 * time.Hour:             "3 months ago",
+		-800 * 24 * time.Hour:            "2 years ago",
+		3 * 24 * time.Hour:               "in 3 days",
+		89 * time.Minute:                 "in 1 hour",
+		13*24*time.Hour + 23*time.Hour:   "in 14 days",
+		47 * time.Hour:                   "in 2 days",
+		25 * time.Hour:                   "in 1 day",
+		-59*time.Minute - 50*time.Second: "1 hour ago",
 	}
 	for d, want := range cases {
 		if got := Relative(now.Add(d), now); got != want {
