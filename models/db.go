@@ -23,6 +23,7 @@ func Open(url string, clk clock.Clock) (*gorm.DB, error) {
 		Logger:                 logger.Discard,
 		TranslateError:         true,
 		SkipDefaultTransaction: true,
+		PrepareStmt:            true, // reuse prepared statements: the hot queries repeat
 	}
 	if strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://") {
 		db, err := gorm.Open(postgres.Open(url), cfg)
@@ -43,7 +44,7 @@ func Open(url string, clk clock.Clock) (*gorm.DB, error) {
 // "database is locked" errors, foreign keys enforced, and write transactions
 // that take the write lock up front (no deadlocked lock upgrades).
 func sqliteDSN(path string) string {
-	const params = "_journal_mode=WAL&_busy_timeout=5000&_foreign_keys=on&_txlock=immediate"
+	const params = "_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=5000&_foreign_keys=on&_txlock=immediate"
 	if strings.Contains(path, "?") {
 		return "file:" + path + "&" + params
 	}

@@ -81,10 +81,17 @@ func (r *Reminders) Plan(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		for _, k := range due {
-			if err := r.plan(ctx, k, now); err != nil {
-				return err
+		// One transaction per batch: a commit per key would dominate a big pass.
+		err = r.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			for _, k := range due {
+				if err := r.plan(tx, k, now); err != nil {
+					return err
+				}
 			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		if len(due) < r.Batch {
 			return nil
@@ -93,27 +100,27 @@ func (r *Reminders) Plan(ctx context.Context) error {
 	return nil
 }
 
-func (r *Reminders) plan(ctx context.Context, k models.APIKey, now time.Time) error {
+// plan creates one key's deliveries for its current stage and moves its
+// due time to the next stage.
+func (r *Reminders) plan(tx *gorm.DB, k models.APIKey, now time.Time) error {
 	stage, due, next := keys.CurrentStage(k.CreatedAt, *k.ExpiresAt, now)
-	return r.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if due {
-			users, err := recipients(tx, k)
-			if err != nil {
+	if due {
+		users, err := recipients(tx, k)
+		if err != nil {
+			return err
+		}
+		for _, u := range users {
+			d := models.ReminderDelivery{
+				WorkspaceID: k.WorkspaceID, KeyID: k.ID, Stage: string(stage), UserID: u.ID, Email: u.Email,
+				Status: "pending", NextAttemptAt: now,
+			}
+			if err := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&d).Error; err != nil {
 				return err
 			}
-			for _, u := range users {
-				d := models.ReminderDelivery{
-					WorkspaceID: k.WorkspaceID, KeyID: k.ID, Stage: string(stage), UserID: u.ID, Email: u.Email,
-					Status: "pending", NextAttemptAt: now,
-				}
-				if err := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&d).Error; err != nil {
-					return err
-				}
-			}
 		}
-		return tx.Model(&models.APIKey{}).Where("id = ? AND reminder_due_at = ?", k.ID, k.ReminderDueAt).
-			UpdateColumn("reminder_due_at", next).Error
-	})
+	}
+	return tx.Model(&models.APIKey{}).Where("id = ? AND reminder_due_at = ?", k.ID, k.ReminderDueAt).
+		UpdateColumn("reminder_due_at", next).Error
 }
 
 // recipients are the key's creator and the workspace's owners and admins,
@@ -132,9 +139,17 @@ func recipients(tx *gorm.DB, k models.APIKey) ([]models.User, error) {
 	return users, err
 }
 
+// passCache keeps the users and workspaces one pass has loaded: a big pass
+// mails the same few admins about many keys.
+type passCache struct {
+	users      map[int64]models.User
+	workspaces map[int64]string
+}
+
 // Send delivers every due delivery this process can claim, in batches.
 func (r *Reminders) Send(ctx context.Context) error {
 	now := r.clock.Now()
+	cache := &passCache{users: map[int64]models.User{}, workspaces: map[int64]string{}}
 	var errs []error
 	afterID := int64(0)
 	for {
@@ -146,7 +161,7 @@ func (r *Reminders) Send(ctx context.Context) error {
 			return errors.Join(append(errs, err)...)
 		}
 		for _, id := range ids {
-			if err := r.deliver(ctx, id, now); err != nil {
+			if err := r.deliver(ctx, id, now, cache); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -158,7 +173,7 @@ func (r *Reminders) Send(ctx context.Context) error {
 }
 
 // deliver claims one delivery, sends it and records the outcome.
-func (r *Reminders) deliver(ctx context.Context, id int64, now time.Time) error {
+func (r *Reminders) deliver(ctx context.Context, id int64, now time.Time, cache *passCache) error {
 	db := r.db.WithContext(ctx)
 	token := rand.Text()
 	claim := db.Model(&models.ReminderDelivery{}).
@@ -176,7 +191,7 @@ func (r *Reminders) deliver(ctx context.Context, id int64, now time.Time) error 
 	if d.Key.RevokedAt != nil || d.Key.RotatedToID != nil {
 		return mine.Updates(map[string]any{"status": "cancelled", "claimed_until": nil}).Error
 	}
-	subject, data, err := r.compose(ctx, d, now)
+	subject, data, err := r.compose(ctx, d, now, cache)
 	if err != nil {
 		return err
 	}
@@ -199,24 +214,32 @@ func (r *Reminders) deliver(ctx context.Context, id int64, now time.Time) error 
 	return mine.Updates(update).Error
 }
 
-func (r *Reminders) compose(ctx context.Context, d models.ReminderDelivery, now time.Time) (string, emails.Reminder, error) {
+func (r *Reminders) compose(ctx context.Context, d models.ReminderDelivery, now time.Time, cache *passCache) (string, emails.Reminder, error) {
 	db := r.db.WithContext(ctx)
-	var user models.User
-	if err := db.Take(&user, d.UserID).Error; err != nil {
-		return "", emails.Reminder{}, err
-	}
-	if user.UnsubscribeToken == nil {
-		t := rand.Text()
-		if err := db.Model(&user).Where("unsubscribe_token IS NULL").UpdateColumn("unsubscribe_token", t).Error; err != nil {
+	user, ok := cache.users[d.UserID]
+	if !ok {
+		if err := db.Take(&user, d.UserID).Error; err != nil {
 			return "", emails.Reminder{}, err
 		}
-		if err := db.Take(&user, d.UserID).Error; err != nil { // another process may have set it first
+		if user.UnsubscribeToken == nil {
+			t := rand.Text()
+			if err := db.Model(&user).Where("unsubscribe_token IS NULL").UpdateColumn("unsubscribe_token", t).Error; err != nil {
+				return "", emails.Reminder{}, err
+			}
+			if err := db.Take(&user, d.UserID).Error; err != nil { // another process may have set it first
+				return "", emails.Reminder{}, err
+			}
+		}
+		cache.users[d.UserID] = user
+	}
+	wsName, ok := cache.workspaces[d.WorkspaceID]
+	if !ok {
+		var ws models.Workspace
+		if err := db.Take(&ws, d.WorkspaceID).Error; err != nil {
 			return "", emails.Reminder{}, err
 		}
-	}
-	var ws models.Workspace
-	if err := db.Take(&ws, d.WorkspaceID).Error; err != nil {
-		return "", emails.Reminder{}, err
+		wsName = ws.Name
+		cache.workspaces[d.WorkspaceID] = wsName
 	}
 	k := d.Key
 	exp := *k.ExpiresAt
@@ -224,7 +247,7 @@ func (r *Reminders) compose(ctx context.Context, d models.ReminderDelivery, now 
 		Name:            user.DisplayName(),
 		KeyName:         k.Name,
 		Hint:            k.Hint,
-		Workspace:       ws.Name,
+		Workspace:       wsName,
 		Environment:     k.Environment,
 		ExpiresUTC:      exp.UTC().Format("Mon 2 Jan 2006 15:04 UTC"),
 		ExpiresRelative: views.Relative(exp, now),
