@@ -508,3 +508,31 @@ func TestAPIReferencePage(t *testing.T) {
 		t.Error("curl examples do not use the base URL")
 	}
 }
+
+// A reminder email links to the key with ?workspace=…, which must work
+// whichever workspace the reader's session was in.
+func TestKeyLinkSwitchesToItsWorkspace(t *testing.T) {
+	app := testutil.StartApp(t, testutil.DatabaseURL(t, "sqlite"))
+	owner := signUp(t, app, "owner@example.com")
+	secretOf(t, createKey(t, owner, map[string]string{"name": "Shared key"}))
+	id := keyIDByName(t, app, "Shared key")
+	var k models.APIKey
+	app.DB.Take(&k, id)
+
+	admin := addMember(t, app, "owner@example.com", "admin@example.com", models.RoleAdmin)
+	var u models.User
+	app.DB.Where("email = ?", "admin@example.com").Take(&u)
+	ms, _ := app.Accounts.Memberships(t.Context(), u.ID)
+	// Back to the admin's own workspace, where the key does not exist.
+	admin.Submit(admin.Get("/settings/account"), "form.switcher", map[string]string{"workspace_id": fmt.Sprint(ms[0].WorkspaceID)})
+	if p := admin.Get(fmt.Sprintf("/settings/api-keys/%d", id)); p.Status != http.StatusNotFound {
+		t.Fatalf("without the workspace in the link: %d", p.Status)
+	}
+	p := admin.Get(fmt.Sprintf("/settings/api-keys/%d?workspace=%d", id, k.WorkspaceID))
+	if p.Status != 200 || p.Text("main h1") != "Shared key" {
+		t.Fatalf("with it: %d %q", p.Status, p.Text("main h1"))
+	}
+	if p := admin.Get(fmt.Sprintf("/settings/api-keys/%d?workspace=%d", id, 999)); p.Status != 200 {
+		t.Fatalf("a foreign workspace in the link is ignored, not an error: %d", p.Status)
+	}
+}
