@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/alexedwards/scs/v2"
@@ -40,12 +41,14 @@ func securityHeaders(https bool) echo.MiddlewareFunc {
 
 // logRequests writes one structured line per request. It logs the path and
 // never the query string, headers or body: those can hold API keys, reset
-// tokens, passwords or session cookies.
+// tokens, passwords or session cookies. A path that carries a secret (an
+// unsubscribe token) is logged as its route pattern.
 func (h *Handlers) logRequests() echo.MiddlewareFunc {
 	return middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
 		LogStatus:    true,
 		LogMethod:    true,
 		LogURIPath:   true,
+		LogRoutePath: true,
 		LogLatency:   true,
 		LogRemoteIP:  true,
 		LogRequestID: true,
@@ -56,9 +59,13 @@ func (h *Handlers) logRequests() echo.MiddlewareFunc {
 			if v.Status >= 500 {
 				level = slog.LevelError
 			}
+			path := v.URIPath
+			if strings.Contains(v.RoutePath, ":token") {
+				path = v.RoutePath
+			}
 			attrs := []slog.Attr{
 				slog.String("method", v.Method),
-				slog.String("path", v.URIPath),
+				slog.String("path", path),
 				slog.Int("status", v.Status),
 				slog.Duration("latency", v.Latency),
 				slog.String("ip", v.RemoteIP),

@@ -358,6 +358,9 @@ func TestUnsubscribeLink(t *testing.T) {
 	if page := c.Get("/unsubscribe/not-a-token"); page.Status != 404 {
 		t.Fatalf("bad token: %d", page.Status)
 	}
+	if strings.Contains(app.Logs.String(), *u.UnsubscribeToken) || !strings.Contains(app.Logs.String(), "path=/unsubscribe/:token") {
+		t.Fatal("the unsubscribe token reached the logs")
+	}
 }
 
 func TestConcurrentSchedulersSendEachReminderOnce(t *testing.T) {
