@@ -423,21 +423,7 @@ func TestVerifyEndpoint(t *testing.T) {
 
 	verify := func(token string, body any) apiResp {
 		t.Helper()
-		b, _ := json.Marshal(body)
-		req, _ := http.NewRequest("POST", f.app.URL("/v1/keys/verify"), bytes.NewReader(b))
-		req.Header.Set("Content-Type", "application/json")
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		raw, _ := io.ReadAll(res.Body)
-		out := apiResp{Status: res.StatusCode, Header: res.Header, Raw: string(raw)}
-		json.Unmarshal(raw, &out.Body)
-		return out
+		return call(t, f.app, "POST", "/v1/keys/verify", token, body)
 	}
 	if r := verify("", map[string]any{"key": k.Secret}); r.Status != 401 {
 		t.Fatalf("no service token: %d", r.Status)

@@ -1,12 +1,7 @@
 package mailer_test
 
 import (
-	"bytes"
 	"context"
-	"io"
-	"mime"
-	"mime/multipart"
-	"net/mail"
 	"strings"
 	"testing"
 	"time"
@@ -15,38 +10,6 @@ import (
 	"keysmith/mailer"
 	"keysmith/testutil"
 )
-
-// parts reads a received multipart/alternative message into its bodies by
-// content type.
-func parts(t *testing.T, raw []byte) (*mail.Message, map[string]string) {
-	t.Helper()
-	msg, err := mail.ReadMessage(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatalf("parse message: %v\n%s", err, raw)
-	}
-	mediaType, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
-	if err != nil || mediaType != "multipart/alternative" {
-		t.Fatalf("Content-Type = %q, want multipart/alternative", msg.Header.Get("Content-Type"))
-	}
-	out := map[string]string{}
-	mr := multipart.NewReader(msg.Body, params["boundary"])
-	for {
-		p, err := mr.NextPart()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, err := io.ReadAll(p) // quoted-printable is decoded by NextPart
-		if err != nil {
-			t.Fatal(err)
-		}
-		ct, _, _ := mime.ParseMediaType(p.Header.Get("Content-Type"))
-		out[ct] = string(body)
-	}
-	return msg, out
-}
 
 func TestSMTPDeliversPasswordResetWithBothParts(t *testing.T) {
 	server := testutil.StartSMTP(t)
@@ -67,7 +30,7 @@ func TestSMTPDeliversPasswordResetWithBothParts(t *testing.T) {
 	if got[0].From != "no-reply@keys.example.com" || len(got[0].To) != 1 || got[0].To[0] != "ada@example.com" {
 		t.Errorf("envelope from %q to %v", got[0].From, got[0].To)
 	}
-	msg, bodies := parts(t, got[0].Data)
+	msg, bodies := testutil.MIMEParts(t, got[0].Data)
 	if s := msg.Header.Get("Subject"); s != "Reset your Keysmith password" {
 		t.Errorf("Subject = %q", s)
 	}

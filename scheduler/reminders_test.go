@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"mime"
-	"mime/multipart"
 	"net/mail"
 	"slices"
 	"strings"
@@ -170,31 +167,6 @@ func TestCatchUpSendsOnlyTheMostUrgentReminder(t *testing.T) {
 	}
 }
 
-// parts reads a multipart/alternative message into its bodies by type.
-func parts(t *testing.T, raw []byte) (*mail.Message, map[string]string) {
-	t.Helper()
-	msg, err := mail.ReadMessage(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, params, _ := mime.ParseMediaType(msg.Header.Get("Content-Type"))
-	out := map[string]string{}
-	mr := multipart.NewReader(msg.Body, params["boundary"])
-	for {
-		p, err := mr.NextPart()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(p)
-		ct, _, _ := mime.ParseMediaType(p.Header.Get("Content-Type"))
-		out[ct] = string(b)
-	}
-	return msg, out
-}
-
 func TestReminderMailOverSMTP(t *testing.T) {
 	smtp := testutil.StartSMTP(t)
 	app := testutil.StartApp(t, testutil.DatabaseURL(t, "sqlite"), testutil.WithSMTP(smtp))
@@ -208,7 +180,7 @@ func TestReminderMailOverSMTP(t *testing.T) {
 	if len(got) != 1 || got[0].To[0] != "owner@example.com" {
 		t.Fatalf("SMTP received %d messages", len(got))
 	}
-	msg, bodies := parts(t, got[0].Data)
+	msg, bodies := testutil.MIMEParts(t, got[0].Data)
 	if s := msg.Header.Get("Subject"); s != `Your API key "billing-worker" expires in 7 days` {
 		t.Errorf("Subject %q", s)
 	}
