@@ -29,7 +29,7 @@ func cli(t *testing.T, dbPath, stdin string, args ...string) (int, string, strin
 func TestMigrateCommand(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "k.db")
 	code, out, stderr := cli(t, db, "", "migrate")
-	if code != 0 || !strings.Contains(out, "schema version 4 (4 migrations applied now)") {
+	if code != 0 || !strings.Contains(out, "schema version 5 (5 migrations applied now)") {
 		t.Fatalf("first migrate: %d %q %q", code, out, stderr)
 	}
 	code, out, _ = cli(t, db, "", "migrate")

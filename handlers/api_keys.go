@@ -97,7 +97,7 @@ func (h *Handlers) apiListKeys(c echo.Context) error {
 	if err != nil || perPage < 1 || perPage > 100 {
 		perPage = 25
 	}
-	p, err := h.Keys.ListEnv(c.Request().Context(), k.WorkspaceID, k.Env, filter, page, perPage)
+	p, err := h.Keys.List(c.Request().Context(), k.WorkspaceID, keys.ListOptions{Filter: filter, Env: k.Env, Page: page, PerPage: perPage})
 	if err != nil {
 		return err
 	}

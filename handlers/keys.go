@@ -54,7 +54,12 @@ func (h *Handlers) listKeys(c echo.Context) error {
 		filter = keys.FilterAll
 	}
 	page, _ := strconv.Atoi(c.QueryParam("page"))
-	p, err := h.Keys.List(ctx, v.Current.WorkspaceID, filter, page, keysPerPage)
+	creator, _ := strconv.ParseInt(c.QueryParam("creator"), 10, 64)
+	p, err := h.Keys.List(ctx, v.Current.WorkspaceID, keys.ListOptions{Filter: filter, CreatorID: creator, Page: page, PerPage: keysPerPage})
+	if err != nil {
+		return err
+	}
+	members, err := h.memberIDs(c)
 	if err != nil {
 		return err
 	}
@@ -63,10 +68,31 @@ func (h *Handlers) listKeys(c echo.Context) error {
 		Workspace: v.Current.Workspace.Name, Tabs: filterTabs(filter, p.Counts), Filter: string(filter),
 		Page: p.Page, Pages: p.Pages(), Total: p.Total, CanCreate: actor.CanCreate(),
 	}
+	if creator != 0 {
+		view.Creator = creator
+		view.CreatorName = fmt.Sprintf("user %d", creator)
+		if len(p.Keys) > 0 && p.Keys[0].CreatedBy != nil {
+			view.CreatorName = p.Keys[0].CreatedBy.DisplayName()
+		}
+	}
 	for _, k := range p.Keys {
-		view.Rows = append(view.Rows, keyRow(k, p.Now, actor))
+		view.Rows = append(view.Rows, keyRowIn(k, p.Now, actor, members))
 	}
 	return h.app(c, http.StatusOK, "api-keys", "API Keys", views.KeysPage(view))
+}
+
+// memberIDs is the set of the current workspace's members, to flag keys
+// created by people who have since left.
+func (h *Handlers) memberIDs(c echo.Context) (map[int64]bool, error) {
+	ms, err := h.Accounts.Members(c.Request().Context(), currentViewer(c).Current.WorkspaceID)
+	if err != nil {
+		return nil, err
+	}
+	ids := make(map[int64]bool, len(ms))
+	for _, m := range ms {
+		ids[m.UserID] = true
+	}
+	return ids, nil
 }
 
 // newKey shows the create form, pre-filled from another key with ?from=ID
@@ -76,7 +102,8 @@ func (h *Handlers) newKey(c echo.Context) error {
 	if !actor.CanCreate() {
 		return echo.NewHTTPError(http.StatusForbidden, "Viewers cannot create keys. Ask a workspace admin for the editor role.")
 	}
-	in := keys.CreateInput{Kind: keys.Secret, Env: keys.Test, Permission: keys.PermRead, ExpiresIn: "90"}
+	ws := currentViewer(c).Current.Workspace
+	in := keys.CreateInput{Kind: keys.Secret, Env: keys.Test, Permission: keys.PermRead, ExpiresIn: defaultExpiry(ws, h.Keys.MaxLifetime(ws))}
 	title, intro := "Create API key", "The secret is shown once, right after you create the key."
 	if from := c.QueryParam("from"); from != "" {
 		id, _ := strconv.ParseInt(from, 10, 64)
@@ -88,9 +115,24 @@ func (h *Handlers) newKey(c echo.Context) error {
 		title = "Duplicate API key"
 		intro = fmt.Sprintf("A new key with the settings of %s (%s). Check them, then create it: the new secret is shown once.", k.Name, k.Hint)
 	}
-	f := h.formView(actor, in, h.Clock.Now())
+	f := h.formView(actor, ws, in, h.Clock.Now())
 	f.Title, f.Intro, f.Nonce = title, intro, rand.Text()
 	return h.app(c, http.StatusOK, "api-keys", title, views.KeyFormPage(f))
+}
+
+// defaultExpiry preselects the workspace's default expiry (90 days when it
+// has none), never beyond the maximum lifetime in force.
+func defaultExpiry(ws models.Workspace, max time.Duration) string {
+	want := 90
+	if ws.DefaultExpiryDays != nil {
+		want = *ws.DefaultExpiryDays
+	}
+	for _, d := range slices.Backward(keys.ExpiryChoices) {
+		if d <= want && (max == 0 || time.Duration(d)*24*time.Hour <= max) {
+			return fmt.Sprint(d)
+		}
+	}
+	return "custom"
 }
 
 // duplicateInput copies a key's settings into a create form; its lifetime
@@ -145,7 +187,7 @@ func (h *Handlers) createKey(c echo.Context) error {
 	var ve validate.Errors
 	var fe *keys.ForbiddenError
 	if errors.As(err, &ve) || errors.As(err, &fe) {
-		f := h.formView(actor, in, h.Clock.Now())
+		f := h.formView(actor, v.Current.Workspace, in, h.Clock.Now())
 		f.Nonce = nonce
 		status := http.StatusUnprocessableEntity
 		if fe != nil {
@@ -190,7 +232,11 @@ func (h *Handlers) showKey(c echo.Context) error {
 		return keyError(err)
 	}
 	actor := h.keyActor(c)
-	view := views.KeyDetailView{Row: keyRow(k, h.Clock.Now(), actor), Grace: graceChoices(), CanCreate: actor.CanCreate()}
+	members, err := h.memberIDs(c)
+	if err != nil {
+		return err
+	}
+	view := views.KeyDetailView{Row: keyRowIn(k, h.Clock.Now(), actor, members), Grace: graceChoices(), CanCreate: actor.CanCreate()}
 	return h.app(c, http.StatusOK, "api-keys", k.Name, views.KeyDetailPage(view))
 }
 

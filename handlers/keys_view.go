@@ -10,6 +10,14 @@ import (
 	"keysmith/views"
 )
 
+// keyRowIn is keyRow for a workspace whose current members are given: a
+// key whose creator is no longer among them is flagged.
+func keyRowIn(k models.APIKey, now time.Time, actor keys.Actor, members map[int64]bool) views.KeyRow {
+	r := keyRow(k, now, actor)
+	r.FormerMember = k.CreatedByID != nil && !members[*k.CreatedByID]
+	return r
+}
+
 // keyRow turns a key into what the list and detail pages show.
 func keyRow(k models.APIKey, now time.Time, actor keys.Actor) views.KeyRow {
 	status := keys.StatusOf(k, now)
@@ -96,8 +104,9 @@ func filterTabs(current keys.Filter, counts keys.Counts) []views.FilterTab {
 	return tabs
 }
 
-// formView builds the create form for the actor, from in.
-func (h *Handlers) formView(actor keys.Actor, in keys.CreateInput, now time.Time) views.KeyFormView {
+// formView builds the create form for the actor, from in, within the
+// workspace's key policy.
+func (h *Handlers) formView(actor keys.Actor, ws models.Workspace, in keys.CreateInput, now time.Time) views.KeyFormView {
 	cat := h.Keys.Catalog()
 	checked := map[string]bool{}
 	for _, s := range in.Scopes {
@@ -134,7 +143,7 @@ func (h *Handlers) formView(actor keys.Actor, in keys.CreateInput, now time.Time
 		}
 		f.Groups = append(f.Groups, g)
 	}
-	max := h.Keys.MaxLifetime()
+	max := h.Keys.MaxLifetime(ws)
 	if max == 0 {
 		f.Expiries = append(f.Expiries, views.Choice{Value: "never", Label: "Never", Selected: in.ExpiresIn == "never"})
 	} else {

@@ -75,27 +75,31 @@ func (p Page) Pages() int {
 	return int((p.Total + int64(p.PerPage) - 1) / int64(p.PerPage))
 }
 
+// ListOptions narrows and pages a key list.
+type ListOptions struct {
+	Filter    Filter
+	Env       Env   // "" for both; keys listing keys see only their own
+	CreatorID int64 // 0 for everyone's
+	Page      int   // 1-based
+	PerPage   int
+}
+
 // List returns one page of a workspace's keys, newest first, with their
 // creators and rotation links, and the count of every filter. Two queries:
 // one pass over the workspace's keys for the counts, one indexed page.
-func (s *Service) List(ctx context.Context, workspaceID int64, f Filter, page, perPage int) (Page, error) {
-	return s.ListEnv(ctx, workspaceID, "", f, page, perPage)
-}
-
-// ListEnv is List narrowed to one environment ("" for both), for keys
-// listing keys through the API.
-func (s *Service) ListEnv(ctx context.Context, workspaceID int64, env Env, f Filter, page, perPage int) (Page, error) {
+func (s *Service) List(ctx context.Context, workspaceID int64, o ListOptions) (Page, error) {
 	now := s.clock.Now()
-	out := Page{Page: max(page, 1), PerPage: perPage, Now: now}
+	out := Page{Page: max(o.Page, 1), PerPage: o.PerPage, Now: now}
 	var err error
-	if out.Counts, err = s.count(ctx, workspaceID, env, now); err != nil {
+	if out.Counts, err = s.count(ctx, workspaceID, o, now); err != nil {
 		return out, err
 	}
-	out.Total = out.Counts[f]
+	out.Total = out.Counts[o.Filter]
 	if last := out.Pages(); out.Page > last {
 		out.Page = last
 	}
-	err = f.where(inWorkspace(s.db.WithContext(ctx), workspaceID, env), now).
+	f, perPage := o.Filter, o.PerPage
+	err = f.where(inWorkspace(s.db.WithContext(ctx), workspaceID, o), now).
 		Preload("CreatedBy").Preload("Replaces").Preload("RotatedTo").
 		Order("created_at DESC, id DESC").Limit(perPage).Offset((out.Page - 1) * perPage).
 		Find(&out.Keys).Error
@@ -107,22 +111,25 @@ type Counts map[Filter]int64
 
 // Count counts every filter of a workspace in one pass over its keys.
 func (s *Service) Count(ctx context.Context, workspaceID int64) (Counts, error) {
-	return s.count(ctx, workspaceID, "", s.clock.Now())
+	return s.count(ctx, workspaceID, ListOptions{}, s.clock.Now())
 }
 
-func inWorkspace(db *gorm.DB, workspaceID int64, env Env) *gorm.DB {
+func inWorkspace(db *gorm.DB, workspaceID int64, o ListOptions) *gorm.DB {
 	db = db.Model(&models.APIKey{}).Where("workspace_id = ?", workspaceID)
-	if env != "" {
-		db = db.Where("environment = ?", string(env))
+	if o.Env != "" {
+		db = db.Where("environment = ?", string(o.Env))
+	}
+	if o.CreatorID != 0 {
+		db = db.Where("created_by_id = ?", o.CreatorID)
 	}
 	return db
 }
 
 // count's conditions are Filter.where's, folded into one aggregate; the
 // tests check each filter's count against its list.
-func (s *Service) count(ctx context.Context, workspaceID int64, env Env, now time.Time) (Counts, error) {
+func (s *Service) count(ctx context.Context, workspaceID int64, o ListOptions, now time.Time) (Counts, error) {
 	var row struct{ All, Active, Expiring, Expired, Revoked, Unused int64 }
-	err := inWorkspace(s.db.WithContext(ctx), workspaceID, env).Select(`
+	err := inWorkspace(s.db.WithContext(ctx), workspaceID, o).Select(`
 		COALESCE(SUM(CASE WHEN revoked_at IS NULL THEN 1 ELSE 0 END), 0) AS "all",
 		COALESCE(SUM(CASE WHEN revoked_at IS NULL AND (expires_at IS NULL OR expires_at > @now) THEN 1 ELSE 0 END), 0) AS active,
 		COALESCE(SUM(CASE WHEN revoked_at IS NULL AND rotated_to_id IS NULL AND expires_at > @now AND expires_at <= @soon THEN 1 ELSE 0 END), 0) AS expiring,

@@ -82,8 +82,18 @@ func NewService(db *gorm.DB, clk clock.Clock, catalog Catalog, prefix string, ma
 // Catalog is the scope catalog in force.
 func (s *Service) Catalog() Catalog { return s.catalog }
 
-// MaxLifetime is the operator's maximum key lifetime, 0 for none.
-func (s *Service) MaxLifetime() time.Duration { return s.maxLifetime }
+// MaxLifetime is the longest a new key of the workspace may live: the
+// operator's maximum or the workspace's own, whichever is shorter; 0 for none.
+func (s *Service) MaxLifetime(w models.Workspace) time.Duration {
+	limit := s.maxLifetime
+	if w.MaxLifetimeDays != nil {
+		own := time.Duration(*w.MaxLifetimeDays) * 24 * time.Hour
+		if limit == 0 || own < limit {
+			limit = own
+		}
+	}
+	return limit
+}
 
 // Actor is who acts: a dashboard user (with a role) or, through the API, a key.
 type Actor struct {
@@ -204,13 +214,13 @@ func (s *Service) resolveScopes(errs validate.Errors, kind Kind, perm Permission
 	return scopes
 }
 
-// resolveExpiry turns the expiry choice into a time, within the operator's maximum.
-func (s *Service) resolveExpiry(errs validate.Errors, now time.Time, in, on string) *time.Time {
+// resolveExpiry turns the expiry choice into a time, within maxLifetime (0: none).
+func resolveExpiry(errs validate.Errors, now time.Time, in, on string, maxLifetime time.Duration) *time.Time {
 	var at time.Time
 	switch in {
 	case "never", "":
-		if s.maxLifetime > 0 {
-			errs["expires_in"] = fmt.Sprintf("Keys must expire within %s here.", days(s.maxLifetime))
+		if maxLifetime > 0 {
+			errs["expires_in"] = fmt.Sprintf("Keys must expire within %s here.", days(maxLifetime))
 		}
 		return nil
 	case "custom":
@@ -235,12 +245,12 @@ func (s *Service) resolveExpiry(errs validate.Errors, now time.Time, in, on stri
 			return nil
 		}
 	}
-	if s.maxLifetime > 0 && at.Sub(now) > s.maxLifetime {
+	if maxLifetime > 0 && at.Sub(now) > maxLifetime {
 		field := "expires_in"
 		if in == "custom" {
 			field = "expires_on"
 		}
-		errs[field] = fmt.Sprintf("Keys must expire within %s here.", days(s.maxLifetime))
+		errs[field] = fmt.Sprintf("Keys must expire within %s here.", days(maxLifetime))
 		return nil
 	}
 	return &at
@@ -262,7 +272,11 @@ func (s *Service) Create(ctx context.Context, workspaceID int64, actor Actor, in
 		errs["environment"] = "Choose live or test."
 	}
 	scopes := s.resolveScopes(errs, in.Kind, in.Permission, in.Scopes)
-	expires := s.resolveExpiry(errs, now, in.ExpiresIn, in.ExpiresOn)
+	var ws models.Workspace
+	if err := s.db.WithContext(ctx).Take(&ws, workspaceID).Error; err != nil {
+		return Created{}, err
+	}
+	expires := resolveExpiry(errs, now, in.ExpiresIn, in.ExpiresOn, s.MaxLifetime(ws))
 	if err := errs.Err(); err != nil {
 		return Created{}, err
 	}

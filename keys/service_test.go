@@ -338,7 +338,7 @@ func TestListFiltersAndCounts(t *testing.T) {
 		f.db.Model(&models.APIKey{}).Where("name = ?", "expired").Update("expires_at", f.clk.Now().Add(-time.Hour))
 
 		names := func(filter keys.Filter) string {
-			p, err := f.svc.List(ctx, f.ws, filter, 1, 10)
+			p, err := f.svc.List(ctx, f.ws, keys.ListOptions{Filter: filter, Page: 1, PerPage: 10})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -370,11 +370,11 @@ func TestListFiltersAndCounts(t *testing.T) {
 		}
 		_ = stale
 
-		p, _ := f.svc.List(ctx, f.ws, keys.FilterAll, 2, 3)
+		p, _ := f.svc.List(ctx, f.ws, keys.ListOptions{Page: 2, PerPage: 3})
 		if p.Total != 4 || p.Pages() != 2 || len(p.Keys) != 1 || p.Keys[0].Name != "stale" {
 			t.Fatalf("page 2 of 3-per-page: total %d, pages %d, %d keys", p.Total, p.Pages(), len(p.Keys))
 		}
-		if p, _ := f.svc.List(ctx, f.ws, keys.FilterAll, 99, 3); p.Page != 2 {
+		if p, _ := f.svc.List(ctx, f.ws, keys.ListOptions{Page: 99, PerPage: 3}); p.Page != 2 {
 			t.Fatalf("page past the end clamps to %d, want 2", p.Page)
 		}
 	})

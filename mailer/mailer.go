@@ -74,6 +74,14 @@ Someone asked to reset the password of your Keysmith account. If it was you, cho
 
 The link works once and for {{.Lifetime}}. If you did not ask for it, ignore this email: your password stays as it is.
 {{end}}
+{{define "invitation"}}Hi,
+
+{{.Inviter}} invited you to join {{.Workspace}} on Keysmith as {{.Role}}, to manage the workspace's API keys together. Accept here:
+
+{{.Link}}
+
+The link works once and for {{.Lifetime}}. Sign up or log in with this email address to accept. If you did not expect it, ignore this email.
+{{end}}
 {{define "reminder"}}Hi {{.Name}},
 
 {{.Headline}}
@@ -105,6 +113,12 @@ func (m *Mailer) SendPasswordReset(ctx context.Context, to, name, token string, 
 		Lifetime: humanDuration(lifetime),
 	}
 	return m.send(ctx, to, "Reset your Keysmith password", emails.PasswordResetHTML(data), "reset", data)
+}
+
+// SendInvitation mails a single-use link to join a workspace.
+func (m *Mailer) SendInvitation(ctx context.Context, to, inviter, workspace, role, token string, lifetime time.Duration) error {
+	data := emails.Invitation{Inviter: inviter, Workspace: workspace, Role: role, Link: m.URL("/invitations/" + token), Lifetime: humanDuration(lifetime)}
+	return m.send(ctx, to, inviter+" invited you to "+workspace+" on Keysmith", emails.InvitationHTML(data), "invitation", data)
 }
 
 // SendReminder mails one expiry reminder. messageID is stable for the

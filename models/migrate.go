@@ -146,6 +146,25 @@ var migrations = []string{
 	CREATE UNIQUE INDEX reminder_deliveries_once_idx ON reminder_deliveries (key_id, stage, user_id);
 	CREATE INDEX reminder_deliveries_due_idx ON reminder_deliveries (status, next_attempt_at);
 	CREATE INDEX reminder_deliveries_workspace_idx ON reminder_deliveries (workspace_id, created_at);`,
+
+	// 5: teams: invitations, and each workspace's key policy
+	`CREATE TABLE invitations (
+		id {{id}},
+		workspace_id BIGINT NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
+		email TEXT NOT NULL,
+		role TEXT NOT NULL CHECK (role IN ('admin', 'editor', 'viewer')),
+		token_hash TEXT NOT NULL,
+		invited_by_id BIGINT REFERENCES users (id) ON DELETE SET NULL,
+		expires_at {{time}} NOT NULL,
+		accepted_at {{time}},
+		cancelled_at {{time}},
+		created_at {{time}} NOT NULL,
+		updated_at {{time}} NOT NULL
+	);
+	CREATE UNIQUE INDEX invitations_token_idx ON invitations (token_hash);
+	CREATE INDEX invitations_workspace_idx ON invitations (workspace_id, created_at);
+	ALTER TABLE workspaces ADD COLUMN default_expiry_days INTEGER CHECK (default_expiry_days > 0);
+	ALTER TABLE workspaces ADD COLUMN max_lifetime_days INTEGER CHECK (max_lifetime_days > 0);`,
 }
 
 var dialects = map[string]*strings.Replacer{

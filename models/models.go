@@ -58,11 +58,31 @@ func (u User) DisplayName() string {
 
 // Workspace owns keys; users reach it through memberships.
 type Workspace struct {
-	ID        int64
-	Name      string
-	Personal  bool
-	CreatedAt time.Time
-	UpdatedAt time.Time
+	ID                int64
+	Name              string
+	Personal          bool
+	DefaultExpiryDays *int // preselected expiry of new keys; nil: 90 days
+	MaxLifetimeDays   *int // longest a new key may live here; nil: the operator's maximum
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
+}
+
+// Invitation asks someone to join a workspace; only the token's SHA-256
+// is stored, and it works once, until it expires.
+type Invitation struct {
+	ID          int64
+	WorkspaceID int64
+	Workspace   Workspace `gorm:"foreignKey:WorkspaceID"`
+	Email       string
+	Role        Role
+	TokenHash   string
+	InvitedByID *int64
+	InvitedBy   *User `gorm:"foreignKey:InvitedByID"`
+	ExpiresAt   time.Time
+	AcceptedAt  *time.Time
+	CancelledAt *time.Time
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
 }
 
 // Membership gives a user a role in a workspace.
