@@ -28,6 +28,7 @@ import (
 	"keysmith/mailer"
 	"keysmith/models"
 	"keysmith/scheduler"
+	"keysmith/teams"
 )
 
 // Demo account seeded on a development database (KEYSMITH_DEMO).
@@ -165,6 +166,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		Keys:      a.Keys,
 		Verifier:  a.Verifier,
 		Reminders: a.Reminders,
+		Teams:     teams.New(db, a.Clock, cfg.MaxKeyLifetime),
 		Mailer:    a.Mailer,
 		Mailbox:   a.Mailbox,
 		Clock:     a.Clock,

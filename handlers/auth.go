@@ -18,11 +18,11 @@ import (
 func pingDB(db *gorm.DB) error { return models.Ping(db) }
 
 func (h *Handlers) signupForm(c echo.Context) error {
-	return h.public(c, http.StatusOK, "Sign up", views.SignupPage(views.SignupForm{}))
+	return h.public(c, http.StatusOK, "Sign up", views.SignupPage(views.SignupForm{Email: c.QueryParam("email"), Next: c.QueryParam("next")}))
 }
 
 func (h *Handlers) signup(c echo.Context) error {
-	form := views.SignupForm{Email: c.FormValue("email"), Name: c.FormValue("name")}
+	form := views.SignupForm{Email: c.FormValue("email"), Name: c.FormValue("name"), Next: c.FormValue("next")}
 	user, err := h.Accounts.SignUp(c.Request().Context(), accounts.SignUpInput{
 		Email: form.Email, Name: form.Name, Password: c.FormValue("password"),
 	})
@@ -45,6 +45,9 @@ func (h *Handlers) signup(c echo.Context) error {
 		return err
 	}
 	h.flash(c, "success", "Welcome to Keysmith! Your account and personal workspace are ready.")
+	if form.Next != "" {
+		return redirect(c, safeNext(form.Next))
+	}
 	return redirect(c, "/settings/api-keys")
 }
 

@@ -140,12 +140,14 @@ func hasSession(c echo.Context) bool {
 
 // Session keys.
 const (
-	sessUserID      = "user_id"
-	sessEpoch       = "epoch"
-	sessWorkspaceID = "workspace_id"
-	sessFlashKind   = "flash_kind"
-	sessFlashMsg    = "flash_msg"
-	sessResetToken  = "reset_token"
+	sessUserID        = "user_id"
+	sessEpoch         = "epoch"
+	sessWorkspaceID   = "workspace_id"
+	sessFlashKind     = "flash_kind"
+	sessFlashMsg      = "flash_msg"
+	sessFlashHref     = "flash_href"
+	sessFlashLinkText = "flash_link_text"
+	sessResetToken    = "reset_token"
 )
 
 // viewer is who is logged in, and in which workspace, for this request.

@@ -62,9 +62,18 @@ func csrfTokenOf(c echo.Context) string {
 
 // flash stores a message for the next page the user sees.
 func (h *Handlers) flash(c echo.Context, kind, msg string) {
+	h.flashLink(c, kind, msg, "", "")
+}
+
+// flashLink is a flash message that ends with a link to act on it.
+func (h *Handlers) flashLink(c echo.Context, kind, msg, href, text string) {
 	ctx := c.Request().Context()
 	h.Sessions.Put(ctx, sessFlashKind, kind)
 	h.Sessions.Put(ctx, sessFlashMsg, msg)
+	if href != "" {
+		h.Sessions.Put(ctx, sessFlashHref, href)
+		h.Sessions.Put(ctx, sessFlashLinkText, text)
+	}
 }
 
 func (h *Handlers) popFlash(c echo.Context) views.Flash {
@@ -72,7 +81,10 @@ func (h *Handlers) popFlash(c echo.Context) views.Flash {
 	if !hasSession(c) || !h.Sessions.Exists(ctx, sessFlashMsg) {
 		return views.Flash{}
 	}
-	return views.Flash{Kind: h.Sessions.PopString(ctx, sessFlashKind), Message: h.Sessions.PopString(ctx, sessFlashMsg)}
+	return views.Flash{
+		Kind: h.Sessions.PopString(ctx, sessFlashKind), Message: h.Sessions.PopString(ctx, sessFlashMsg),
+		Href: h.Sessions.PopString(ctx, sessFlashHref), LinkText: h.Sessions.PopString(ctx, sessFlashLinkText),
+	}
 }
 
 // redirect ends a successful POST: 303 for a normal form, HX-Redirect for

@@ -18,6 +18,7 @@ import (
 	"keysmith/keys"
 	"keysmith/mailer"
 	"keysmith/scheduler"
+	"keysmith/teams"
 )
 
 // Deps is everything the HTTP layer uses, built once in main.
@@ -29,6 +30,7 @@ type Deps struct {
 	Keys      *keys.Service
 	Verifier  *keys.Verifier
 	Reminders *scheduler.Reminders
+	Teams     *teams.Service
 	Mailer    *mailer.Mailer
 	Mailbox   *mailer.Mailbox // nil when mail goes out over SMTP
 	Clock     clock.Clock

@@ -17,8 +17,10 @@ type Shell struct {
 
 // Flash is a one-time message shown at the top of the next page.
 type Flash struct {
-	Kind    string // success, error or info
-	Message string
+	Kind     string // success, error or info
+	Message  string
+	Href     string // an optional link to act on the message
+	LinkText string
 }
 
 // UserInfo is the logged-in user as the layout shows them.
