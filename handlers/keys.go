@@ -351,23 +351,6 @@ func (h *Handlers) revokeKey(c echo.Context) error {
 	return redirect(c, "/settings/api-keys?filter=revoked")
 }
 
-const auditPerPage = 50
-
-func (h *Handlers) auditLog(c echo.Context) error {
-	v := currentViewer(c)
-	if !v.Current.Role.IsAdmin() {
-		return h.app(c, http.StatusForbidden, "audit-log", "Audit log", views.AuditAdminsOnly())
-	}
-	page, _ := strconv.Atoi(c.QueryParam("page"))
-	p, err := h.Keys.Audit(c.Request().Context(), v.Current.WorkspaceID, page, auditPerPage)
-	if err != nil {
-		return err
-	}
-	pages := int((p.Total + auditPerPage - 1) / auditPerPage)
-	view := views.AuditView{Rows: auditRows(p.Events, h.Clock.Now()), Page: p.Page, Pages: max(pages, 1), Total: p.Total}
-	return h.app(c, http.StatusOK, "audit-log", "Audit log", views.AuditPage(view))
-}
-
 // setRateLimit changes a key's requests per minute (owners and admins);
 // an empty field returns it to its kind's default.
 func (h *Handlers) setRateLimit(c echo.Context) error {

@@ -88,6 +88,8 @@ func (h *Handlers) routes(e *echo.Echo) {
 	e.GET("/unsubscribe/:token", h.unsubscribe)
 	e.POST("/unsubscribe/:token", h.unsubscribe)
 	e.GET("/settings/audit-log", h.auditLog, web(login)...)
+	e.GET("/settings/audit-log/export.csv", h.auditExport("csv"), web(login)...)
+	e.GET("/settings/audit-log/export.json", h.auditExport("json"), web(login)...)
 	e.GET("/settings/account", h.account, web(login)...)
 	e.POST("/settings/account/password", h.changePassword, web(login)...)
 	e.POST("/workspaces/switch", h.switchWorkspace, web(login)...)
