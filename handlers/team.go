@@ -239,3 +239,12 @@ func (h *Handlers) acceptInvitation(c echo.Context) error {
 	h.flash(c, "success", "Welcome to "+inv.Workspace.Name+".")
 	return redirect(c, "/settings/api-keys")
 }
+
+// teamsHTTPError maps a teams error with no form to re-render.
+func teamsHTTPError(err error) error {
+	var fe *teams.ForbiddenError
+	if errors.As(err, &fe) {
+		return echo.NewHTTPError(http.StatusForbidden, "You cannot do that: "+fe.Reason+".")
+	}
+	return err
+}
