@@ -206,3 +206,47 @@ func TestWorkspaceKeyPolicyShapesTheCreateForm(t *testing.T) {
 		t.Fatalf("rename: %q", page.Text(".topbar .muted"))
 	}
 }
+
+// Every team action through HTTP, for each non-owner role: admins may
+// manage non-owners, editors and viewers may not touch the team at all.
+func TestTeamActionsByRole(t *testing.T) {
+	for _, role := range []models.Role{models.RoleAdmin, models.RoleEditor, models.RoleViewer} {
+		t.Run(string(role), func(t *testing.T) {
+			app := testutil.StartApp(t, testutil.DatabaseURL(t, "sqlite"))
+			signUp(t, app, "owner@example.com")
+			actor := addMember(t, app, "owner@example.com", "actor@example.com", role)
+			addMember(t, app, "owner@example.com", "target@example.com", models.RoleViewer)
+			var target, owner models.User
+			app.DB.Where("email = ?", "target@example.com").Take(&target)
+			app.DB.Where("email = ?", "owner@example.com").Take(&owner)
+			token := csrfOf(actor.Get("/settings/team"))
+			post := func(path string, fields map[string]string) int {
+				v := map[string][]string{"_csrf": {token}}
+				for k, f := range fields {
+					v[k] = []string{f}
+				}
+				return actor.PostForm(path, v).Status
+			}
+			allowed := role == models.RoleAdmin
+			for _, tc := range []struct {
+				name, path string
+				fields     map[string]string
+				adminOK    bool
+			}{
+				{"invite", "/settings/team/invitations", map[string]string{"email": "new@example.com", "role": "viewer"}, true},
+				{"change a viewer's role", fmt.Sprintf("/settings/team/members/%d/role", target.ID), map[string]string{"role": "editor"}, true},
+				{"demote the owner", fmt.Sprintf("/settings/team/members/%d/role", owner.ID), map[string]string{"role": "viewer"}, false},
+				{"remove the owner", fmt.Sprintf("/settings/team/members/%d/remove", owner.ID), nil, false},
+				{"transfer ownership", "/settings/team/transfer", map[string]string{"user_id": fmt.Sprint(target.ID)}, false},
+				{"rename the workspace", "/settings/workspace", map[string]string{"name": "Mine"}, true},
+				{"remove a viewer", fmt.Sprintf("/settings/team/members/%d/remove", target.ID), nil, true},
+			} {
+				status := post(tc.path, tc.fields)
+				ok := status == http.StatusOK // a redirect followed to the page
+				if want := allowed && tc.adminOK; ok != want || (!ok && status != http.StatusForbidden) {
+					t.Errorf("%s: %d, want allowed=%v (else 403)", tc.name, status, want)
+				}
+			}
+		})
+	}
+}
