@@ -223,6 +223,7 @@ func (a *App) Close() error {
 
 func (a *App) close() error {
 	a.Log.Info("shutting down: stopping background work")
+	a.Mailer.Wait()
 	a.Scheduler.Stop()
 	a.Flusher.Stop()
 	a.closeStores()

@@ -2,10 +2,13 @@ package handlers_test
 
 import (
 	"context"
+	"keysmith/mailer"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"keysmith/accounts"
 	"keysmith/testutil"
@@ -62,7 +65,7 @@ func TestSignUpLogOutLogIn(t *testing.T) {
 		if page.Doc.Find(".empty h2").Text() != "No API keys yet" {
 			t.Errorf("API keys page lacks its empty state:\n%s", page.Body)
 		}
-		mails := app.Mailbox.List()
+		mails := app.Mails()
 		if len(mails) != 1 || mails[0].To[0] != "ada@example.com" || mails[0].Subject != "Welcome to Keysmith" {
 			t.Fatalf("dev mailbox = %+v, want one welcome mail", mails)
 		}
@@ -336,7 +339,7 @@ func TestForgotAndResetPassword(t *testing.T) {
 		if unknown.Status != known.Status || strings.ReplaceAll(unknown.Text(".flash"), "nobody@example.com", "X") != strings.ReplaceAll(known.Text(".flash"), "ada@example.com", "X") {
 			t.Fatalf("answers differ for a known and an unknown email:\n%q\n%q", unknown.Text(".flash"), known.Text(".flash"))
 		}
-		mails := app.Mailbox.List()
+		mails := app.Mails()
 		if len(mails) != 2 || mails[0].Subject != "Reset your Keysmith password" {
 			t.Fatalf("mailbox: %+v, want the welcome and one reset mail", mails)
 		}
@@ -374,7 +377,7 @@ func TestResetLinkExpiresAfterAnHour(t *testing.T) {
 	signUp(t, app, "ada@example.com")
 	c := app.NewClient(t)
 	c.Submit(c.Get("/forgot-password"), "form", map[string]string{"email": "ada@example.com"})
-	link := linkIn(t, app.Mailbox.List()[0].Text, "/reset-password?token=")
+	link := linkIn(t, app.Mails()[0].Text, "/reset-password?token=")
 	app.Clock.Advance(accounts.ResetLinkLifetime + 1)
 	if page := c.Get(strings.TrimPrefix(link, app.Server.URL)); page.Status != http.StatusGone {
 		t.Fatalf("expired link: %d", page.Status)
@@ -398,7 +401,7 @@ func TestSecretsNeverReachTheLogs(t *testing.T) {
 	token := sessionCookie(c, app)
 	anon := app.NewClient(t)
 	anon.Submit(anon.Get("/forgot-password"), "form", map[string]string{"email": "ada@example.com"})
-	link := linkIn(t, app.Mailbox.List()[0].Text, "/reset-password?token=")
+	link := linkIn(t, app.Mails()[0].Text, "/reset-password?token=")
 	resetToken := link[strings.Index(link, "token=")+len("token="):]
 	anon.Submit(anon.Get(strings.TrimPrefix(link, app.Server.URL)), "form[action='/reset-password']", map[string]string{"password": "brand new password"})
 	logIn(t, app, "ada@example.com", "brand new password")
@@ -413,4 +416,48 @@ func TestSecretsNeverReachTheLogs(t *testing.T) {
 		}
 	}
 	_ = context.Background()
+}
+
+// held is a mail transport that holds every message until released.
+type held struct {
+	release chan struct{}
+	once    sync.Once
+	mu      sync.Mutex
+	sent    []mailer.Message
+}
+
+func (h *held) Release() { h.once.Do(func() { close(h.release) }) }
+
+func (h *held) Send(ctx context.Context, m mailer.Message) error {
+	select {
+	case <-h.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.sent = append(h.sent, m)
+	return nil
+}
+
+// The reset answer must not wait for the mail: its timing would tell a
+// registered email from an unknown one.
+func TestForgotPasswordDoesNotWaitForTheMail(t *testing.T) {
+	transport := &held{release: make(chan struct{})}
+	app := testutil.StartApp(t, testutil.DatabaseURL(t, "sqlite"), testutil.WithTransport(transport))
+	t.Cleanup(transport.Release) // runs before the server closes, so a held send cannot hang it
+	if _, err := app.Accounts.SignUp(t.Context(), accounts.SignUpInput{Email: "ada@example.com", Password: password}); err != nil {
+		t.Fatal(err)
+	}
+	c := app.NewClient(t)
+	c.HTTP.Timeout = 10 * time.Second // a synchronous send would hold the answer until then
+	page := c.Submit(c.Get("/forgot-password"), "form", map[string]string{"email": "ada@example.com"})
+	if page.Status != http.StatusOK || !strings.Contains(page.Text(".flash"), "If an account exists") {
+		t.Fatalf("answer while the mail is held: %d %q", page.Status, page.Text(".flash"))
+	}
+	transport.Release()
+	app.Mailer.Wait()
+	if len(transport.sent) != 1 || transport.sent[0].Subject != "Reset your Keysmith password" {
+		t.Fatalf("sent %+v", transport.sent)
+	}
 }

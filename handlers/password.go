@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"errors"
 	"net/http"
 
@@ -28,9 +29,9 @@ func (h *Handlers) forgot(c echo.Context) error {
 		return err
 	}
 	if token != "" {
-		if err := h.Mailer.SendPasswordReset(ctx, user.Email, user.DisplayName(), token, accounts.ResetLinkLifetime); err != nil {
-			h.Log.Error("password reset email not sent", "user_id", user.ID, "err", err)
-		}
+		h.Mailer.Go(func(ctx context.Context) error {
+			return h.Mailer.SendPasswordReset(ctx, user.Email, user.DisplayName(), token, accounts.ResetLinkLifetime)
+		}, func(err error) { h.Log.Error("password reset email not sent", "user_id", user.ID, "err", err) })
 	}
 	form.Sent = true
 	return h.public(c, http.StatusOK, "Reset password", views.ForgotPage(form))

@@ -22,7 +22,7 @@ func invite(t *testing.T, app *testutil.App, c *testutil.Client, email, role str
 	if !strings.Contains(page.Text(".flash"), "Invitation sent to "+email) {
 		t.Fatalf("invite %s: %d %q\n%s", email, page.Status, page.Text(".flash"), page.Text("main"))
 	}
-	mail := app.Mailbox.List()[0]
+	mail := app.Mails()[0]
 	if mail.To[0] != email || !strings.Contains(mail.Subject, "invited you to") {
 		t.Fatalf("invitation mail %+v", mail.Message)
 	}
@@ -89,7 +89,7 @@ func TestInvitationExpires(t *testing.T) {
 		t.Fatal("expired invitation not marked")
 	}
 	page = owner.Submit(page, "table.invitations form[action$='/resend']", nil)
-	fresh := strings.TrimPrefix(linkIn(t, app.Mailbox.List()[0].Text, "/invitations/"), app.Server.URL)
+	fresh := strings.TrimPrefix(linkIn(t, app.Mails()[0].Text, "/invitations/"), app.Server.URL)
 	if fresh == link || app.NewClient(t).Get(fresh).Status != 200 {
 		t.Fatal("resend did not give a working new link")
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/mail"
 	"strings"
+	"sync"
 	"text/template"
 	"time"
 
@@ -41,7 +42,26 @@ type Mailer struct {
 	from      string
 	baseURL   string
 	domain    string // right-hand side of Message-IDs
+	inFlight  sync.WaitGroup
 }
+
+// Go sends in the background, so that how long a request takes says
+// nothing about whether it sent mail (a password reset must not reveal
+// which emails have accounts). onError hears of a failed send. Wait
+// returns when every send started by Go is done: shutdown calls it, and
+// tests before they read the mailbox.
+func (m *Mailer) Go(send func(context.Context) error, onError func(error)) {
+	m.inFlight.Go(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := send(ctx); err != nil && onError != nil {
+			onError(err)
+		}
+	})
+}
+
+// Wait waits for the sends started by Go.
+func (m *Mailer) Wait() { m.inFlight.Wait() }
 
 // New returns a Mailer sending from `from` with links under baseURL.
 func New(t Transport, from, baseURL string) *Mailer {

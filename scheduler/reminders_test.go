@@ -69,7 +69,7 @@ func (tm *team) key(t *testing.T, by keys.Actor, name, days string) keys.Created
 // "day N: key → recipient (subject)" lines, oldest first.
 func arrived(app *testutil.App, start time.Time) []string {
 	var out []string
-	for _, m := range app.Mailbox.List() {
+	for _, m := range app.Mails() {
 		if !strings.HasPrefix(m.MessageID, "reminder-") {
 			continue
 		}
@@ -321,10 +321,10 @@ func TestUnsubscribeLink(t *testing.T) {
 	if res.StatusCode != 200 || !u.RemindersOptOut {
 		t.Fatalf("one-click unsubscribe: %d, opted out %v", res.StatusCode, u.RemindersOptOut)
 	}
-	before := len(app.Mailbox.List())
+	before := len(app.Mails())
 	tm.key(t, owner, "second", "7")
 	app.Reminders.Run(t.Context())
-	if len(app.Mailbox.List()) != before {
+	if len(app.Mails()) != before {
 		t.Fatal("an unsubscribed owner still gets reminders")
 	}
 	if page := c.Get("/unsubscribe/not-a-token"); page.Status != 404 {

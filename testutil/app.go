@@ -28,6 +28,11 @@ type App struct {
 // Option adjusts a test app before it starts.
 type Option func(*config.Config, *app.Options)
 
+// WithTransport sends mail through t instead of the dev mailbox.
+func WithTransport(t mailer.Transport) Option {
+	return func(c *config.Config, o *app.Options) { o.Transport = t }
+}
+
 // WithSMTP sends mail to a real SMTP server instead of the dev mailbox.
 func WithSMTP(s *SMTPServer) Option {
 	return func(c *config.Config, o *app.Options) {
@@ -94,6 +99,13 @@ func StartApp(t testing.TB, dbURL string, opts ...Option) *App {
 		}
 	})
 	return &App{App: a, Server: srv, Clock: o.Clock.(*clock.Fake), Logs: logs}
+}
+
+// Mails waits for the mails sent in the background, then lists the dev
+// mailbox, newest first.
+func (a *App) Mails() []mailer.Stored {
+	a.Mailer.Wait()
+	return a.Mailbox.List()
 }
 
 // URL is the absolute URL of a path on the test server.
