@@ -89,6 +89,9 @@ func TestInvitationExpires(t *testing.T) {
 		t.Fatal("expired invitation not marked")
 	}
 	page = owner.Submit(page, "table.invitations form[action$='/resend']", nil)
+	if !strings.Contains(page.Text(".flash"), "Invitation sent again to late@example.com") {
+		t.Fatalf("resend flash %q", page.Text(".flash"))
+	}
 	fresh := strings.TrimPrefix(linkIn(t, app.Mails()[0].Text, "/invitations/"), app.Server.URL)
 	if fresh == link || app.NewClient(t).Get(fresh).Status != 200 {
 		t.Fatal("resend did not give a working new link")

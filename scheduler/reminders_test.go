@@ -271,8 +271,10 @@ func TestUnreachableSMTPFailsVisiblyAndAdminRetries(t *testing.T) {
 
 	// The owner sees it in the delivery log and retries it.
 	c := app.NewClient(t)
-	page := c.Submit(c.Get("/login"), "form[action='/login']", map[string]string{"email": "owner@example.com", "password": "long enough pw"})
-	page = c.Get("/settings/notifications")
+	if p := c.Submit(c.Get("/login"), "form[action='/login']", map[string]string{"email": "owner@example.com", "password": "long enough pw"}); p.URL.Path != "/settings/api-keys" {
+		t.Fatalf("login: %s", p.URL)
+	}
+	page := c.Get("/settings/notifications")
 	row := page.Text("table.deliveries tbody tr")
 	if !strings.Contains(row, "failed") || !strings.Contains(row, "451") || !strings.Contains(row, "doomed") {
 		t.Fatalf("delivery log row: %s", row)
