@@ -253,3 +253,23 @@ func TestTeamActionsByRole(t *testing.T) {
 		})
 	}
 }
+
+func TestAuditLogPagesKeepTheFilter(t *testing.T) {
+	app := testutil.StartApp(t, testutil.DatabaseURL(t, "sqlite"))
+	owner := signUp(t, app, "owner@example.com")
+	var m models.Membership
+	app.DB.Joins("User").Where(`"User"."email" = ?`, "owner@example.com").Take(&m)
+	for i := range 55 {
+		app.DB.Create(&models.AuditEvent{WorkspaceID: m.WorkspaceID, ActorLabel: "owner@example.com", Action: "key.renamed", KeyLabel: fmt.Sprintf("k%d", i), CreatedAt: app.Clock.Now()})
+	}
+	app.DB.Create(&models.AuditEvent{WorkspaceID: m.WorkspaceID, ActorLabel: "owner@example.com", Action: "key.created", CreatedAt: app.Clock.Now()})
+	page := owner.Get("/settings/audit-log?action=key.renamed")
+	if got := page.Text(".pager"); !strings.Contains(got, "Page 1 of 2 · 55 events") {
+		t.Fatalf("pager %q", got)
+	}
+	next := page.Doc.Find(`.pager a[rel=next]`).AttrOr("href", "")
+	second := owner.Get(next)
+	if n := second.Doc.Find("table.audit tbody tr").Length(); n != 5 || strings.Contains(second.Text("table.audit"), "key.created") {
+		t.Fatalf("page 2 (%s): %d rows", next, n)
+	}
+}
