@@ -145,28 +145,26 @@ func (h *Handlers) apiCreateKey(c echo.Context) error {
 	if err != nil {
 		return apiKeyError(c, err)
 	}
+	return h.apiSecret(c, created)
+}
+
+// apiSecret is the one kind of API answer that carries a secret: 201,
+// never cached.
+func (h *Handlers) apiSecret(c echo.Context, created keys.Created) error {
 	out := toJSON(created.Key, h.Clock.Now())
 	out.Secret = created.Secret
 	c.Response().Header().Set("Cache-Control", "no-store")
 	return c.JSON(http.StatusCreated, out)
 }
 
-func (h *Handlers) apiKeyParam(c echo.Context) (models.APIKey, error) {
-	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
-	if err != nil {
-		return models.APIKey{}, keys.ErrNotFound
-	}
+// apiGetKey is GET /v1/keys/{id}: reading needs no more than keys:read, but
+// still only within the calling key's environment.
+func (h *Handlers) apiGetKey(c echo.Context) error {
 	k := apiKeyOf(c)
-	key, err := h.Keys.Get(c.Request().Context(), k.WorkspaceID, id)
+	key, err := h.Keys.Get(c.Request().Context(), k.WorkspaceID, pathID(c, "id"))
 	if err == nil && keys.Env(key.Environment) != k.Env {
 		err = keys.ErrWrongEnvironment
 	}
-	return key, err
-}
-
-// apiGetKey is GET /v1/keys/{id}.
-func (h *Handlers) apiGetKey(c echo.Context) error {
-	key, err := h.apiKeyParam(c)
 	if err != nil {
 		return apiKeyError(c, err)
 	}
@@ -188,27 +186,17 @@ func (h *Handlers) apiRotateKey(c echo.Context) error {
 	if err != nil {
 		return apiFail(c, http.StatusUnprocessableEntity, errInvalidRequest, "validation_failed", "grace_period: use 0s, 1h, 24h, 72h or 168h.")
 	}
-	old, err := h.apiKeyParam(c)
+	// The domain checks the key's workspace, environment and scopes.
+	created, err := h.Keys.Rotate(c.Request().Context(), apiKeyOf(c).WorkspaceID, h.apiActor(c), pathID(c, "id"), grace)
 	if err != nil {
 		return apiKeyError(c, err)
 	}
-	created, err := h.Keys.Rotate(c.Request().Context(), old.WorkspaceID, h.apiActor(c), old.ID, grace)
-	if err != nil {
-		return apiKeyError(c, err)
-	}
-	out := toJSON(created.Key, h.Clock.Now())
-	out.Secret = created.Secret
-	c.Response().Header().Set("Cache-Control", "no-store")
-	return c.JSON(http.StatusCreated, out)
+	return h.apiSecret(c, created)
 }
 
 // apiRevokeKey is DELETE /v1/keys/{id}.
 func (h *Handlers) apiRevokeKey(c echo.Context) error {
-	key, err := h.apiKeyParam(c)
-	if err != nil {
-		return apiKeyError(c, err)
-	}
-	revoked, err := h.Keys.Revoke(c.Request().Context(), key.WorkspaceID, h.apiActor(c), key.ID)
+	revoked, err := h.Keys.Revoke(c.Request().Context(), apiKeyOf(c).WorkspaceID, h.apiActor(c), pathID(c, "id"))
 	if err != nil {
 		return apiKeyError(c, err)
 	}

@@ -7,15 +7,12 @@ import (
 	"net/http"
 
 	"github.com/labstack/echo/v4"
-	"gorm.io/gorm"
 
 	"keysmith/accounts"
 	"keysmith/models"
 	"keysmith/validate"
 	"keysmith/views"
 )
-
-func pingDB(db *gorm.DB) error { return models.Ping(db) }
 
 func (h *Handlers) signupForm(c echo.Context) error {
 	return h.public(c, http.StatusOK, "Sign up", views.SignupPage(views.SignupForm{Email: c.QueryParam("email"), Next: c.QueryParam("next")}))

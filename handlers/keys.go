@@ -38,14 +38,6 @@ func keyError(err error) error {
 	return err
 }
 
-func keyID(c echo.Context) (int64, error) {
-	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
-	if err != nil {
-		return 0, echo.NewHTTPError(http.StatusNotFound, "No such key in this workspace.")
-	}
-	return id, nil
-}
-
 func (h *Handlers) listKeys(c echo.Context) error {
 	v := currentViewer(c)
 	ctx := c.Request().Context()
@@ -223,21 +215,27 @@ func (h *Handlers) showSecret(c echo.Context, created keys.Created, old *models.
 }
 
 func (h *Handlers) showKey(c echo.Context) error {
-	id, err := keyID(c)
-	if err != nil {
-		return err
-	}
+	id := pathID(c, "id")
+	return h.keyPage(c, http.StatusOK, id, nil, nil)
+}
+
+// keyPage renders a key's page; after a refused form, errs and the
+// submitted values (edit) go back into it.
+func (h *Handlers) keyPage(c echo.Context, status int, id int64, errs validate.Errors, edit func(*views.KeyRow)) error {
 	k, err := h.Keys.Get(c.Request().Context(), currentViewer(c).Current.WorkspaceID, id)
 	if err != nil {
 		return keyError(err)
 	}
-	actor := h.keyActor(c)
 	members, err := h.memberIDs(c)
 	if err != nil {
 		return err
 	}
-	view := views.KeyDetailView{Row: keyRowIn(k, h.Clock.Now(), actor, members), Grace: graceChoices(), CanCreate: actor.CanCreate()}
-	return h.app(c, http.StatusOK, "api-keys", k.Name, views.KeyDetailPage(view))
+	actor := h.keyActor(c)
+	view := views.KeyDetailView{Row: keyRowIn(k, h.Clock.Now(), actor, members), Grace: graceChoices(), CanCreate: actor.CanCreate(), Errors: views.FieldErrors(errs)}
+	if edit != nil {
+		edit(&view.Row)
+	}
+	return h.app(c, status, "api-keys", k.Name, views.KeyDetailPage(view))
 }
 
 // keyRowFragment answers the HTMX requests of the in-place rename: the row
@@ -245,10 +243,7 @@ func (h *Handlers) showKey(c echo.Context) error {
 // key's page, which has the same form.
 func (h *Handlers) keyRowFragment(edit bool) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		id, err := keyID(c)
-		if err != nil {
-			return err
-		}
+		id := pathID(c, "id")
 		if c.Request().Header.Get("HX-Request") != "true" {
 			return c.Redirect(http.StatusSeeOther, fmt.Sprintf("/settings/api-keys/%d", id))
 		}
@@ -268,10 +263,7 @@ func (h *Handlers) keyRowFragment(edit bool) echo.HandlerFunc {
 }
 
 func (h *Handlers) renameKey(c echo.Context) error {
-	id, err := keyID(c)
-	if err != nil {
-		return err
-	}
+	id := pathID(c, "id")
 	ws := currentViewer(c).Current.WorkspaceID
 	ctx := c.Request().Context()
 	actor := h.keyActor(c)
@@ -280,26 +272,22 @@ func (h *Handlers) renameKey(c echo.Context) error {
 	inPlace := c.Request().Header.Get("HX-Request") == "true" && c.Request().Header.Get("HX-Boosted") != "true"
 	var ve validate.Errors
 	if errors.As(err, &ve) {
+		keep := func(r *views.KeyRow) { r.Name, r.Description = name, description }
+		if !inPlace {
+			return h.keyPage(c, http.StatusUnprocessableEntity, id, ve, keep)
+		}
 		current, gerr := h.Keys.Get(ctx, ws, id)
 		if gerr != nil {
 			return keyError(gerr)
 		}
 		row := keyRow(current, h.Clock.Now(), actor)
-		row.Name, row.Description = name, description
-		if inPlace {
-			return h.app(c, http.StatusUnprocessableEntity, "api-keys", current.Name, views.KeyRowEdit(row, views.FieldErrors(ve)))
-		}
-		view := views.KeyDetailView{Row: row, Grace: graceChoices(), Errors: views.FieldErrors(ve), CanCreate: actor.CanCreate()}
-		return h.app(c, http.StatusUnprocessableEntity, "api-keys", current.Name, views.KeyDetailPage(view))
+		keep(&row)
+		return h.app(c, http.StatusUnprocessableEntity, "api-keys", current.Name, views.KeyRowEdit(row, views.FieldErrors(ve)))
 	}
 	if err != nil {
 		return keyError(err)
 	}
-	if inPlace {
-		k, err = h.Keys.Get(ctx, ws, id) // with creator and rotation links
-		if err != nil {
-			return err
-		}
+	if inPlace { // Rename returns the key with its creator and rotation links
 		return h.app(c, http.StatusOK, "api-keys", k.Name, views.KeyRowView(keyRow(k, h.Clock.Now(), actor)))
 	}
 	h.flash(c, "success", "Saved.")
@@ -307,10 +295,7 @@ func (h *Handlers) renameKey(c echo.Context) error {
 }
 
 func (h *Handlers) rotateKey(c echo.Context) error {
-	id, err := keyID(c)
-	if err != nil {
-		return err
-	}
+	id := pathID(c, "id")
 	grace, err := time.ParseDuration(c.FormValue("grace"))
 	if err != nil {
 		return echo.NewHTTPError(http.StatusUnprocessableEntity, "Choose how long the old key keeps working.")
@@ -327,18 +312,11 @@ func (h *Handlers) rotateKey(c echo.Context) error {
 	case err != nil:
 		return keyError(err)
 	}
-	old, err := h.Keys.Get(c.Request().Context(), ws, id)
-	if err != nil {
-		return err
-	}
-	return h.showSecret(c, created, &old, *old.ExpiresAt)
+	return h.showSecret(c, created, created.Replaced, *created.Replaced.ExpiresAt)
 }
 
 func (h *Handlers) revokeKey(c echo.Context) error {
-	id, err := keyID(c)
-	if err != nil {
-		return err
-	}
+	id := pathID(c, "id")
 	k, err := h.Keys.Revoke(c.Request().Context(), currentViewer(c).Current.WorkspaceID, h.keyActor(c), id)
 	switch {
 	case errors.Is(err, keys.ErrNotActive):
@@ -354,10 +332,7 @@ func (h *Handlers) revokeKey(c echo.Context) error {
 // setRateLimit changes a key's requests per minute (owners and admins);
 // an empty field returns it to its kind's default.
 func (h *Handlers) setRateLimit(c echo.Context) error {
-	id, err := keyID(c)
-	if err != nil {
-		return err
-	}
+	id := pathID(c, "id")
 	var limit *int
 	if v := strings.TrimSpace(c.FormValue("rate_limit")); v != "" {
 		n, err := strconv.Atoi(v)
@@ -370,14 +345,7 @@ func (h *Handlers) setRateLimit(c echo.Context) error {
 	k, err := h.Keys.SetRateLimit(c.Request().Context(), ws, h.keyActor(c), id, limit)
 	var ve validate.Errors
 	if errors.As(err, &ve) {
-		current, gerr := h.Keys.Get(c.Request().Context(), ws, id)
-		if gerr != nil {
-			return keyError(gerr)
-		}
-		actor := h.keyActor(c)
-		view := views.KeyDetailView{Row: keyRow(current, h.Clock.Now(), actor), Grace: graceChoices(), Errors: views.FieldErrors(ve), CanCreate: actor.CanCreate()}
-		view.Row.RateLimitInput = c.FormValue("rate_limit")
-		return h.app(c, http.StatusUnprocessableEntity, "api-keys", current.Name, views.KeyDetailPage(view))
+		return h.keyPage(c, http.StatusUnprocessableEntity, id, ve, func(r *views.KeyRow) { r.RateLimitInput = c.FormValue("rate_limit") })
 	}
 	if err != nil {
 		return keyError(err)

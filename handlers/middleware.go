@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -229,7 +230,7 @@ func (h *Handlers) redirectToLogin(c echo.Context, msg string) error {
 	}
 	target := "/login"
 	if c.Request().Method == http.MethodGet {
-		target += "?next=" + urlQueryEscape(c.Request().URL.RequestURI())
+		target += "?next=" + url.QueryEscape(c.Request().URL.RequestURI())
 	}
 	return redirect(c, target)
 }

@@ -29,13 +29,12 @@ func (h *Handlers) notifications(c echo.Context) error {
 		if err != nil {
 			return err
 		}
-		view.Deliveries = deliveryRows(ds, h.Clock)
+		view.Deliveries = deliveryRows(ds, h.Clock.Now())
 	}
 	return h.app(c, http.StatusOK, "notifications", "Notifications", views.NotificationsPage(view))
 }
 
-func deliveryRows(ds []models.ReminderDelivery, clk interface{ Now() time.Time }) []views.DeliveryRow {
-	now := clk.Now()
+func deliveryRows(ds []models.ReminderDelivery, now time.Time) []views.DeliveryRow {
 	rows := make([]views.DeliveryRow, 0, len(ds))
 	for _, d := range ds {
 		r := views.DeliveryRow{

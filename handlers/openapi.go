@@ -111,9 +111,5 @@ func curlExample(base string, ep views.Endpoint) string {
 }
 
 func (h *Handlers) apiReference(c echo.Context) error {
-	eps, err := referenceEndpoints(h.Config.BaseURL)
-	if err != nil {
-		return err
-	}
-	return h.app(c, http.StatusOK, "api-reference", "API reference", views.APIReferencePage(eps))
+	return h.app(c, http.StatusOK, "api-reference", "API reference", views.APIReferencePage(h.reference))
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 
 	"keysmith/assets"
+	"keysmith/models"
 )
 
 // csrfContextKey is where echo's CSRF middleware leaves the token for forms.
@@ -132,7 +133,7 @@ func (h *Handlers) healthz(c echo.Context) error {
 }
 
 func (h *Handlers) readyz(c echo.Context) error {
-	if err := pingDB(h.DB); err != nil {
+	if err := models.Ping(h.DB); err != nil {
 		h.Log.Error("readiness: database unreachable", "err", err)
 		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "database": "unreachable"})
 	}

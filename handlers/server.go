@@ -19,6 +19,7 @@ import (
 	"keysmith/mailer"
 	"keysmith/scheduler"
 	"keysmith/teams"
+	"keysmith/views"
 )
 
 // Deps is everything the HTTP layer uses, built once in main.
@@ -40,6 +41,7 @@ type Deps struct {
 // Handlers holds the dependencies every handler method uses.
 type Handlers struct {
 	Deps
+	reference []views.Endpoint // the API reference page, built once from openapi.json
 }
 
 // NewSessionManager configures scs for the dashboard: stored in the
@@ -61,6 +63,11 @@ func NewSessionManager(cfg config.Config, store scs.Store) *scs.SessionManager {
 // New builds the echo application with every middleware and route.
 func New(d Deps) *echo.Echo {
 	h := &Handlers{Deps: d}
+	ref, err := referenceEndpoints(d.Config.BaseURL)
+	if err != nil {
+		panic("handlers: the embedded openapi.json does not parse: " + err.Error())
+	}
+	h.reference = ref
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true

@@ -123,6 +123,8 @@ func (h *Handlers) sendInvitation(c echo.Context, inv models.Invitation, token s
 	}
 }
 
+// pathID reads a numeric path parameter; anything else is 0, which no
+// record has, so the domain answers "not found".
 func pathID(c echo.Context, name string) int64 {
 	id, _ := strconv.ParseInt(c.Param(name), 10, 64)
 	return id

@@ -170,6 +170,9 @@ type CreateInput struct {
 type Created struct {
 	Key    models.APIKey
 	Secret string
+	// Replaced is, after a rotation, the old key as it now stands (its
+	// ExpiresAt is the end of its grace period).
+	Replaced *models.APIKey
 }
 
 func validateText(errs validate.Errors, name, description string) {
@@ -465,6 +468,8 @@ func (s *Service) Rotate(ctx context.Context, workspaceID int64, actor Actor, id
 		if res.RowsAffected == 0 {
 			return ErrNotActive
 		}
+		old.RotatedToID, old.RotatedAt, old.ExpiresAt, old.ReminderDueAt = &out.Key.ID, &now, &graceEnd, nil
+		out.Replaced = &old
 		detail := fmt.Sprintf("replaced by %s; old key works until %s", out.Key.Hint, graceEnd.Format(time.RFC3339))
 		if grace == 0 {
 			detail = fmt.Sprintf("replaced by %s; old key stopped at once", out.Key.Hint)
