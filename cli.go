@@ -4,131 +4,187 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"keysmith/keys"
+	"strconv"
 	"strings"
 	"time"
+
+	"gorm.io/gorm"
 
 	"keysmith/accounts"
 	"keysmith/app"
 	"keysmith/clock"
-	"keysmith/config"
+	"keysmith/keys"
 	"keysmith/models"
 )
 
-func migrate(cfg config.Config, stdout io.Writer) error {
-	db, applied, err := app.OpenDB(cfg, clock.Real{})
+type migrateCmd struct{}
+
+// Run applies the migrations the database lacks.
+func (migrateCmd) Run(s *streams) error {
+	cfg, err := loadConfig("KEYSMITH_DATABASE_URL")
 	if err != nil {
 		return err
 	}
+	db, applied, err := app.OpenDB(cfg, clock.Real{})
+	if err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
 	defer models.Close(db)
-	fmt.Fprintf(stdout, "database at schema version %d (%d migrations applied now)\n", models.SchemaVersion(), applied)
+	fmt.Fprintf(s.stdout, "database at schema version %d (%d migrations applied now)\n", models.SchemaVersion(), applied)
 	return nil
 }
 
-func userCommand(cfg config.Config, args []string, stdin io.Reader, stdout io.Writer) error {
-	if len(args) == 0 || args[0] != "create" {
-		return errors.New("usage: keysmith user create --email E --password P [--name N]")
-	}
-	fs := flag.NewFlagSet("user create", flag.ContinueOnError)
-	email := fs.String("email", "", "email address (required)")
-	password := fs.String("password", "", "password, or - to read it from standard input (required)")
-	name := fs.String("name", "", "display name")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	if *email == "" || *password == "" {
-		return errors.New("user create needs --email and --password")
-	}
-	if *password == "-" {
-		line, err := bufio.NewReader(stdin).ReadString('\n')
-		if err != nil && !errors.Is(err, io.EOF) {
-			return err
-		}
-		*password = strings.TrimRight(line, "\r\n")
-	}
+type userCreateCmd struct {
+	Email    string `required:"" placeholder:"EMAIL" help:"Email address, used to log in."`
+	Password string `required:"" placeholder:"PASSWORD" help:"Password, or - to read it from standard input (keeps it out of the shell history and process list)."`
+	Name     string `placeholder:"NAME" help:"Display name."`
+}
 
-	db, _, err := app.OpenDB(cfg, clock.Real{})
+// Run creates the user with a personal workspace, as signing up does.
+func (c *userCreateCmd) Run(s *streams) error {
+	cfg, err := loadConfig("KEYSMITH_DATABASE_URL", "KEYSMITH_BCRYPT_COST")
 	if err != nil {
 		return err
+	}
+	password := c.Password
+	if password == "-" {
+		line, err := bufio.NewReader(s.stdin).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("read the password from standard input: %w", err)
+		}
+		password = strings.TrimRight(line, "\r\n")
+	}
+	db, _, err := app.OpenDB(cfg, clock.Real{})
+	if err != nil {
+		return fmt.Errorf("database: %w", err)
 	}
 	defer models.Close(db)
 	user, err := accounts.New(db, clock.Real{}, cfg.BcryptCost).SignUp(context.Background(), accounts.SignUpInput{
-		Email: *email, Name: *name, Password: *password,
+		Email: c.Email, Name: c.Name, Password: password,
 	})
+	if errors.Is(err, accounts.ErrEmailTaken) {
+		return fmt.Errorf("%s is already registered", accounts.NormalizeEmail(c.Email))
+	}
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "created user %s (id %d) with a personal workspace\n", user.Email, user.ID)
+	fmt.Fprintf(s.stdout, "created user %s (id %d) with a personal workspace\n", user.Email, user.ID)
 	return nil
 }
 
-// keyCommand is `keysmith key create`: it prints only the secret, so a
-// script can capture it.
-func keyCommand(cfg config.Config, args []string, stdout io.Writer) error {
-	if len(args) == 0 || args[0] != "create" {
-		return errors.New("usage: keysmith key create --email E --name N --permission read|write|admin [--env live|test] [--kind sk|pk] [--expires 30d|36h|2027-01-31|never] [--rate-limit N]")
+type keyCreateCmd struct {
+	Email      string `required:"" placeholder:"EMAIL" help:"The user creating the key; it gets their access at most."`
+	Name       string `required:"" placeholder:"NAME" help:"Key name, such as the service that will use it."`
+	Permission string `required:"" enum:"read,write,admin" placeholder:"read|write|admin" help:"What the key may do."`
+	Env        string `enum:"live,test" default:"live" placeholder:"live|test" help:"Environment (default: ${default})."`
+	Kind       string `enum:"sk,pk" default:"sk" placeholder:"sk|pk" help:"sk (secret) or pk (publishable, safe in browsers) (default: ${default})."`
+	Expires    string `default:"never" placeholder:"WHEN" help:"never, days (30d), a duration of at least an hour (36h) or a date (2027-01-31) (default: ${default})."`
+	Workspace  int64  `placeholder:"ID" help:"Workspace id (default: the user's personal workspace)."`
+	RateLimit  *int   `placeholder:"N" help:"Requests per minute (default: the kind's); owners and admins only."`
+}
+
+// Run creates the key and prints only its secret, so a script can capture it.
+func (c *keyCreateCmd) Run(s *streams) error {
+	in := keys.CreateInput{
+		Name: c.Name, Kind: keys.Kind(c.Kind), Env: keys.Env(c.Env), Permission: keys.Permission(c.Permission),
 	}
-	fs := flag.NewFlagSet("key create", flag.ContinueOnError)
-	email := fs.String("email", "", "the user creating the key (required)")
-	name := fs.String("name", "", "key name (required)")
-	perm := fs.String("permission", "read", "read, write or admin")
-	env := fs.String("env", "live", "live or test")
-	kind := fs.String("kind", "sk", "sk (secret) or pk (publishable)")
-	expires := fs.String("expires", "never", "never, days (30d), a duration (36h) or a date (2027-01-31)")
-	workspace := fs.Int64("workspace", 0, "workspace id (default: the user's personal workspace)")
-	rateLimit := fs.Int("rate-limit", 0, "requests per minute (default: the kind's default; owners and admins only)")
-	if err := fs.Parse(args[1:]); err != nil {
+	var err error
+	if in.ExpiresIn, in.ExpiresOn, err = expiry(c.Expires); err != nil {
 		return err
 	}
-	if *email == "" || *name == "" {
-		return errors.New("key create needs --email and --name")
+	if c.RateLimit != nil && (*c.RateLimit < 1 || *c.RateLimit > keys.MaxRateLimit) {
+		return usagef("--rate-limit %d: choose 1 to %d requests per minute", *c.RateLimit, keys.MaxRateLimit)
 	}
-	in := keys.CreateInput{
-		Name: *name, Kind: keys.Kind(*kind), Env: keys.Env(*env), Permission: keys.Permission(*perm),
-		ExpiresIn: strings.TrimSuffix(*expires, "d"),
-	}
-	if _, err := time.Parse("2006-01-02", *expires); err == nil {
-		in.ExpiresIn, in.ExpiresOn = "custom", *expires
-	}
-
-	db, _, err := app.OpenDB(cfg, clock.Real{})
+	cfg, err := loadConfig("KEYSMITH_DATABASE_URL", "KEYSMITH_KEY_PREFIX", "KEYSMITH_SCOPES_FILE", "KEYSMITH_MAX_KEY_LIFETIME")
 	if err != nil {
 		return err
+	}
+	db, _, err := app.OpenDB(cfg, clock.Real{})
+	if err != nil {
+		return fmt.Errorf("database: %w", err)
 	}
 	defer models.Close(db)
 	svc, err := app.NewKeys(cfg, db, clock.Real{})
 	if err != nil {
-		return err
+		return invalidConfig(fmt.Errorf("KEYSMITH_SCOPES_FILE: %w", err))
 	}
 	ctx := context.Background()
-	acc := accounts.New(db, clock.Real{}, cfg.BcryptCost)
-	var user models.User
-	if err := db.Where("email = ?", accounts.NormalizeEmail(*email)).Take(&user).Error; err != nil {
-		return fmt.Errorf("no user %s", *email)
-	}
-	ms, err := acc.Memberships(ctx, user.ID)
-	if err != nil || len(ms) == 0 {
-		return fmt.Errorf("%s belongs to no workspace", *email)
-	}
-	m := ms[0]
-	if *workspace != 0 {
-		if m, err = acc.Membership(ctx, user.ID, *workspace); err != nil {
-			return fmt.Errorf("%s is not a member of workspace %d", *email, *workspace)
-		}
+	user, m, err := c.member(ctx, db)
+	if err != nil {
+		return err
 	}
 	actor := svc.UserActor(user, m.Role, "cli", "keysmith key create")
+	if c.RateLimit != nil && !actor.Admin {
+		return fmt.Errorf("--rate-limit: only owners and admins can set rate limits, and %s is %s of workspace %d", user.Email, m.Role, m.WorkspaceID)
+	}
 	created, err := svc.Create(ctx, m.WorkspaceID, actor, in)
 	if err != nil {
 		return err
 	}
-	if *rateLimit != 0 {
-		if _, err := svc.SetRateLimit(ctx, m.WorkspaceID, actor, created.Key.ID, rateLimit); err != nil {
-			return fmt.Errorf("key created, rate limit not set: %w", err)
+	if c.RateLimit != nil {
+		if _, err := svc.SetRateLimit(ctx, m.WorkspaceID, actor, created.Key.ID, c.RateLimit); err != nil {
+			// The secret exists only now: print it rather than lose the key.
+			fmt.Fprintln(s.stdout, created.Secret)
+			return fmt.Errorf("key created, but its rate limit was not set: %w", err)
 		}
 	}
-	fmt.Fprintln(stdout, created.Secret)
+	fmt.Fprintln(s.stdout, created.Secret)
 	return nil
+}
+
+// member finds the user and their membership of --workspace, or of their
+// personal workspace. It queries directly: accounts.New would first hash a
+// dummy password, which making a key does not need.
+func (c *keyCreateCmd) member(ctx context.Context, db *gorm.DB) (models.User, models.Membership, error) {
+	var user models.User
+	err := db.WithContext(ctx).Where("email = ?", accounts.NormalizeEmail(c.Email)).Take(&user).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return user, models.Membership{}, fmt.Errorf("no user %s", c.Email)
+	}
+	if err != nil {
+		return user, models.Membership{}, err
+	}
+	var m models.Membership
+	q := db.WithContext(ctx).Joins("Workspace").Where("memberships.user_id = ?", user.ID)
+	if c.Workspace != 0 {
+		q = q.Where("memberships.workspace_id = ?", c.Workspace)
+	} else {
+		q = q.Where(`"Workspace"."personal" = ?`, true)
+	}
+	err = q.Take(&m).Error
+	switch {
+	case errors.Is(err, gorm.ErrRecordNotFound) && c.Workspace != 0:
+		return user, m, fmt.Errorf("%s is not a member of workspace %d", user.Email, c.Workspace)
+	case errors.Is(err, gorm.ErrRecordNotFound):
+		return user, m, fmt.Errorf("%s has no personal workspace; choose one with --workspace", user.Email)
+	}
+	return user, m, err
+}
+
+// expiry turns --expires into the keys service's ExpiresIn and ExpiresOn:
+// never, a number of days (30d), a Go duration of at least an hour (36h)
+// or a last day (2027-01-31).
+func expiry(value string) (in, on string, err error) {
+	if value == "never" {
+		return "never", "", nil
+	}
+	if _, err := time.Parse(time.DateOnly, value); err == nil {
+		return "custom", value, nil
+	}
+	if n, ok := strings.CutSuffix(value, "d"); ok {
+		if days, err := strconv.Atoi(n); err == nil && days > 0 {
+			return strconv.Itoa(days), "", nil
+		}
+		return "", "", usagef("--expires %s: give a whole number of days, such as 30d", value)
+	}
+	d, err := time.ParseDuration(value)
+	if err != nil {
+		return "", "", usagef("--expires %s: give never, days (30d), a duration (36h) or a date (2027-01-31)", value)
+	}
+	if d < time.Hour {
+		return "", "", usagef("--expires %s: a key must live at least 1 hour", value)
+	}
+	return value, "", nil
 }

@@ -1,75 +1,243 @@
-// Command keysmith is the Keysmith server and its admin CLI:
-//
-//	keysmith [serve]                                   run the dashboard and API
-//	keysmith migrate                                   apply database migrations
-//	keysmith user create --email E --password P|-     create a user (- reads stdin)
-//	keysmith key create --email E --name N …           create a key, print only its secret
+// Command keysmith is the Keysmith server and its admin CLI; `keysmith
+// --help` lists the commands and `keysmith COMMAND --help` explains one.
 package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/alecthomas/kong"
 
 	"keysmith/app"
 	"keysmith/config"
+	"keysmith/keys"
+	"keysmith/validate"
 )
+
+// version is the release this binary is, when the build says so with
+// -ldflags "-X main.version=v1.2.3"; otherwise the module's build
+// information tells.
+var version string
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-// run dispatches the sub-command and returns the exit code.
-func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	cmd := "serve"
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		cmd, args = args[0], args[1:]
-	}
-	cfg, err := config.FromEnv()
-	if err != nil && cmd != "help" {
-		fmt.Fprintf(stderr, "keysmith: invalid configuration:\n  %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
-		return 2
-	}
-	switch cmd {
-	case "serve":
-		err = serve(cfg, stdout)
-	case "migrate":
-		err = migrate(cfg, stdout)
-	case "user":
-		err = userCommand(cfg, args, stdin, stdout)
-	case "key":
-		err = keyCommand(cfg, args, stdout)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return 0
-	default:
-		fmt.Fprintf(stderr, "keysmith: unknown command %q\n\n%s", cmd, usage)
-		return 2
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "keysmith: %v\n", err)
-		return 1
-	}
-	return 0
+// Exit statuses.
+const (
+	exitOK    = 0
+	exitError = 1 // the command failed
+	exitUsage = 2 // the command line or the configuration is wrong
+)
+
+// commandLine is the grammar kong parses os.Args into.
+type commandLine struct {
+	Version kong.VersionFlag `help:"Print the version and exit."`
+
+	Serve   serveCmd   `cmd:"" default:"1" help:"Run the dashboard and API (the default)."`
+	Migrate migrateCmd `cmd:"" help:"Apply database migrations and exit."`
+	User    struct {
+		Create userCreateCmd `cmd:"" help:"Create a user with a personal workspace."`
+	} `cmd:"" help:"Manage users."`
+	Key struct {
+		Create keyCreateCmd `cmd:"" help:"Create an API key and print only its secret."`
+	} `cmd:"" help:"Manage API keys."`
 }
 
-const usage = `Usage:
-  keysmith [serve]                                    run the dashboard and API
-  keysmith migrate                                    apply database migrations
-  keysmith user create --email E --password P [--name N]
-                                                      create a user (--password - reads stdin)
-  keysmith key create --email E --name N --permission read|write|admin
-                      [--env live|test] [--kind sk|pk] [--expires 30d|36h|2027-01-31|never]
-                                                      create a key and print only its secret
-Configuration comes from KEYSMITH_* environment variables; see README.md.
-`
+const description = `Self-hosted API-key management: the dashboard and API, and the admin commands.
 
-func serve(cfg config.Config, stdout io.Writer) error {
+Configuration comes from KEYSMITH_* environment variables (see README.md); each command reads only the ones it needs. Exit status: 0 done, 1 failed, 2 a wrong command line or configuration.`
+
+// streams are what a command reads and writes.
+type streams struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+// run parses the command line, runs the command and returns the exit status.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	var cl commandLine
+	// --help and --version print and call Exit(0), and then kong parses on
+	// (and may complain of missing flags): the first status wins.
+	exited := -1
+	parser, err := kong.New(&cl,
+		kong.Name("keysmith"),
+		kong.Description(description),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(status int) {
+			if exited < 0 {
+				exited = status
+			}
+		}),
+		kong.Vars{"version": describeVersion(version, buildInfo())},
+	)
+	if err != nil {
+		panic(err) // the grammar above is malformed
+	}
+	ctx, err := parser.Parse(args)
+	if exited >= 0 {
+		return exited
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "keysmith: %s\nRun '%s --help' for usage.\n", err, helpCommand(err))
+		return exitUsage
+	}
+	if err := ctx.Run(&streams{stdin: stdin, stdout: stdout, stderr: stderr}); err != nil {
+		report(stderr, err)
+		if errors.As(err, new(usageError)) {
+			return exitUsage
+		}
+		return exitError
+	}
+	return exitOK
+}
+
+// helpCommand is the command whose --help explains a parse error, such as
+// "keysmith key create".
+func helpCommand(err error) string {
+	var parseErr *kong.ParseError
+	if errors.As(err, &parseErr) && parseErr.Context != nil {
+		if node := parseErr.Context.Selected(); node != nil {
+			return node.FullPath()
+		}
+	}
+	return "keysmith"
+}
+
+// usageError is a mistake in the command line or the configuration, found
+// after kong parsed it: exit status 2.
+type usageError struct{ error }
+
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+// loadConfig reads KEYSMITH_* and refuses only the invalid settings among
+// those the command reads: a migration sends no mail, so it must not need
+// SMTP.
+func loadConfig(settings ...string) (config.Config, error) {
+	for _, name := range settings {
+		if !slices.ContainsFunc(config.Variables, func(v config.Variable) bool { return v.Name == name }) {
+			panic("keysmith: no setting " + name) // a typo would skip its check
+		}
+	}
+	cfg, err := config.FromEnv()
+	var problems config.Problems
+	if errors.As(err, &problems) {
+		err = problems.Concerning(settings...)
+	}
+	return cfg, invalidConfig(err)
+}
+
+func invalidConfig(err error) error {
+	if err == nil {
+		return nil
+	}
+	return usagef("invalid configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+}
+
+// report writes err for a terminal. The domain's field errors name form
+// fields and read as form hints; here they name the flag that carries the
+// field.
+func report(w io.Writer, err error) {
+	var fields validate.Errors
+	var forbidden *keys.ForbiddenError
+	switch {
+	case errors.As(err, &fields):
+		for _, field := range slices.Sorted(maps.Keys(fields)) {
+			fmt.Fprintf(w, "keysmith: --%s: %s\n", flagFor(field), clause(fields[field]))
+		}
+	case errors.As(err, &forbidden):
+		fmt.Fprintf(w, "keysmith: not allowed: %s\n", forbidden.Reason)
+	default:
+		fmt.Fprintf(w, "keysmith: %v\n", err)
+	}
+}
+
+// flagFor names the flag that sets a form field of the domain's input.
+func flagFor(field string) string {
+	switch field {
+	case "environment":
+		return "env"
+	case "expires_in", "expires_on":
+		return "expires"
+	case "scopes":
+		return "permission" // the CLI chooses scopes through a permission preset
+	}
+	return strings.ReplaceAll(field, "_", "-")
+}
+
+// clause turns a form hint ("Use at least 12 characters.") into the tail
+// of a terminal message ("use at least 12 characters").
+func clause(hint string) string {
+	hint = strings.TrimSuffix(hint, ".")
+	r, size := utf8.DecodeRuneInString(hint)
+	return string(unicode.ToLower(r)) + hint[size:]
+}
+
+func buildInfo() *debug.BuildInfo {
+	info, _ := debug.ReadBuildInfo()
+	return info
+}
+
+// describeVersion is what --version prints: the release set at link time,
+// else the module version Go recorded ("(devel)" for a plain build), and
+// the commit it was built from when Go recorded one.
+func describeVersion(release string, info *debug.BuildInfo) string {
+	if release == "" && info != nil {
+		release = info.Main.Version
+	}
+	if release == "" {
+		release = "(devel)"
+	}
+	var revision, at string
+	modified := false
+	if info != nil {
+		for _, s := range info.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				revision = s.Value[:min(12, len(s.Value))]
+			case "vcs.time":
+				at = s.Value
+			case "vcs.modified":
+				modified = s.Value == "true"
+			}
+		}
+	}
+	if revision == "" {
+		return "keysmith " + release
+	}
+	details := []string{"commit " + revision}
+	if at != "" {
+		details = append(details, at)
+	}
+	if modified {
+		details = append(details, "modified")
+	}
+	return fmt.Sprintf("keysmith %s (%s)", release, strings.Join(details, ", "))
+}
+
+type serveCmd struct{}
+
+// Run serves the dashboard and API until SIGINT or SIGTERM.
+func (serveCmd) Run(s *streams) error {
+	cfg, err := config.FromEnv()
+	if err != nil {
+		return invalidConfig(err)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -80,9 +248,16 @@ func serve(cfg config.Config, stdout io.Writer) error {
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		_ = a.Close()
-		return err
+		return fmt.Errorf("%w (KEYSMITH_ADDR chooses another address)", err)
 	}
-	fmt.Fprintf(stdout, "Keysmith is running at %s (listening on %s)\n", cfg.BaseURL, ln.Addr())
+	// The address actually listened on: KEYSMITH_ADDR may name any port,
+	// and KEYSMITH_BASE_URL, which email links use, is often a proxy's.
+	public := listenURL(ln.Addr())
+	fmt.Fprintf(s.stdout, "Keysmith is running at %s\n", public)
+	if cfg.BaseURLSet {
+		public = cfg.BaseURL
+		fmt.Fprintf(s.stdout, "Public URL (KEYSMITH_BASE_URL): %s\n", public)
+	}
 	if cfg.Demo {
 		ok, err := a.SeedDemo(ctx)
 		if err != nil {
@@ -90,11 +265,25 @@ func serve(cfg config.Config, stdout io.Writer) error {
 			return fmt.Errorf("seed demo account: %w", err)
 		}
 		if ok {
-			fmt.Fprintf(stdout, "Demo login: %s / %s\n", app.DemoEmail, app.DemoPassword)
+			fmt.Fprintf(s.stdout, "Demo login: %s / %s\n", app.DemoEmail, app.DemoPassword)
 		}
 	}
 	if a.Mailbox != nil {
-		fmt.Fprintf(stdout, "No SMTP configured: emails appear at %s/dev/mailbox\n", cfg.BaseURL)
+		fmt.Fprintf(s.stdout, "No SMTP configured: emails appear at %s/dev/mailbox\n", public)
 	}
 	return a.Run(ctx, ln)
+}
+
+// listenURL is a link to a listener from this machine; a listener on all
+// interfaces is reached as localhost.
+func listenURL(addr net.Addr) string {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return addr.String()
+	}
+	host := "localhost"
+	if len(tcp.IP) > 0 && !tcp.IP.IsUnspecified() {
+		host = tcp.IP.String()
+	}
+	return "http://" + net.JoinHostPort(host, strconv.Itoa(tcp.Port))
 }

@@ -3,12 +3,12 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"net/mail"
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -22,6 +22,7 @@ type Config struct {
 	DevMailbox      bool          // KEYSMITH_DEV_MAILBOX: keep mail in memory and show it at /dev/mailbox
 	MailFrom        string        // KEYSMITH_MAIL_FROM
 	BaseURL         string        // KEYSMITH_BASE_URL: used in links inside emails
+	BaseURLSet      bool          // the operator set KEYSMITH_BASE_URL rather than taking the default
 	KeyPrefix       string        // KEYSMITH_KEY_PREFIX
 	ServiceToken    string        // KEYSMITH_SERVICE_TOKEN
 	ScopesFile      string        // KEYSMITH_SCOPES_FILE: the operator's scope catalog (JSON); empty for the demo catalog
@@ -75,7 +76,8 @@ var prefixPattern = regexp.MustCompile(`^[a-z][a-z0-9]{1,9}$`)
 func FromEnv() (Config, error) { return Load(os.LookupEnv) }
 
 // Load reads settings through lookup (os.LookupEnv in production) and
-// returns every problem it finds, joined, so an operator fixes them in one go.
+// returns every problem it finds, as Problems, so an operator fixes them in
+// one go.
 func Load(lookup func(string) (string, bool)) (Config, error) {
 	p := parser{lookup: lookup}
 	_, dbSet := lookup("KEYSMITH_DATABASE_URL")
@@ -86,6 +88,7 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 		SMTPURL:         p.str("KEYSMITH_SMTP_URL", ""),
 		MailFrom:        p.str("KEYSMITH_MAIL_FROM", "Keysmith <no-reply@keysmith.localhost>"),
 		BaseURL:         strings.TrimRight(p.str("KEYSMITH_BASE_URL", "http://localhost:8080"), "/"),
+		BaseURLSet:      p.str("KEYSMITH_BASE_URL", "") != "",
 		KeyPrefix:       p.str("KEYSMITH_KEY_PREFIX", "ks"),
 		ServiceToken:    p.str("KEYSMITH_SERVICE_TOKEN", ""),
 		ScopesFile:      p.str("KEYSMITH_SCOPES_FILE", ""),
@@ -152,7 +155,45 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		p.fail("KEYSMITH_LOG_FORMAT", "must be text or json")
 	}
-	return c, errors.Join(p.errs...)
+	if len(p.problems) == 0 {
+		return c, nil
+	}
+	return c, p.problems
+}
+
+// Problem is one invalid setting.
+type Problem struct {
+	Variable string // e.g. KEYSMITH_SMTP_URL
+	Reason   string // e.g. "is required (or …)"
+}
+
+func (p Problem) Error() string { return p.Variable + " " + p.Reason }
+
+// Problems is every invalid setting Load found, in the order it checked them.
+type Problems []Problem
+
+func (ps Problems) Error() string {
+	lines := make([]string, len(ps))
+	for i, p := range ps {
+		lines[i] = p.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Concerning returns the problems with the named variables, or nil when
+// they are all valid, so a task that reads only some settings (a
+// migration reads only the database URL) is refused only for those.
+func (ps Problems) Concerning(names ...string) error {
+	var kept Problems
+	for _, p := range ps {
+		if slices.Contains(names, p.Variable) {
+			kept = append(kept, p)
+		}
+	}
+	if len(kept) == 0 {
+		return nil
+	}
+	return kept
 }
 
 // IsPostgres reports whether the database is PostgreSQL rather than SQLite.
@@ -165,12 +206,12 @@ func (c Config) IsPostgres() bool {
 func (c Config) SecureCookies() bool { return strings.HasPrefix(c.BaseURL, "https://") }
 
 type parser struct {
-	lookup func(string) (string, bool)
-	errs   []error
+	lookup   func(string) (string, bool)
+	problems Problems
 }
 
 func (p *parser) fail(name, msg string) {
-	p.errs = append(p.errs, fmt.Errorf("%s %s", name, msg))
+	p.problems = append(p.problems, Problem{Variable: name, Reason: msg})
 }
 
 func (p *parser) str(name, def string) string {

@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"errors"
 	"os"
 	"regexp"
 	"strings"
@@ -65,6 +66,47 @@ func TestProductionNeedsSMTP(t *testing.T) {
 	_, err = config.Load(testutil.Env(map[string]string{"KEYSMITH_SMTP_URL": "smtp://mail.example.com", "KEYSMITH_DEV_MAILBOX": "true"}))
 	if err == nil {
 		t.Fatal("SMTP and the dev mailbox both on")
+	}
+}
+
+func TestBaseURLSetRecordsTheOperatorsChoice(t *testing.T) {
+	c, err := config.Load(testutil.Env(nil))
+	if err != nil || c.BaseURLSet {
+		t.Fatalf("default base URL counted as set: %v %v", c.BaseURLSet, err)
+	}
+	c, err = config.Load(testutil.Env(map[string]string{"KEYSMITH_BASE_URL": "https://keys.example.com"}))
+	if err != nil || !c.BaseURLSet {
+		t.Fatalf("KEYSMITH_BASE_URL not recorded as set: %v %v", c.BaseURLSet, err)
+	}
+}
+
+// A task that reads only some settings is refused only for those: a
+// migration sends no mail, so it must not need SMTP.
+func TestProblemsConcerningSomeVariables(t *testing.T) {
+	_, err := config.Load(testutil.Env(map[string]string{
+		"KEYSMITH_DATABASE_URL": "postgres://u@db/keysmith",
+		"KEYSMITH_BCRYPT_COST":  "40",
+		"KEYSMITH_KEY_PREFIX":   "Keys!",
+	}))
+	var problems config.Problems
+	if !errors.As(err, &problems) || len(problems) != 3 {
+		t.Fatalf("want three Problems, got %#v", err)
+	}
+	if problems[0].Variable != "KEYSMITH_SMTP_URL" || problems[0].Error() != "KEYSMITH_SMTP_URL "+problems[0].Reason {
+		t.Errorf("first problem: %+v", problems[0])
+	}
+	if err := problems.Concerning("KEYSMITH_DATABASE_URL"); err != nil {
+		t.Errorf("the database URL is valid, yet: %v", err)
+	}
+	err = problems.Concerning("KEYSMITH_DATABASE_URL", "KEYSMITH_BCRYPT_COST", "KEYSMITH_MAIL_FROM")
+	if err == nil || !strings.Contains(err.Error(), "KEYSMITH_BCRYPT_COST must be between 10 and 14") ||
+		strings.Contains(err.Error(), "KEYSMITH_SMTP_URL") || strings.Contains(err.Error(), "KEYSMITH_KEY_PREFIX") {
+		t.Errorf("problems concerning the database and bcrypt cost: %v", err)
+	}
+
+	_, err = config.Load(testutil.Env(map[string]string{"KEYSMITH_DATABASE_URL": " "}))
+	if !errors.As(err, &problems) || problems.Concerning("KEYSMITH_DATABASE_URL") == nil {
+		t.Errorf("a blank database URL passed: %v", err)
 	}
 }
 
