@@ -39,15 +39,16 @@ func (h *Handlers) forgot(c echo.Context) error {
 
 // resetForm takes the token from the emailed link, keeps it in the session
 // and redirects to a URL without it, so the token never sits in the browser
-// history, a Referer header or a later access log line.
+// history, a Referer header or a later access log line. The session keeps
+// only the token's hash: the session row is in the database, and a hash
+// read from there cannot be replayed as the link.
 func (h *Handlers) resetForm(c echo.Context) error {
 	ctx := c.Request().Context()
 	if token := c.QueryParam("token"); token != "" {
-		h.Sessions.Put(ctx, sessResetToken, token)
+		h.Sessions.Put(ctx, sessResetTokenHash, accounts.HashToken(token))
 		return c.Redirect(http.StatusSeeOther, "/reset-password")
 	}
-	token := h.Sessions.GetString(ctx, sessResetToken)
-	err := h.Accounts.CheckResetToken(ctx, token)
+	err := h.Accounts.CheckReset(ctx, h.Sessions.GetString(ctx, sessResetTokenHash))
 	if errors.Is(err, accounts.ErrResetLinkInvalid) {
 		return h.public(c, http.StatusGone, "Reset password", views.ResetPage(views.ResetForm{Invalid: true}))
 	}
@@ -59,8 +60,7 @@ func (h *Handlers) resetForm(c echo.Context) error {
 
 func (h *Handlers) reset(c echo.Context) error {
 	ctx := c.Request().Context()
-	token := h.Sessions.GetString(ctx, sessResetToken)
-	_, err := h.Accounts.ResetPassword(ctx, token, c.FormValue("password"))
+	_, err := h.Accounts.ResetPasswordByHash(ctx, h.Sessions.GetString(ctx, sessResetTokenHash), c.FormValue("password"))
 	var fieldErrs validate.Errors
 	switch {
 	case errors.As(err, &fieldErrs):

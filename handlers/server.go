@@ -45,11 +45,15 @@ type Handlers struct {
 }
 
 // NewSessionManager configures scs for the dashboard: stored in the
-// database (so sessions survive restarts and work across replicas), idle and
+// database under hashed tokens (so sessions survive restarts and work
+// across replicas, and a database copy opens none), idle and
 // absolute timeouts, HttpOnly, SameSite=Lax, Secure over https.
 func NewSessionManager(cfg config.Config, store scs.Store) *scs.SessionManager {
 	sm := scs.New()
 	sm.Store = store
+	// The store holds only SHA-256s of tokens (migration 6 ended the rows
+	// stored under raw ones): a copy of the database opens no session.
+	sm.HashTokenInStore = true
 	sm.IdleTimeout = cfg.SessionIdle
 	sm.Lifetime = cfg.SessionLifetime
 	sm.Cookie.Name = "keysmith_session"
@@ -88,6 +92,7 @@ func New(d Deps) *echo.Echo {
 	}))
 	e.Use(securityHeaders(d.Config.SecureCookies()))
 	e.Use(middleware.BodyLimit("1M"))
+	e.Use(storableText)
 
 	h.routes(e)
 	return e

@@ -3,7 +3,10 @@
 package models
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"strings"
 	"time"
 
@@ -32,11 +35,33 @@ func Open(url string, clk clock.Clock) (*gorm.DB, error) {
 		}
 		return db, nil
 	}
+	if err := createPrivate(url); err != nil {
+		return nil, fmt.Errorf("create sqlite %s: %w", url, err)
+	}
 	db, err := gorm.Open(sqlite.Open(sqliteDSN(url)), cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", url, err)
 	}
 	return db, nil
+}
+
+// createPrivate creates a new SQLite file readable by its owner only, before
+// SQLite would create it world-readable (0644 less the umask); SQLite gives
+// the -wal and -shm files the main file's mode. It leaves an existing file,
+// and its mode, as they are: an operator may have chosen it.
+func createPrivate(path string) error {
+	path, _, _ = strings.Cut(path, "?")
+	if path == "" || path == ":memory:" {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return f.Close()
 }
 
 // sqliteDSN turns a path into a DSN with the settings a web app needs: WAL so

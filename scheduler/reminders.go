@@ -12,6 +12,7 @@ import (
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
+	"keysmith/accounts"
 	"keysmith/clock"
 	"keysmith/keys"
 	"keysmith/mailer"
@@ -221,16 +222,14 @@ func (r *Reminders) compose(ctx context.Context, d models.ReminderDelivery, now 
 		if err := db.Take(&user, d.UserID).Error; err != nil {
 			return "", emails.Reminder{}, err
 		}
-		if user.UnsubscribeToken == nil {
-			t := rand.Text()
-			if err := db.Model(&user).Where("unsubscribe_token IS NULL").UpdateColumn("unsubscribe_token", t).Error; err != nil {
-				return "", emails.Reminder{}, err
-			}
-			if err := db.Take(&user, d.UserID).Error; err != nil { // another process may have set it first
-				return "", emails.Reminder{}, err
-			}
-		}
 		cache.users[d.UserID] = user
+	}
+	// Every mail, a retry too, carries a fresh unsubscribe token, stored
+	// before the mail leaves as its SHA-256 only; every link a user was
+	// sent keeps working (accounts.UserByUnsubscribeToken).
+	unsubscribe := rand.Text()
+	if err := db.Create(&models.UnsubscribeToken{UserID: user.ID, TokenHash: accounts.HashToken(unsubscribe)}).Error; err != nil {
+		return "", emails.Reminder{}, err
 	}
 	wsName, ok := cache.workspaces[d.WorkspaceID]
 	if !ok {
@@ -253,7 +252,7 @@ func (r *Reminders) compose(ctx context.Context, d models.ReminderDelivery, now 
 		ExpiresRelative: views.Relative(exp, now),
 		LastUsed:        "never",
 		KeyURL:          fmt.Sprintf("%s/settings/api-keys/%d?workspace=%d", r.baseURL, k.ID, k.WorkspaceID),
-		UnsubscribeURL:  r.baseURL + "/unsubscribe/" + *user.UnsubscribeToken,
+		UnsubscribeURL:  r.baseURL + "/unsubscribe/" + unsubscribe,
 		Expired:         keys.Stage(d.Stage) == keys.StageExpired,
 	}
 	if k.LastUsedAt != nil {

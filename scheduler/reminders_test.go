@@ -189,10 +189,8 @@ func TestReminderMailOverSMTP(t *testing.T) {
 	if id := msg.Header.Get("Message-Id"); !strings.HasPrefix(id, fmt.Sprintf("<reminder-%d@", d.ID)) {
 		t.Errorf("Message-ID %q, want the stable reminder-%d@…", id, d.ID)
 	}
-	var owner models.User
-	app.DB.Take(&owner, tm.owner.ID)
-	unsub := app.URL("/unsubscribe/" + *owner.UnsubscribeToken)
-	if msg.Header.Get("List-Unsubscribe") != "<"+unsub+">" || msg.Header.Get("List-Unsubscribe-Post") != "List-Unsubscribe=One-Click" {
+	unsub := strings.Trim(msg.Header.Get("List-Unsubscribe"), "<>")
+	if !strings.HasPrefix(unsub, app.URL("/unsubscribe/")) || unsub == app.URL("/unsubscribe/") || msg.Header.Get("List-Unsubscribe-Post") != "List-Unsubscribe=One-Click" {
 		t.Errorf("unsubscribe headers %q %q", msg.Header.Get("List-Unsubscribe"), msg.Header.Get("List-Unsubscribe-Post"))
 	}
 	link := fmt.Sprintf("%s/settings/api-keys/%d?workspace=%d", app.Server.URL, k.Key.ID, tm.ws)
@@ -300,15 +298,14 @@ func TestUnsubscribeLink(t *testing.T) {
 	owner := tm.actor(tm.owner, models.RoleOwner)
 	tm.key(t, owner, "first", "7")
 	app.Reminders.Run(t.Context())
-	var u models.User
-	app.DB.Take(&u, tm.owner.ID)
-	path := "/unsubscribe/" + *u.UnsubscribeToken
+	path := unsubscribePath(t, app, app.Mails()[0])
 
 	c := app.NewClient(t)
 	page := c.Get(path)
 	if !strings.Contains(page.Text("main"), "owner@example.com") || page.Doc.Find("form button").Length() != 1 {
 		t.Fatalf("unsubscribe page:\n%s", page.Text("main"))
 	}
+	var u models.User
 	app.DB.Take(&u, tm.owner.ID)
 	if u.RemindersOptOut {
 		t.Fatal("opening the link (as a mail scanner would) unsubscribed")
@@ -332,7 +329,7 @@ func TestUnsubscribeLink(t *testing.T) {
 	if page := c.Get("/unsubscribe/not-a-token"); page.Status != 404 {
 		t.Fatalf("bad token: %d", page.Status)
 	}
-	if strings.Contains(app.Logs.String(), *u.UnsubscribeToken) || !strings.Contains(app.Logs.String(), "path=/unsubscribe/:token") {
+	if strings.Contains(app.Logs.String(), strings.TrimPrefix(path, "/unsubscribe/")) || !strings.Contains(app.Logs.String(), "path=/unsubscribe/:token") {
 		t.Fatal("the unsubscribe token reached the logs")
 	}
 }
