@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/mail"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -30,6 +31,7 @@ var (
 	ErrInvalidCredentials = errors.New("accounts: wrong email or password")
 	ErrWrongPassword      = errors.New("accounts: current password is wrong")
 	ErrResetLinkInvalid   = errors.New("accounts: reset link is invalid, used or expired")
+	ErrSignUpLinkInvalid  = errors.New("accounts: sign-up link is invalid, used or expired")
 	ErrNotMember          = errors.New("accounts: not a member of that workspace")
 	ErrNotFound           = errors.New("accounts: not found")
 )
@@ -107,7 +109,9 @@ func (in SignUpInput) validate() validate.Errors {
 }
 
 // SignUp creates a user, a personal workspace and the user's owner
-// membership of it, all or nothing.
+// membership of it, all or nothing. The dashboard goes through
+// RequestSignUp and ConfirmSignUp instead; SignUp is for the admin CLI and
+// the demo account.
 func (s *Service) SignUp(ctx context.Context, in SignUpInput) (models.User, error) {
 	if errs := in.validate(); len(errs) > 0 {
 		return models.User{}, errs
@@ -116,28 +120,118 @@ func (s *Service) SignUp(ctx context.Context, in SignUpInput) (models.User, erro
 	if err != nil {
 		return models.User{}, err
 	}
-	user := models.User{
-		Email:        NormalizeEmail(in.Email),
-		Name:         strings.TrimSpace(in.Name),
-		PasswordHash: string(hash),
-	}
+	var user models.User
 	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := tx.Create(&user).Error; err != nil {
-			if errors.Is(err, gorm.ErrDuplicatedKey) {
-				return ErrEmailTaken
-			}
-			return err
-		}
-		ws := models.Workspace{Name: personalWorkspaceName(user), Personal: true}
-		if err := tx.Create(&ws).Error; err != nil {
-			return err
-		}
-		return tx.Create(&models.Membership{WorkspaceID: ws.ID, UserID: user.ID, Role: models.RoleOwner}).Error
+		user, err = createUser(tx, NormalizeEmail(in.Email), strings.TrimSpace(in.Name), string(hash))
+		return err
 	})
-	if err != nil {
+	return user, err
+}
+
+func createUser(tx *gorm.DB, email, name, passwordHash string) (models.User, error) {
+	user := models.User{Email: email, Name: name, PasswordHash: passwordHash}
+	if err := tx.Create(&user).Error; err != nil {
+		if errors.Is(err, gorm.ErrDuplicatedKey) {
+			return models.User{}, ErrEmailTaken
+		}
 		return models.User{}, err
 	}
-	return user, nil
+	ws := models.Workspace{Name: personalWorkspaceName(user), Personal: true}
+	if err := tx.Create(&ws).Error; err != nil {
+		return models.User{}, err
+	}
+	return user, tx.Create(&models.Membership{WorkspaceID: ws.ID, UserID: user.ID, Role: models.RoleOwner}).Error
+}
+
+// SignUpLinkLifetime is how long an emailed sign-up confirmation works.
+const SignUpLinkLifetime = 24 * time.Hour
+
+// SignUpRequest is what the sign-up form leads to. Exactly one of Token and
+// Existing is set: a confirmation link to mail to a new address, or the
+// account that already has the address (mail its owner instead). The
+// caller must answer both alike.
+type SignUpRequest struct {
+	Email    string
+	Name     string
+	Token    string
+	Existing *models.User
+}
+
+// RequestSignUp validates a sign-up and, for a new address, keeps it
+// pending until its emailed link is used. Either way it pays for one
+// password hash, so the answer's timing does not tell the cases apart.
+func (s *Service) RequestSignUp(ctx context.Context, in SignUpInput) (SignUpRequest, error) {
+	if errs := in.validate(); len(errs) > 0 {
+		return SignUpRequest{}, errs
+	}
+	req := SignUpRequest{Email: NormalizeEmail(in.Email), Name: strings.TrimSpace(in.Name)}
+	hash, err := bcrypt.GenerateFromPassword([]byte(in.Password), s.cost)
+	if err != nil {
+		return SignUpRequest{}, err
+	}
+	db := s.db.WithContext(ctx)
+	var existing models.User
+	err = db.Where("email = ?", req.Email).Take(&existing).Error
+	switch {
+	case err == nil:
+		req.Existing = &existing
+		return req, nil
+	case !errors.Is(err, gorm.ErrRecordNotFound):
+		return SignUpRequest{}, err
+	}
+	req.Token = rand.Text()
+	pending := models.PendingSignup{
+		Email:        req.Email,
+		Name:         req.Name,
+		PasswordHash: string(hash),
+		TokenHash:    HashToken(req.Token),
+		ExpiresAt:    s.clock.Now().Add(SignUpLinkLifetime),
+	}
+	if err := db.Create(&pending).Error; err != nil {
+		return SignUpRequest{}, err
+	}
+	return req, nil
+}
+
+// CheckSignUpToken tells whether a confirmation link still works, without
+// using it, and returns the address it confirms.
+func (s *Service) CheckSignUpToken(ctx context.Context, token string) (string, error) {
+	p, err := s.livePendingSignup(s.db.WithContext(ctx), token)
+	return p.Email, err
+}
+
+func (s *Service) livePendingSignup(db *gorm.DB, token string) (models.PendingSignup, error) {
+	var p models.PendingSignup
+	err := db.Where("token_hash = ? AND expires_at > ?", HashToken(token), s.clock.Now()).Take(&p).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return p, ErrSignUpLinkInvalid
+	}
+	return p, err
+}
+
+// ConfirmSignUp spends a confirmation link and creates the account it
+// confirms, with the name and password given at sign-up. Every other
+// pending sign-up of the address ends with it. ErrEmailTaken: the address
+// got an account meanwhile.
+func (s *Service) ConfirmSignUp(ctx context.Context, token string) (models.User, error) {
+	var user models.User
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		p, err := s.livePendingSignup(tx, token)
+		if err != nil {
+			return err
+		}
+		// Deleting first makes a concurrent second use of the link lose.
+		res := tx.Where("email = ?", p.Email).Delete(&models.PendingSignup{})
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			return ErrSignUpLinkInvalid
+		}
+		user, err = createUser(tx, p.Email, p.Name, p.PasswordHash)
+		return err
+	})
+	return user, err
 }
 
 func personalWorkspaceName(u models.User) string {
@@ -149,11 +243,25 @@ func personalWorkspaceName(u models.User) string {
 
 // Authenticate checks an email and password. It refuses with a
 // *ThrottledError while too many recent attempts failed for that account or
-// from that IP, and records every attempt.
+// from that IP.
+//
+// The attempt is recorded before anything is counted, and counted as a
+// failure until the password proves right: of N concurrent attempts, the
+// k-th to be recorded sees at least k, so no more than the limit ever reach
+// bcrypt, however many arrive at once and on however many replicas.
 func (s *Service) Authenticate(ctx context.Context, email, password, ip string) (models.User, error) {
 	email = NormalizeEmail(email)
 	db := s.db.WithContext(ctx)
-	if err := s.checkThrottle(db, email, ip); err != nil {
+	attempt := models.LoginAttempt{Email: email, IP: ip}
+	if err := db.Create(&attempt).Error; err != nil {
+		return models.User{}, err
+	}
+	if err := s.checkThrottle(db, attempt); err != nil {
+		// A refused attempt is not a guess: it does not count against the
+		// account or the IP, or a flood would keep them locked for ever.
+		if derr := db.Delete(&attempt).Error; derr != nil {
+			return models.User{}, errors.Join(err, derr)
+		}
 		return models.User{}, err
 	}
 
@@ -162,58 +270,55 @@ func (s *Service) Authenticate(ctx context.Context, email, password, ip string) 
 	switch {
 	case errors.Is(err, gorm.ErrRecordNotFound):
 		_ = bcrypt.CompareHashAndPassword(s.dummyHash, []byte(password))
-		err = ErrInvalidCredentials
+		return models.User{}, ErrInvalidCredentials
 	case err != nil:
 		return models.User{}, err
-	default:
-		if bcrypt.CompareHashAndPassword([]byte(user.PasswordHash), []byte(password)) != nil {
-			err = ErrInvalidCredentials
-		}
 	}
-	attempt := models.LoginAttempt{Email: email, IP: ip, Succeeded: err == nil}
-	if rerr := db.Create(&attempt).Error; rerr != nil {
-		return models.User{}, rerr
+	if bcrypt.CompareHashAndPassword([]byte(user.PasswordHash), []byte(password)) != nil {
+		return models.User{}, ErrInvalidCredentials
 	}
-	if err != nil {
+	if err := db.Model(&attempt).Update("succeeded", true).Error; err != nil {
 		return models.User{}, err
 	}
 	return user, nil
 }
 
-// checkThrottle counts recent failures; the indexes login_attempts_email_idx
-// and login_attempts_ip_idx serve both counts.
-func (s *Service) checkThrottle(db *gorm.DB, email, ip string) error {
+// checkThrottle counts the failures (and attempts in flight) recorded in
+// the window up to and including this attempt; the indexes
+// login_attempts_email_idx and login_attempts_ip_idx serve the counts. For
+// the account, only failures after its last successful login count.
+func (s *Service) checkThrottle(db *gorm.DB, attempt models.LoginAttempt) error {
 	now := s.clock.Now()
 	since := now.Add(-LoginWindow)
 
 	var lastSuccess models.LoginAttempt
-	err := db.Where("email = ? AND succeeded = ? AND created_at > ?", email, true, since).
-		Order("created_at DESC").Limit(1).Find(&lastSuccess).Error
+	err := db.Where("email = ? AND succeeded = ? AND created_at > ?", attempt.Email, true, since).
+		Order("id DESC").Limit(1).Find(&lastSuccess).Error
 	if err != nil {
 		return err
 	}
-	userSince := since
-	if lastSuccess.ID != 0 {
-		userSince = lastSuccess.CreatedAt
-	}
 	checks := []struct {
 		column, value string
-		since         time.Time
+		afterID       int64
 		limit         int
 	}{
-		{"email", email, userSince, MaxFailuresPerUser},
-		{"ip", ip, since, MaxFailuresPerIP},
+		{"email", attempt.Email, lastSuccess.ID, MaxFailuresPerUser},
+		{"ip", attempt.IP, 0, MaxFailuresPerIP},
 	}
 	for _, c := range checks {
+		// This attempt and up to `limit` others: more than `limit` in all
+		// means this one is past it.
 		var failures []models.LoginAttempt
-		err := db.Where(c.column+" = ? AND succeeded = ? AND created_at > ?", c.value, false, c.since).
-			Order("created_at DESC").Limit(c.limit).Find(&failures).Error
+		err := db.Where(c.column+" = ? AND succeeded = ? AND created_at > ? AND id > ?", c.value, false, since, c.afterID).
+			Order("created_at DESC, id DESC").Limit(c.limit + 1).Find(&failures).Error
 		if err != nil {
 			return err
 		}
-		if len(failures) >= c.limit {
-			// The oldest of the last `limit` failures leaves the window first.
-			retry := failures[len(failures)-1].CreatedAt.Add(LoginWindow).Sub(now)
+		if len(failures) > c.limit {
+			// The next attempt gets through once fewer than `limit` failures
+			// remain: when the oldest of the newest `limit` others leaves.
+			others := slices.DeleteFunc(failures, func(f models.LoginAttempt) bool { return f.ID == attempt.ID })
+			retry := others[c.limit-1].CreatedAt.Add(LoginWindow).Sub(now)
 			return &ThrottledError{RetryAfter: max(retry, time.Second)}
 		}
 	}
@@ -275,26 +380,29 @@ func (s *Service) RequestPasswordReset(ctx context.Context, email string) (model
 	return user, token, nil
 }
 
-// CheckResetToken tells whether a reset token can still be used, without
-// using it, so the form is only shown for a live link.
-func (s *Service) CheckResetToken(ctx context.Context, token string) error {
-	_, err := s.liveReset(s.db.WithContext(ctx), token)
+// CheckReset tells whether the reset link whose token hashes to tokenHash
+// (HashToken) can still be used, without using it, so the form is only
+// shown for a live link. Callers that must keep the link between requests
+// keep only its hash, which cannot be replayed as the link.
+func (s *Service) CheckReset(ctx context.Context, tokenHash string) error {
+	_, err := s.liveReset(s.db.WithContext(ctx), tokenHash)
 	return err
 }
 
-func (s *Service) liveReset(db *gorm.DB, token string) (models.PasswordReset, error) {
+func (s *Service) liveReset(db *gorm.DB, tokenHash string) (models.PasswordReset, error) {
 	var reset models.PasswordReset
-	err := db.Where("token_hash = ? AND used_at IS NULL AND expires_at > ?", HashToken(token), s.clock.Now()).
-		Take(&reset).Error
+	err := db.Where("token_hash = ? AND used_at IS NULL AND expires_at > ?", tokenHash, s.clock.Now()).
+		Take(&reset).Error // password_resets_token_hash_idx
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return reset, ErrResetLinkInvalid
 	}
 	return reset, err
 }
 
-// ResetPassword spends a reset token and sets a new password. Every other
-// reset link of that user stops working too, and every session ends.
-func (s *Service) ResetPassword(ctx context.Context, token, password string) (models.User, error) {
+// ResetPasswordByHash spends the reset link whose token hashes to
+// tokenHash (HashToken) and sets a new password. Every other reset link of
+// that user stops working too, and every session ends.
+func (s *Service) ResetPasswordByHash(ctx context.Context, tokenHash, password string) (models.User, error) {
 	errs := validate.Errors{}
 	validatePassword(errs, "password", password)
 	if len(errs) > 0 {
@@ -302,7 +410,7 @@ func (s *Service) ResetPassword(ctx context.Context, token, password string) (mo
 	}
 	var user models.User
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		reset, err := s.liveReset(tx, token)
+		reset, err := s.liveReset(tx, tokenHash)
 		if err != nil {
 			return err
 		}
@@ -368,6 +476,20 @@ func (s *Service) Members(ctx context.Context, workspaceID int64) ([]models.Memb
 	return ms, err
 }
 
+// The demo account seeded on a development database (KEYSMITH_DEMO).
+const (
+	DemoEmail    = "demo@keysmith.localhost"
+	DemoPassword = "keysmith-demo"
+)
+
+// DemoActive reports whether the demo account still has its documented
+// password, so the login page may show it.
+func (s *Service) DemoActive(ctx context.Context) (bool, error) {
+	var n int64
+	err := s.db.WithContext(ctx).Model(&models.User{}).Where("email = ? AND is_demo = ?", DemoEmail, true).Count(&n).Error
+	return n > 0, err
+}
+
 // EnsureDemo creates the demo account on an empty database. It reports
 // whether a demo account with the demo password exists afterwards.
 func (s *Service) EnsureDemo(ctx context.Context, email, password string) (bool, error) {
@@ -387,15 +509,22 @@ func (s *Service) EnsureDemo(ctx context.Context, email, password string) (bool,
 	return demo > 0, err
 }
 
-// PurgeExpired deletes login attempts and reset links older than a day;
-// the scheduler calls it.
+// PurgeExpired deletes login attempts and reset links older than a day,
+// and unsubscribe links past their lifetime; the scheduler calls it.
 func (s *Service) PurgeExpired(ctx context.Context) error {
-	cutoff := s.clock.Now().Add(-24 * time.Hour)
+	now := s.clock.Now()
+	cutoff := now.Add(-24 * time.Hour)
 	db := s.db.WithContext(ctx)
 	if err := db.Where("created_at < ?", cutoff).Delete(&models.LoginAttempt{}).Error; err != nil {
 		return err
 	}
-	return db.Where("expires_at < ?", cutoff).Delete(&models.PasswordReset{}).Error
+	if err := db.Where("expires_at < ?", cutoff).Delete(&models.PasswordReset{}).Error; err != nil {
+		return err
+	}
+	if err := db.Where("expires_at < ?", cutoff).Delete(&models.PendingSignup{}).Error; err != nil { // pending_signups_expires_idx
+		return err
+	}
+	return db.Where("created_at <= ?", now.Add(-UnsubscribeLinkLifetime)).Delete(&models.UnsubscribeToken{}).Error // unsubscribe_tokens_created_idx
 }
 
 // HashToken is how single-use tokens are stored: SHA-256, hex.
@@ -409,13 +538,22 @@ func (s *Service) SetReminders(ctx context.Context, userID int64, on bool) error
 	return s.db.WithContext(ctx).Model(&models.User{}).Where("id = ?", userID).UpdateColumn("reminders_opt_out", !on).Error
 }
 
+// UnsubscribeLinkLifetime is how long the unsubscribe link of a reminder
+// mail works.
+const UnsubscribeLinkLifetime = 365 * 24 * time.Hour
+
 // UserByUnsubscribeToken finds the user an unsubscribe link belongs to.
+// Each reminder mail carries its own token (scheduler.Reminders makes
+// them); only their SHA-256s are stored.
 func (s *Service) UserByUnsubscribeToken(ctx context.Context, token string) (models.User, error) {
 	var u models.User
 	if token == "" {
 		return u, ErrNotFound
 	}
-	err := s.db.WithContext(ctx).Where("unsubscribe_token = ?", token).Take(&u).Error
+	err := s.db.WithContext(ctx).
+		Where("id IN (SELECT user_id FROM unsubscribe_tokens WHERE token_hash = ? AND created_at > ?)", // unsubscribe_tokens_hash_idx
+			HashToken(token), s.clock.Now().Add(-UnsubscribeLinkLifetime)).
+		Take(&u).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return u, ErrNotFound
 	}

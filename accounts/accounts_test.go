@@ -5,6 +5,7 @@ import (
 	"errors"
 	"gorm.io/gorm"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -209,26 +210,26 @@ func TestPasswordResetIsSingleUseAndExpires(t *testing.T) {
 			t.Fatalf("request: %q %v", first, err)
 		}
 		_, second, _ := svc.RequestPasswordReset(ctx, "ada@example.com")
-		if err := svc.CheckResetToken(ctx, first); err != nil {
+		if err := svc.CheckReset(ctx, accounts.HashToken(first)); err != nil {
 			t.Fatalf("fresh token: %v", err)
 		}
-		user, err := svc.ResetPassword(ctx, first, "battery staple")
+		user, err := svc.ResetPasswordByHash(ctx, accounts.HashToken(first), "battery staple")
 		if err != nil {
 			t.Fatal(err)
 		}
 		if user.SessionEpoch != 1 {
 			t.Errorf("epoch after reset = %d, want 1 (every session ends)", user.SessionEpoch)
 		}
-		if _, err := svc.ResetPassword(ctx, first, "another password"); !errors.Is(err, accounts.ErrResetLinkInvalid) {
+		if _, err := svc.ResetPasswordByHash(ctx, accounts.HashToken(first), "another password"); !errors.Is(err, accounts.ErrResetLinkInvalid) {
 			t.Fatalf("reuse: %v, want ErrResetLinkInvalid", err)
 		}
-		if _, err := svc.ResetPassword(ctx, second, "another password"); !errors.Is(err, accounts.ErrResetLinkInvalid) {
+		if _, err := svc.ResetPasswordByHash(ctx, accounts.HashToken(second), "another password"); !errors.Is(err, accounts.ErrResetLinkInvalid) {
 			t.Fatalf("an older open link after a reset: %v, want ErrResetLinkInvalid", err)
 		}
 
 		_, late, _ := svc.RequestPasswordReset(ctx, "ada@example.com")
 		clk.Advance(accounts.ResetLinkLifetime + time.Second)
-		if err := svc.CheckResetToken(ctx, late); !errors.Is(err, accounts.ErrResetLinkInvalid) {
+		if err := svc.CheckReset(ctx, accounts.HashToken(late)); !errors.Is(err, accounts.ErrResetLinkInvalid) {
 			t.Fatalf("expired token: %v", err)
 		}
 		if _, err := svc.Authenticate(ctx, "ada@example.com", "battery staple", "ip"); err != nil {
@@ -242,19 +243,87 @@ func TestPurgeExpired(t *testing.T) {
 	if _, err := svc.SignUp(ctx, accounts.SignUpInput{Email: "ada@example.com", Password: "correct horse"}); err != nil {
 		t.Fatal(err)
 	}
+	signUp := accounts.SignUpInput{Email: "grace@example.com", Password: "long enough"}
 	_, _ = svc.Authenticate(ctx, "ada@example.com", "wrong", "ip")
 	_, _, _ = svc.RequestPasswordReset(ctx, "ada@example.com")
-	clk.Advance(23 * time.Hour)
+	_, _ = svc.RequestSignUp(ctx, signUp)
+	clk.Advance(25 * time.Hour)
 	_, _ = svc.Authenticate(ctx, "ada@example.com", "wrong", "ip")
 	_, _, _ = svc.RequestPasswordReset(ctx, "ada@example.com")
-	clk.Advance(3 * time.Hour) // the first link expired 25 hours ago, the second 2 hours ago
+	_, _ = svc.RequestSignUp(ctx, signUp)
+	// Purged: what expired (or, for attempts, happened) more than a day
+	// ago, the first of each; the second reset link expired 23 hours ago
+	// and the second sign-up link only now, so they stay for now.
+	clk.Advance(24 * time.Hour)
 	if err := svc.PurgeExpired(ctx); err != nil {
 		t.Fatal(err)
 	}
-	var attempts, resets int64
+	var attempts, resets, signUps int64
 	db.Model(&models.LoginAttempt{}).Count(&attempts)
 	db.Model(&models.PasswordReset{}).Count(&resets)
-	if attempts != 1 || resets != 1 {
-		t.Fatalf("after purge: %d attempts, %d reset links; want only the newer one of each", attempts, resets)
+	db.Model(&models.PendingSignup{}).Count(&signUps)
+	if attempts != 1 || resets != 1 || signUps != 1 {
+		t.Fatalf("after purge: %d attempts, %d reset links, %d sign-ups; want only the newer one of each", attempts, resets, signUps)
 	}
+}
+
+// A burst of parallel logins to one account, the right password among
+// them, gets no more than the limit evaluated, on both engines, and no
+// database error however the attempts interleave.
+func TestLoginThrottleHoldsUnderABurst(t *testing.T) {
+	testutil.ForEachEngine(t, func(t *testing.T, dbURL string) {
+		svc, _ := newService(t, dbURL)
+		if _, err := svc.SignUp(ctx, accounts.SignUpInput{Email: "ada@example.com", Password: "correct horse"}); err != nil {
+			t.Fatal(err)
+		}
+		const burst = 150
+		var (
+			wg                             sync.WaitGroup
+			mu                             sync.Mutex
+			evaluated, throttled, loggedIn int
+			others                         []error
+		)
+		start := make(chan struct{})
+		for i := range burst {
+			password := "wrong horse"
+			if i == burst/2 {
+				password = "correct horse"
+			}
+			wg.Go(func() {
+				<-start
+				_, err := svc.Authenticate(ctx, "ada@example.com", password, "192.0.2.1")
+				var te *accounts.ThrottledError
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					evaluated++
+					loggedIn++
+				case errors.Is(err, accounts.ErrInvalidCredentials):
+					evaluated++
+				case errors.As(err, &te):
+					throttled++
+				default:
+					others = append(others, err)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		if len(others) > 0 {
+			t.Fatalf("%d attempts failed with other errors, first: %v", len(others), others[0])
+		}
+		if evaluated > accounts.MaxFailuresPerUser || evaluated == 0 {
+			t.Errorf("%d of %d attempts evaluated, want 1..%d", evaluated, burst, accounts.MaxFailuresPerUser)
+		}
+		if evaluated+throttled != burst {
+			t.Errorf("evaluated %d + throttled %d != %d", evaluated, throttled, burst)
+		}
+		t.Logf("%d evaluated (%d logged in), %d throttled", evaluated, loggedIn, throttled)
+		// Refused attempts were not recorded: once the window passes, only the
+		// evaluated ones had counted.
+		if _, err := svc.Authenticate(ctx, "ada@example.com", "wrong horse", "192.0.2.1"); err == nil {
+			t.Fatal("a wrong password logged in")
+		}
+	})
 }

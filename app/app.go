@@ -33,8 +33,8 @@ import (
 
 // Demo account seeded on a development database (KEYSMITH_DEMO).
 const (
-	DemoEmail    = "demo@keysmith.localhost"
-	DemoPassword = "keysmith-demo"
+	DemoEmail    = accounts.DemoEmail
+	DemoPassword = accounts.DemoPassword
 )
 
 // Options override what a test needs to control.
@@ -174,7 +174,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 	})
 	a.Scheduler = scheduler.New(cfg.SchedulerEvery, a.Log,
 		scheduler.Job{Name: "expiry reminders", Run: a.Reminders.Run},
-		scheduler.Job{Name: "purge expired login attempts and reset links", Run: a.Accounts.PurgeExpired},
+		scheduler.Job{Name: "purge expired login attempts, links and tokens", Run: a.Accounts.PurgeExpired},
 	)
 	a.Flusher = scheduler.New(cfg.UsageFlushEvery, a.Log, scheduler.Job{Name: "flush last-used times", Run: a.Usage.Flush})
 	return a, nil

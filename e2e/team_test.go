@@ -34,21 +34,7 @@ func TestInviteJoinPromoteAndCreateAnAdminKey(t *testing.T) {
 
 	// Ivan reads the mail in the dev mailbox, in his own browser.
 	ivan := newTab(t)
-	ivan.do("open the invitation mail",
-		chromedp.Navigate(app.URL("/dev/mailbox")),
-		chromedp.WaitVisible(`.mail-list a`),
-		chromedp.Click(`.mail-list a`),
-		chromedp.WaitVisible(`pre.mail-text`),
-	)
-	link := ""
-	for _, f := range strings.Fields(ivan.text(`pre.mail-text`)) {
-		if strings.Contains(f, "/invitations/") {
-			link = f
-		}
-	}
-	if link == "" {
-		t.Fatalf("no link in the mail: %s", ivan.text(`pre.mail-text`))
-	}
+	link := ivan.mailedLink(app, "/invitations/")
 	ivan.do("follow the link", chromedp.Navigate(link), chromedp.WaitVisible(`main a.btn`))
 	ivan.shot("02-invitation")
 	ivan.do("sign up from it",
@@ -57,6 +43,12 @@ func TestInviteJoinPromoteAndCreateAnAdminKey(t *testing.T) {
 		chromedp.SendKeys(`#name`, "Ivan"),
 		chromedp.SendKeys(`#password`, "another long password"),
 		chromedp.Click(`button[type=submit]`),
+		chromedp.WaitVisible(`.flash.info`),
+	)
+	ivan.do("confirm the address from the mailed link",
+		chromedp.Navigate(ivan.mailedLink(app, "/signup/confirm?token=")),
+		chromedp.WaitVisible(`form[action="/signup/confirm"] button`),
+		chromedp.Click(`form[action="/signup/confirm"] button`),
 		chromedp.WaitVisible(`form[action^="/invitations/"] button`),
 	)
 	// The invitation page still shows the sign-up's welcome: wait for the

@@ -1,12 +1,17 @@
 package handlers
 
 import (
+	"bytes"
 	"crypto/subtle"
+	"encoding/json"
+	"io"
 	"math"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
@@ -22,8 +27,17 @@ const (
 	errAPI            = "api_error"
 )
 
-// apiFail writes one SPEC §6 error; handlers return its result.
+// apiFail writes one SPEC §6 error; handlers return its result. Refused
+// credentials get the RFC 6750 challenge too.
 func apiFail(c echo.Context, status int, typ, code, msg string) error {
+	switch {
+	case code == "missing_api_key":
+		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="keysmith"`)
+	case status == http.StatusUnauthorized:
+		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="keysmith", error="invalid_token"`)
+	case code == "insufficient_scope":
+		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="keysmith", error="insufficient_scope"`)
+	}
 	return c.JSON(status, apiError{Error: apiErrorBody{
 		Type: typ, Code: code, Message: msg, RequestID: c.Response().Header().Get(echo.HeaderXRequestID),
 	}})
@@ -220,8 +234,12 @@ type rateLimits struct {
 // and against its rate limit.
 func (h *Handlers) verify(c echo.Context) error {
 	var req verifyRequest
-	if err := c.Bind(&req); err != nil || req.Key == "" {
-		return apiFail(c, http.StatusBadRequest, errInvalidRequest, "invalid_body", `Send JSON like {"key":"ks_sk_live_…","scopes":["files:write"]}.`)
+	const example = `{"key":"ks_sk_live_…","scopes":["files:write"]}`
+	if ok, err := decodeJSON(c, &req, example); !ok {
+		return err
+	}
+	if req.Key == "" {
+		return apiFail(c, http.StatusBadRequest, errInvalidRequest, "invalid_body", "Send JSON like "+example+".")
 	}
 	k, code, err := h.Verifier.Authenticate(c.Request().Context(), req.Key)
 	if err != nil {
@@ -246,4 +264,53 @@ func (h *Handlers) verify(c echo.Context) error {
 		res.Valid = true
 	}
 	return c.JSON(http.StatusOK, res)
+}
+
+// decodeJSON reads a request's JSON body into dst and answers 400
+// invalid_body itself when it cannot: another content type (a form post
+// is not JSON), malformed JSON, or text no column can hold (a NUL byte,
+// even escaped as \u0000, or invalid UTF-8). An empty body leaves dst as
+// it is. It reports whether the handler may go on.
+func decodeJSON(c echo.Context, dst any, example string) (bool, error) {
+	r := c.Request()
+	notJSON := func() (bool, error) {
+		return false, apiFail(c, http.StatusBadRequest, errInvalidRequest, "invalid_body", "Send the body as JSON with Content-Type: application/json, like "+example+".")
+	}
+	mt, _, _ := mime.ParseMediaType(r.Header.Get(echo.HeaderContentType))
+	if r.ContentLength > 0 && mt != echo.MIMEApplicationJSON {
+		return notJSON()
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return false, apiFail(c, http.StatusBadRequest, errInvalidRequest, "invalid_body", "The body could not be read.")
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return true, nil
+	}
+	if mt != echo.MIMEApplicationJSON {
+		return notJSON()
+	}
+	if !utf8.Valid(body) || !jsonTextStorable(body) {
+		return false, apiFail(c, http.StatusBadRequest, errInvalidRequest, "invalid_body", "The body contains characters that cannot be stored: a NUL byte or invalid UTF-8.")
+	}
+	if err := json.Unmarshal(body, dst); err != nil {
+		return false, apiFail(c, http.StatusBadRequest, errInvalidRequest, "invalid_body", "The body must be a JSON object like "+example+".")
+	}
+	return true, nil
+}
+
+// jsonTextStorable reports whether no string in a JSON document, key or
+// value, holds a NUL once unescaped. Malformed JSON passes: Unmarshal
+// refuses it next.
+func jsonTextStorable(body []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return true
+		}
+		if s, ok := tok.(string); ok && strings.ContainsRune(s, 0) {
+			return false
+		}
+	}
 }

@@ -124,8 +124,8 @@ type createKeyRequest struct {
 // apiCreateKey is POST /v1/keys; the answer holds the secret, once.
 func (h *Handlers) apiCreateKey(c echo.Context) error {
 	var req createKeyRequest
-	if err := c.Bind(&req); err != nil {
-		return apiFail(c, http.StatusBadRequest, errInvalidRequest, "invalid_body", "The body must be a JSON object.")
+	if ok, err := decodeJSON(c, &req, `{"name":"deploy","permission":"read"}`); !ok {
+		return err
 	}
 	k := apiKeyOf(c)
 	in := keys.CreateInput{
@@ -176,8 +176,8 @@ func (h *Handlers) apiRotateKey(c echo.Context) error {
 	var req struct {
 		GracePeriod string `json:"grace_period"`
 	}
-	if err := c.Bind(&req); err != nil {
-		return apiFail(c, http.StatusBadRequest, errInvalidRequest, "invalid_body", "The body must be a JSON object.")
+	if ok, err := decodeJSON(c, &req, `{"grace_period":"24h"}`); !ok {
+		return err
 	}
 	grace, err := time.ParseDuration(req.GracePeriod)
 	if req.GracePeriod == "" {

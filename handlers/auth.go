@@ -1,6 +1,8 @@
 package handlers
 
 import (
+	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -18,9 +20,15 @@ func (h *Handlers) signupForm(c echo.Context) error {
 	return h.public(c, http.StatusOK, "Sign up", views.SignupPage(views.SignupForm{Email: c.QueryParam("email"), Next: c.QueryParam("next")}))
 }
 
+// signup answers alike whether or not the address has an account: a new
+// address gets a confirmation link, a registered one a note to its owner,
+// both mailed in the background.
 func (h *Handlers) signup(c echo.Context) error {
 	form := views.SignupForm{Email: c.FormValue("email"), Name: c.FormValue("name"), Next: c.FormValue("next")}
-	user, err := h.Accounts.SignUp(c.Request().Context(), accounts.SignUpInput{
+	if form.Next != "" {
+		form.Next = safeNext(form.Next)
+	}
+	req, err := h.Accounts.RequestSignUp(c.Request().Context(), accounts.SignUpInput{
 		Email: form.Email, Name: form.Name, Password: c.FormValue("password"),
 	})
 	var fieldErrs validate.Errors
@@ -28,28 +36,73 @@ func (h *Handlers) signup(c echo.Context) error {
 	case errors.As(err, &fieldErrs):
 		form.Errors = views.FieldErrors(fieldErrs)
 		return h.public(c, http.StatusUnprocessableEntity, "Sign up", views.SignupPage(form))
-	case errors.Is(err, accounts.ErrEmailTaken):
-		form.Errors = views.FieldErrors{"email": "An account with this email already exists. Log in instead, or reset your password."}
-		return h.public(c, http.StatusUnprocessableEntity, "Sign up", views.SignupPage(form))
 	case err != nil:
 		return err
 	}
-	if err := h.Mailer.SendWelcome(c.Request().Context(), user.Email, user.DisplayName()); err != nil {
-		// The account exists; a lost welcome mail must not undo the sign-up.
-		h.Log.Error("welcome email not sent", "user_id", user.ID, "err", err)
+	if req.Existing != nil {
+		user := *req.Existing
+		h.Mailer.Go(func(ctx context.Context) error {
+			return h.Mailer.SendAccountExists(ctx, user.Email, user.DisplayName())
+		}, func(err error) { h.Log.Error("account-exists email not sent", "user_id", user.ID, "err", err) })
+	} else {
+		name := cmp.Or(req.Name, req.Email)
+		h.Mailer.Go(func(ctx context.Context) error {
+			return h.Mailer.SendSignUpLink(ctx, req.Email, name, req.Token, form.Next, accounts.SignUpLinkLifetime)
+		}, func(err error) { h.Log.Error("sign-up email not sent", "err", err) })
+	}
+	form.Email, form.Sent = req.Email, true
+	return h.public(c, http.StatusOK, "Sign up", views.SignupPage(form))
+}
+
+// signupConfirmForm is where the emailed link lands: it shows a button,
+// and only the button's POST creates the account.
+func (h *Handlers) signupConfirmForm(c echo.Context) error {
+	token := c.QueryParam("token")
+	email, err := h.Accounts.CheckSignUpToken(c.Request().Context(), token)
+	if errors.Is(err, accounts.ErrSignUpLinkInvalid) {
+		return h.public(c, http.StatusGone, "Confirm your email", views.SignupConfirmPage(views.SignupConfirmForm{Invalid: true}))
+	}
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Referrer-Policy", "no-referrer")
+	return h.public(c, http.StatusOK, "Confirm your email", views.SignupConfirmPage(views.SignupConfirmForm{Token: token, Email: email, Next: c.QueryParam("next")}))
+}
+
+func (h *Handlers) signupConfirm(c echo.Context) error {
+	user, err := h.Accounts.ConfirmSignUp(c.Request().Context(), c.FormValue("token"))
+	switch {
+	case errors.Is(err, accounts.ErrSignUpLinkInvalid):
+		return h.public(c, http.StatusGone, "Confirm your email", views.SignupConfirmPage(views.SignupConfirmForm{Invalid: true}))
+	case errors.Is(err, accounts.ErrEmailTaken):
+		return h.public(c, http.StatusConflict, "Confirm your email", views.SignupConfirmPage(views.SignupConfirmForm{Taken: true}))
+	case err != nil:
+		return err
 	}
 	if err := h.startSession(c, user); err != nil {
 		return err
 	}
 	h.flash(c, "success", "Welcome to Keysmith! Your account and personal workspace are ready.")
-	if form.Next != "" {
-		return redirect(c, safeNext(form.Next))
-	}
-	return redirect(c, "/settings/api-keys")
+	return redirect(c, safeNext(cmp.Or(c.FormValue("next"), "/settings/api-keys")))
 }
 
 func (h *Handlers) loginForm(c echo.Context) error {
-	return h.public(c, http.StatusOK, "Log in", views.LoginPage(views.LoginForm{Next: c.QueryParam("next")}))
+	return h.loginPage(c, http.StatusOK, views.LoginForm{Next: c.QueryParam("next")})
+}
+
+// loginPage renders the login form, with the demo account's login while
+// the demo account is on and keeps its documented password.
+func (h *Handlers) loginPage(c echo.Context, status int, form views.LoginForm) error {
+	if h.Config.Demo {
+		on, err := h.Accounts.DemoActive(c.Request().Context())
+		if err != nil {
+			return err
+		}
+		if on {
+			form.Demo = &views.DemoInfo{Email: accounts.DemoEmail, Password: accounts.DemoPassword}
+		}
+	}
+	return h.public(c, status, "Log in", views.LoginPage(form))
 }
 
 func (h *Handlers) login(c echo.Context) error {
@@ -63,7 +116,7 @@ func (h *Handlers) login(c echo.Context) error {
 		if password == "" {
 			form.Errors["password"] = "Enter your password."
 		}
-		return h.public(c, http.StatusUnprocessableEntity, "Log in", views.LoginPage(form))
+		return h.loginPage(c, http.StatusUnprocessableEntity, form)
 	}
 	user, err := h.Accounts.Authenticate(c.Request().Context(), form.Email, password, c.RealIP())
 	var throttled *accounts.ThrottledError
@@ -72,10 +125,10 @@ func (h *Handlers) login(c echo.Context) error {
 		minutes := int(math.Ceil(throttled.RetryAfter.Minutes()))
 		c.Response().Header().Set("Retry-After", fmt.Sprint(int(math.Ceil(throttled.RetryAfter.Seconds()))))
 		form.Error = fmt.Sprintf("Too many failed attempts. Try again in %d minute%s, or reset your password.", minutes, plural(minutes))
-		return h.public(c, http.StatusTooManyRequests, "Log in", views.LoginPage(form))
+		return h.loginPage(c, http.StatusTooManyRequests, form)
 	case errors.Is(err, accounts.ErrInvalidCredentials):
 		form.Error = "That email and password do not match an account."
-		return h.public(c, http.StatusUnauthorized, "Log in", views.LoginPage(form))
+		return h.loginPage(c, http.StatusUnauthorized, form)
 	case err != nil:
 		return err
 	}
@@ -85,7 +138,8 @@ func (h *Handlers) login(c echo.Context) error {
 	return redirect(c, safeNext(form.Next))
 }
 
-// startSession logs the user in with a fresh session token (no fixation).
+// startSession logs the user in with a fresh session token (no fixation)
+// and a fresh CSRF token.
 func (h *Handlers) startSession(c echo.Context, user models.User) error {
 	ctx := c.Request().Context()
 	if err := h.Sessions.RenewToken(ctx); err != nil {
@@ -93,6 +147,7 @@ func (h *Handlers) startSession(c echo.Context, user models.User) error {
 	}
 	h.Sessions.Put(ctx, sessUserID, user.ID)
 	h.Sessions.Put(ctx, sessEpoch, user.SessionEpoch)
+	h.renewCSRF(c)
 	return nil
 }
 
@@ -103,6 +158,7 @@ func (h *Handlers) logout(c echo.Context) error {
 	if err := h.Sessions.Destroy(ctx); err != nil {
 		return err
 	}
+	h.renewCSRF(c)
 	h.flash(c, "info", "You have been logged out.")
 	return redirect(c, "/login")
 }

@@ -3,8 +3,10 @@ package handlers_test
 import (
 	"context"
 	"keysmith/mailer"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,18 +18,46 @@ import (
 
 const password = "correct horse battery"
 
-// signUp creates an account through the sign-up form and returns the
-// logged-in client.
+// signUp creates an account through the sign-up form and the emailed
+// confirmation link, and returns the logged-in client.
 func signUp(t *testing.T, app *testutil.App, email string) *testutil.Client {
 	t.Helper()
 	c := app.NewClient(t)
 	page := c.Submit(c.Get("/signup"), "form[action='/signup']", map[string]string{
 		"email": email, "name": "Ada Lovelace", "password": password,
 	})
+	page = confirmSignUp(t, app, c, page, email)
 	if page.Status != http.StatusOK || page.URL.Path != "/settings/api-keys" {
 		t.Fatalf("sign-up ended at %d %s:\n%s", page.Status, page.URL, page.Body)
 	}
 	return c
+}
+
+// confirmSignUp follows the confirmation link mailed to email after the
+// sign-up form answered with page, and presses the button it shows.
+func confirmSignUp(t *testing.T, app *testutil.App, c *testutil.Client, page *testutil.Page, email string) *testutil.Page {
+	t.Helper()
+	if page.Status != http.StatusOK || !strings.Contains(page.Text(".flash"), "We have sent a link to "+strings.ToLower(email)) {
+		t.Fatalf("sign-up answered %d %q:\n%s", page.Status, page.Text(".flash"), page.Text("main"))
+	}
+	mail := mailTo(t, app, email)
+	if mail.Subject != "Confirm your email for Keysmith" {
+		t.Fatalf("mail to %s: %q, want the confirmation link", email, mail.Subject)
+	}
+	page = c.Get(strings.TrimPrefix(linkIn(t, mail.Text, "/signup/confirm?token="), app.Server.URL))
+	return c.Submit(page, "form[action='/signup/confirm']", nil)
+}
+
+// mailTo is the newest mail to an address.
+func mailTo(t *testing.T, app *testutil.App, email string) mailer.Stored {
+	t.Helper()
+	for _, m := range app.Mails() {
+		if m.To[0] == strings.ToLower(email) {
+			return m
+		}
+	}
+	t.Fatalf("no mail to %s", email)
+	return mailer.Stored{}
 }
 
 func logIn(t *testing.T, app *testutil.App, email, pw string) (*testutil.Client, *testutil.Page) {
@@ -65,9 +95,8 @@ func TestSignUpLogOutLogIn(t *testing.T) {
 		if page.Doc.Find(".empty h2").Text() != "No API keys yet" {
 			t.Errorf("API keys page lacks its empty state:\n%s", page.Body)
 		}
-		mails := app.Mails()
-		if len(mails) != 1 || mails[0].To[0] != "ada@example.com" || mails[0].Subject != "Welcome to Keysmith" {
-			t.Fatalf("dev mailbox = %+v, want one welcome mail", mails)
+		if page := c.Get("/signup/confirm?token=" + "x"); page.Status != http.StatusGone {
+			t.Errorf("a made-up confirmation link answered %d", page.Status)
 		}
 
 		page = c.Submit(page, "form[action='/logout']", nil)
@@ -112,10 +141,78 @@ func TestSignUpErrorsKeepInput(t *testing.T) {
 		t.Error("invalid field not marked aria-invalid")
 	}
 
-	page = c.Submit(page, "form[action='/signup']", map[string]string{"email": "Taken@Example.com", "password": "long enough now"})
-	if got := page.Text("#email-error"); !strings.Contains(got, "already exists") {
-		t.Errorf("duplicate email error = %q", got)
-	}
+}
+
+// The sign-up form must not tell whether an address is registered: it
+// answers a registered address exactly as a new one, and mails the owner
+// instead. Only the mailbox's owner learns which it was.
+func TestSignUpDoesNotTellRegisteredAddresses(t *testing.T) {
+	testutil.ForEachEngine(t, func(t *testing.T, dbURL string) {
+		app := testutil.StartApp(t, dbURL)
+		signUp(t, app, "taken@example.com")
+
+		answer := func(email string) *testutil.Page {
+			c := app.NewClient(t)
+			return c.Submit(c.Get("/signup"), "form[action='/signup']", map[string]string{"email": email, "name": "Eve", "password": "long enough now"})
+		}
+		taken, fresh := answer("Taken@Example.com"), answer("fresh@example.com")
+		if taken.Status != fresh.Status || taken.URL.Path != fresh.URL.Path {
+			t.Fatalf("registered %d %s, new %d %s", taken.Status, taken.URL, fresh.Status, fresh.URL)
+		}
+		scrub := func(p *testutil.Page) string {
+			return strings.ReplaceAll(strings.ReplaceAll(p.Text("main"), "taken@example.com", "X"), "fresh@example.com", "X")
+		}
+		if scrub(taken) != scrub(fresh) {
+			t.Errorf("answers differ:\n%s\n%s", scrub(taken), scrub(fresh))
+		}
+		if names := slices.Sorted(maps.Keys(taken.Header)); !slices.Equal(names, slices.Sorted(maps.Keys(fresh.Header))) {
+			t.Errorf("headers differ: %v / %v", taken.Header, fresh.Header)
+		}
+
+		owner := mailTo(t, app, "taken@example.com")
+		if owner.Subject != "You already have a Keysmith account" || !strings.Contains(owner.Text, "/forgot-password") {
+			t.Errorf("mail to the owner: %q\n%s", owner.Subject, owner.Text)
+		}
+		if strings.Contains(owner.Text, "/signup/confirm") {
+			t.Error("the owner's mail carries a sign-up link")
+		}
+		// The owner's password still works and no second account appeared.
+		if _, page := logIn(t, app, "taken@example.com", password); page.URL.Path != "/settings/api-keys" {
+			t.Fatalf("owner's login after the attempt: %s", page.URL)
+		}
+		var users int64
+		app.DB.Table("users").Where("email = ?", "taken@example.com").Count(&users)
+		if users != 1 {
+			t.Errorf("%d accounts for taken@example.com", users)
+		}
+
+		// The new address gets its account only once its link is used, once.
+		mail := mailTo(t, app, "fresh@example.com")
+		link := strings.TrimPrefix(linkIn(t, mail.Text, "/signup/confirm?token="), app.Server.URL)
+		c := app.NewClient(t)
+		confirm := c.Get(link)
+		if _, err := app.Accounts.SignUp(t.Context(), accounts.SignUpInput{Email: "nobody-yet@example.com", Password: "long enough"}); err != nil {
+			t.Fatal(err)
+		}
+		if app.DB.Table("users").Where("email = ?", "fresh@example.com").Count(&users); users != 0 {
+			t.Fatal("opening the link (as a mail scanner would) created the account")
+		}
+		page := c.Submit(confirm, "form[action='/signup/confirm']", nil)
+		if page.URL.Path != "/settings/api-keys" || page.Text(".user-chip") != "Eve" {
+			t.Fatalf("after confirming: %s %q", page.URL, page.Text(".user-chip"))
+		}
+		if again := app.NewClient(t).Get(link); again.Status != http.StatusGone {
+			t.Errorf("used link answered %d, want 410", again.Status)
+		}
+		// The link expires.
+		c2 := app.NewClient(t)
+		c2.Submit(c2.Get("/signup"), "form[action='/signup']", map[string]string{"email": "late@example.com", "password": "long enough now"})
+		late := strings.TrimPrefix(linkIn(t, mailTo(t, app, "late@example.com").Text, "/signup/confirm?token="), app.Server.URL)
+		app.Clock.Advance(accounts.SignUpLinkLifetime + time.Minute)
+		if p := c2.Get(late); p.Status != http.StatusGone {
+			t.Errorf("expired link answered %d", p.Status)
+		}
+	})
 }
 
 func TestLoginErrors(t *testing.T) {

@@ -305,7 +305,7 @@ func (h *Handlers) rotateKey(c echo.Context) error {
 	var ve validate.Errors
 	switch {
 	case errors.As(err, &ve):
-		return echo.NewHTTPError(http.StatusUnprocessableEntity, ve["grace"])
+		return echo.NewHTTPError(http.StatusUnprocessableEntity, ve["grace_period"])
 	case errors.Is(err, keys.ErrNotActive):
 		h.flash(c, "error", "This key was already rotated, revoked or has expired, so it cannot be rotated. Duplicate it to make a new key with the same settings.")
 		return redirect(c, fmt.Sprintf("/settings/api-keys/%d", id))

@@ -510,9 +510,10 @@ func TestAPIReferencePage(t *testing.T) {
 	}
 }
 
-// A reminder email links to the key with ?workspace=…, which must work
-// whichever workspace the reader's session was in.
-func TestKeyLinkSwitchesToItsWorkspace(t *testing.T) {
+// A reminder email links to the key with ?workspace=…. Following it never
+// switches the session's workspace by itself (a link from another site
+// could): it asks, and the switch is a POST.
+func TestKeyLinkAsksBeforeSwitchingWorkspace(t *testing.T) {
 	app := testutil.StartApp(t, testutil.DatabaseURL(t, "sqlite"))
 	owner := signUp(t, app, "owner@example.com")
 	secretOf(t, createKey(t, owner, map[string]string{"name": "Shared key"}))
@@ -529,11 +530,24 @@ func TestKeyLinkSwitchesToItsWorkspace(t *testing.T) {
 	if p := admin.Get(fmt.Sprintf("/settings/api-keys/%d", id)); p.Status != http.StatusNotFound {
 		t.Fatalf("without the workspace in the link: %d", p.Status)
 	}
-	p := admin.Get(fmt.Sprintf("/settings/api-keys/%d?workspace=%d", id, k.WorkspaceID))
-	if p.Status != 200 || p.Text("main h1") != "Shared key" {
-		t.Fatalf("with it: %d %q", p.Status, p.Text("main h1"))
+	link := fmt.Sprintf("/settings/api-keys/%d?workspace=%d", id, k.WorkspaceID)
+	p := admin.Get(link)
+	if p.Status != 200 || p.Text("main h1") != "Switch workspace?" || !strings.Contains(p.Text("main"), "Ada Lovelace's workspace") {
+		t.Fatalf("the link: %d %q", p.Status, p.Text("main"))
 	}
-	if p := admin.Get(fmt.Sprintf("/settings/api-keys/%d?workspace=%d", id, 999)); p.Status != 200 {
+	// The GET changed nothing: the session is still in the admin's own workspace.
+	if p := admin.Get(fmt.Sprintf("/settings/api-keys/%d", id)); p.Status != http.StatusNotFound {
+		t.Fatalf("a GET switched the workspace: %d", p.Status)
+	}
+	p = admin.Submit(admin.Get(link), "form.switch-confirm", nil)
+	if p.Status != 200 || p.Text("main h1") != "Shared key" || p.URL.RawQuery != "" {
+		t.Fatalf("after switching: %d %q at %s", p.Status, p.Text("main h1"), p.URL)
+	}
+	// Now in that workspace, the same link opens the page directly.
+	if p := admin.Get(link); p.Text("main h1") != "Shared key" {
+		t.Fatalf("link in the current workspace: %q", p.Text("main h1"))
+	}
+	if p := admin.Get(fmt.Sprintf("/settings/api-keys/%d?workspace=%d", id, 999)); p.Status != 200 || p.Text("main h1") != "Shared key" {
 		t.Fatalf("a foreign workspace in the link is ignored, not an error: %d", p.Status)
 	}
 }

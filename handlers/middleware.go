@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/alexedwards/scs/v2"
 	"github.com/labstack/echo/v4"
@@ -17,6 +18,7 @@ import (
 
 	"keysmith/accounts"
 	"keysmith/models"
+	"keysmith/views"
 )
 
 func randomID() string { return rand.Text() }
@@ -141,14 +143,14 @@ func hasSession(c echo.Context) bool {
 
 // Session keys.
 const (
-	sessUserID        = "user_id"
-	sessEpoch         = "epoch"
-	sessWorkspaceID   = "workspace_id"
-	sessFlashKind     = "flash_kind"
-	sessFlashMsg      = "flash_msg"
-	sessFlashHref     = "flash_href"
-	sessFlashLinkText = "flash_link_text"
-	sessResetToken    = "reset_token"
+	sessUserID         = "user_id"
+	sessEpoch          = "epoch"
+	sessWorkspaceID    = "workspace_id"
+	sessFlashKind      = "flash_kind"
+	sessFlashMsg       = "flash_msg"
+	sessFlashHref      = "flash_href"
+	sessFlashLinkText  = "flash_link_text"
+	sessResetTokenHash = "reset_token_hash"
 )
 
 // viewer is who is logged in, and in which workspace, for this request.
@@ -194,22 +196,28 @@ func (h *Handlers) requireLogin(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		v := &viewer{User: user, Memberships: ms, Current: ms[0]}
 		wid := h.Sessions.GetInt64(ctx, sessWorkspaceID)
-		// A link from an email names the workspace it belongs to
-		// (?workspace=ID); a member lands in it.
-		if q, err := strconv.ParseInt(c.QueryParam("workspace"), 10, 64); err == nil && q != wid {
-			for _, m := range ms {
-				if m.WorkspaceID == q {
-					h.Sessions.Put(ctx, sessWorkspaceID, q)
-					wid = q
-				}
-			}
-		}
 		for _, m := range ms {
 			if m.WorkspaceID == wid {
 				v.Current = m
 			}
 		}
 		c.SetRequest(c.Request().WithContext(context.WithValue(ctx, viewerKey{}, v)))
+		// A link from an email names the workspace it belongs to
+		// (?workspace=ID). A GET changes nothing: if that is another of the
+		// member's workspaces, the page asks before switching (by POST).
+		if q, err := strconv.ParseInt(c.QueryParam("workspace"), 10, 64); err == nil && q != v.Current.WorkspaceID && c.Request().Method == http.MethodGet {
+			for _, m := range ms {
+				if m.WorkspaceID == q {
+					u := *c.Request().URL
+					query := u.Query()
+					query.Del("workspace")
+					u.RawQuery = query.Encode()
+					return h.app(c, http.StatusOK, "", "Switch workspace?", views.SwitchWorkspacePage(views.SwitchWorkspaceView{
+						TargetID: q, TargetName: m.Workspace.Name, Current: v.Current.Workspace.Name, Next: u.RequestURI(),
+					}))
+				}
+			}
+		}
 		return next(c)
 	}
 }
@@ -233,4 +241,103 @@ func (h *Handlers) redirectToLogin(c echo.Context, msg string) error {
 		target += "?next=" + url.QueryEscape(c.Request().URL.RequestURI())
 	}
 	return redirect(c, target)
+}
+
+// storableText refuses, at the edge, text no database column can hold: a
+// NUL byte (PostgreSQL rejects it in TEXT) or invalid UTF-8, in the path,
+// the query string or a form body. JSON bodies are checked where they are
+// decoded (decodeJSON).
+func storableText(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		ok := validText(r.URL.Path) && validValues(r.URL.Query())
+		if ok && r.Body != nil && r.Method != http.MethodGet && r.Method != http.MethodHead {
+			ct := r.Header.Get(echo.HeaderContentType)
+			switch {
+			case strings.HasPrefix(ct, echo.MIMEApplicationForm):
+				if err := r.ParseForm(); err != nil {
+					return badText(c, "The form body could not be read.")
+				}
+				ok = validValues(r.PostForm)
+			case strings.HasPrefix(ct, echo.MIMEMultipartForm):
+				if err := r.ParseMultipartForm(1 << 20); err != nil {
+					return badText(c, "The form body could not be read.")
+				}
+				ok = validValues(r.PostForm)
+			}
+		}
+		if !ok {
+			return badText(c, "The request contains characters that cannot be stored: a NUL byte or invalid UTF-8.")
+		}
+		return next(c)
+	}
+}
+
+func badText(c echo.Context, msg string) error {
+	if strings.HasPrefix(c.Request().URL.Path, "/v1/") {
+		return apiFail(c, http.StatusBadRequest, errInvalidRequest, "invalid_encoding", msg)
+	}
+	return echo.NewHTTPError(http.StatusBadRequest, msg)
+}
+
+// validText is UTF-8 without NUL.
+func validText(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
+
+func validValues(v url.Values) bool {
+	for k, vs := range v {
+		if !validText(k) {
+			return false
+		}
+		for _, s := range vs {
+			if !validText(s) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// csrfTokenFromBodyOnly hides a _csrf in the query string from echo's CSRF
+// check, which reads the merged form: a token belongs in the body or the
+// X-CSRF-Token header, never in a URL that logs and Referer headers keep.
+func csrfTokenFromBodyOnly(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		if r.Method != http.MethodGet && r.Method != http.MethodHead && r.URL.Query().Has("_csrf") {
+			if r.Form == nil {
+				if err := r.ParseMultipartForm(1 << 20); err != nil && !errors.Is(err, http.ErrNotMultipart) {
+					return echo.NewHTTPError(http.StatusBadRequest, "The form body could not be read.")
+				}
+			}
+			if body, ok := r.PostForm["_csrf"]; ok {
+				r.Form["_csrf"] = body
+			} else {
+				delete(r.Form, "_csrf")
+			}
+		}
+		return next(c)
+	}
+}
+
+// renewCSRF gives the browser a new CSRF token, replacing any cookie the
+// CSRF middleware set on this response: at login and logout, so a token
+// seen before never outlives the session it was issued in.
+func (h *Handlers) renewCSRF(c echo.Context) {
+	token := rand.Text()[:csrfTokenLength/2] + rand.Text()[:csrfTokenLength/2]
+	header := c.Response().Header()
+	kept := header.Values("Set-Cookie")[:0:0]
+	for _, v := range header.Values("Set-Cookie") {
+		if !strings.HasPrefix(v, csrfCookieName+"=") {
+			kept = append(kept, v)
+		}
+	}
+	header.Del("Set-Cookie")
+	for _, v := range kept {
+		header.Add("Set-Cookie", v)
+	}
+	c.SetCookie(&http.Cookie{
+		Name: csrfCookieName, Value: token, Path: "/", MaxAge: 86400, HttpOnly: true,
+		Secure: h.Config.SecureCookies(), SameSite: http.SameSiteLaxMode,
+	})
+	c.Set(csrfContextKey, token)
 }

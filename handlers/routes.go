@@ -10,8 +10,13 @@ import (
 	"keysmith/models"
 )
 
-// csrfContextKey is where echo's CSRF middleware leaves the token for forms.
-const csrfContextKey = "csrf"
+// csrfContextKey is where echo's CSRF middleware leaves the token for
+// forms; the token also lives in the csrfCookieName cookie.
+const (
+	csrfContextKey  = "csrf"
+	csrfCookieName  = "keysmith_csrf"
+	csrfTokenLength = 32
+)
 
 // routes registers every route. Dashboard routes share sessions and CSRF
 // protection (Sec-Fetch-Site for modern browsers, else the _csrf form field
@@ -37,21 +42,24 @@ func (h *Handlers) routes(e *echo.Echo) {
 	sess := sessions(h.Sessions, h.Log)
 	csrf := middleware.CSRFWithConfig(middleware.CSRFConfig{
 		TokenLookup:    "header:X-CSRF-Token,form:_csrf",
+		TokenLength:    csrfTokenLength,
 		ContextKey:     csrfContextKey,
-		CookieName:     "keysmith_csrf",
+		CookieName:     csrfCookieName,
 		CookiePath:     "/",
 		CookieHTTPOnly: true,
 		CookieSecure:   h.Config.SecureCookies(),
 		CookieSameSite: http.SameSiteLaxMode,
 	})
 	web := func(m ...echo.MiddlewareFunc) []echo.MiddlewareFunc {
-		return append([]echo.MiddlewareFunc{sess, csrf}, m...)
+		return append([]echo.MiddlewareFunc{sess, csrfTokenFromBodyOnly, csrf}, m...)
 	}
 	guest, login := h.redirectIfLoggedIn, h.requireLogin
 
 	e.GET("/", h.home, web()...)
 	e.GET("/signup", h.signupForm, web(guest)...)
 	e.POST("/signup", h.signup, web(guest)...)
+	e.GET("/signup/confirm", h.signupConfirmForm, web()...)
+	e.POST("/signup/confirm", h.signupConfirm, web()...)
 	e.GET("/login", h.loginForm, web(guest)...)
 	e.POST("/login", h.login, web(guest)...)
 	e.POST("/logout", h.logout, web()...)

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"cmp"
 	"net/http"
 	"strconv"
 
@@ -17,7 +18,7 @@ func (h *Handlers) switchWorkspace(c echo.Context) error {
 		if m.WorkspaceID == id {
 			h.Sessions.Put(c.Request().Context(), sessWorkspaceID, id)
 			h.flash(c, "info", "Switched to "+m.Workspace.Name+".")
-			return redirect(c, "/settings/api-keys")
+			return redirect(c, safeNext(cmp.Or(c.FormValue("next"), "/settings/api-keys")))
 		}
 	}
 	return echo.NewHTTPError(http.StatusNotFound, "You are not a member of that workspace.")

@@ -48,6 +48,7 @@ func TestInviteSignUpAndJoin(t *testing.T) {
 			t.Fatalf("sign-up not prefilled: %q", v)
 		}
 		page = c.Submit(signup, "form[action='/signup']", map[string]string{"name": "Grace", "password": "long enough pw"})
+		page = confirmSignUp(t, app, c, page, "grace@example.com")
 		if page.URL.Path != link {
 			t.Fatalf("after sign-up: %s, want back on the invitation", page.URL)
 		}

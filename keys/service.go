@@ -217,8 +217,44 @@ func (s *Service) resolveScopes(errs validate.Errors, kind Kind, perm Permission
 	return scopes
 }
 
-// resolveExpiry turns the expiry choice into a time, within maxLifetime (0: none).
+const expiryTooFar = "Choose an expiry within 10 years, or never."
+
+// parseLifetime reads expires_in as days ("30") or a Go duration ("36h"),
+// from 1 hour to MaxExpiryDays; otherwise it says what is wrong.
+func parseLifetime(in string) (time.Duration, string) {
+	const maxLifetime = MaxExpiryDays * 24 * time.Hour
+	if n, err := strconv.ParseInt(in, 10, 64); err == nil {
+		switch {
+		case n <= 0:
+			return 0, "Choose when the key expires."
+		case n > MaxExpiryDays:
+			return 0, expiryTooFar
+		}
+		return time.Duration(n) * 24 * time.Hour, ""
+	}
+	d, err := time.ParseDuration(in)
+	switch {
+	case err != nil:
+		return 0, "Choose when the key expires."
+	case d < time.Hour:
+		return 0, "Choose an expiry at least 1 hour ahead."
+	case d > maxLifetime:
+		return 0, expiryTooFar
+	}
+	return d, ""
+}
+
+// MaxExpiryDays bounds how far ahead a key's expiry may be: beyond it,
+// "never" says what is meant, and day counts cannot overflow a duration.
+const MaxExpiryDays = 3650
+
+// resolveExpiry turns the expiry choice into a time, within maxLifetime
+// (0: none) and MaxExpiryDays. A date without expires_in means that date.
 func resolveExpiry(errs validate.Errors, now time.Time, in, on string, maxLifetime time.Duration) *time.Time {
+	if in == "" && on != "" {
+		in = "custom"
+	}
+	limit := now.Add(MaxExpiryDays * 24 * time.Hour)
 	var at time.Time
 	switch in {
 	case "never", "":
@@ -238,15 +274,17 @@ func resolveExpiry(errs validate.Errors, now time.Time, in, on string, maxLifeti
 			errs["expires_on"] = "Choose a date in the future."
 			return nil
 		}
-	default:
-		if n, err := strconv.Atoi(in); err == nil && n > 0 {
-			at = now.Add(time.Duration(n) * 24 * time.Hour)
-		} else if d, err := time.ParseDuration(in); err == nil && d >= time.Hour {
-			at = now.Add(d)
-		} else {
-			errs["expires_in"] = "Choose when the key expires."
+		if at.After(limit.Add(24 * time.Hour)) {
+			errs["expires_on"] = expiryTooFar
 			return nil
 		}
+	default:
+		d, msg := parseLifetime(in)
+		if msg != "" {
+			errs["expires_in"] = msg
+			return nil
+		}
+		at = now.Add(d)
 	}
 	if maxLifetime > 0 && at.Sub(now) > maxLifetime {
 		field := "expires_in"
@@ -428,7 +466,7 @@ func (s *Service) Rename(ctx context.Context, workspaceID int64, actor Actor, id
 // length from now. The old key keeps working for grace, then stops.
 func (s *Service) Rotate(ctx context.Context, workspaceID int64, actor Actor, id int64, grace time.Duration) (Created, error) {
 	if !validGrace(grace) {
-		return Created{}, validate.Errors{"grace": "Choose how long the old key keeps working."}
+		return Created{}, validate.Errors{"grace_period": "Choose how long the old key keeps working."}
 	}
 	now := s.clock.Now()
 	var out Created

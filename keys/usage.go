@@ -2,6 +2,7 @@ package keys
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
 
@@ -66,9 +67,12 @@ func (u *Usage) Flush(ctx context.Context) error {
 	return err
 }
 
+// truncate cuts s to at most n bytes of text any column can hold: valid
+// UTF-8 (a cut rune or a client's invalid bytes become U+FFFD) without NUL.
+// One unstorable User-Agent must not fail a whole batch on PostgreSQL.
 func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
+	if len(s) > n {
+		s = s[:n]
 	}
-	return s[:n]
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "")
 }

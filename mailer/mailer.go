@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"net/mail"
+	"net/url"
 	"strings"
 	"sync"
 	"text/template"
@@ -78,13 +79,23 @@ func New(t Transport, from, baseURL string) *Mailer {
 func (m *Mailer) URL(path string) string { return m.baseURL + path }
 
 var textTemplates = template.Must(template.New("").Parse(`
-{{define "welcome"}}Hi {{.Name}},
+{{define "signup"}}Hi {{.Name}},
 
-Your Keysmith account is ready. Create your first API key under Settings → API Keys:
+Confirm your email address to finish creating your Keysmith account:
 
-{{.DashboardURL}}
+{{.Link}}
 
-If you did not sign up, you can ignore this email.
+The link works once and for {{.Lifetime}}. If you did not sign up, ignore this email: no account is created.
+{{end}}
+{{define "exists"}}Hi {{.Name}},
+
+Someone tried to create a Keysmith account with this email address, but you already have one. If it was you, log in instead:
+
+{{.LoginURL}}
+
+Forgot your password? Choose a new one here: {{.ResetURL}}
+
+If it was not you, ignore this email: nothing has changed.
 {{end}}
 {{define "reset"}}Hi {{.Name}},
 
@@ -119,10 +130,23 @@ The link works once and for {{.Lifetime}}. Sign up or log in with this email add
 You get these emails as the key's creator or a workspace admin. Stop expiry reminders: {{.UnsubscribeURL}}
 {{end}}`))
 
-// SendWelcome greets a new user.
-func (m *Mailer) SendWelcome(ctx context.Context, to, name string) error {
-	data := emails.Welcome{Name: name, DashboardURL: m.URL("/settings/api-keys")}
-	return m.send(ctx, to, "Welcome to Keysmith", emails.WelcomeHTML(data), "welcome", data)
+// SendSignUpLink mails the link that confirms a new address and creates
+// its account, then goes on to next (a path, such as the invitation the
+// sign-up started from; the link carries it so the database need not).
+func (m *Mailer) SendSignUpLink(ctx context.Context, to, name, token, next string, lifetime time.Duration) error {
+	link := "/signup/confirm?token=" + url.QueryEscape(token)
+	if next != "" {
+		link += "&next=" + url.QueryEscape(next)
+	}
+	data := emails.SignUpLink{Name: name, Link: m.URL(link), Lifetime: humanDuration(lifetime)}
+	return m.send(ctx, to, "Confirm your email for Keysmith", emails.SignUpLinkHTML(data), "signup", data)
+}
+
+// SendAccountExists tells an account's owner that someone tried to sign up
+// with their address, instead of telling the sign-up form.
+func (m *Mailer) SendAccountExists(ctx context.Context, to, name string) error {
+	data := emails.AccountExists{Name: name, LoginURL: m.URL("/login"), ResetURL: m.URL("/forgot-password")}
+	return m.send(ctx, to, "You already have a Keysmith account", emails.AccountExistsHTML(data), "exists", data)
 }
 
 // SendPasswordReset mails a single-use reset link.

@@ -54,10 +54,10 @@ func TestSMTPReportsRefusal(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := mailer.New(transport, "no-reply@example.com", "http://localhost:8080")
-	if err := m.SendWelcome(context.Background(), "bob@example.com", "Bob"); err == nil {
+	if err := m.SendAccountExists(context.Background(), "bob@example.com", "Bob"); err == nil {
 		t.Fatal("send succeeded although the server refused the message")
 	}
-	if err := m.SendWelcome(context.Background(), "bob@example.com", "Bob"); err != nil {
+	if err := m.SendAccountExists(context.Background(), "bob@example.com", "Bob"); err != nil {
 		t.Fatalf("second send: %v", err)
 	}
 	if n := len(server.Messages()); n != 1 {
@@ -71,7 +71,7 @@ func TestSMTPRejectsWrongPassword(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = mailer.New(transport, "no-reply@example.com", "http://x").SendWelcome(context.Background(), "a@example.com", "A")
+	err = mailer.New(transport, "no-reply@example.com", "http://x").SendAccountExists(context.Background(), "a@example.com", "A")
 	if err == nil {
 		t.Fatal("send with a wrong SMTP password succeeded")
 	}
@@ -87,7 +87,7 @@ func TestSMTPStartTLSPolicy(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return mailer.New(transport, "no-reply@example.com", "http://x").SendWelcome(context.Background(), "a@example.com", "A")
+		return mailer.New(transport, "no-reply@example.com", "http://x").SendAccountExists(context.Background(), "a@example.com", "A")
 	}
 	if err := send(plain.URL); err != nil {
 		t.Fatalf("opportunistic STARTTLS to a server without TLS: %v", err)
@@ -104,7 +104,7 @@ func TestSMTPStartTLSPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := mailer.New(transport, "no-reply@example.com", "http://x").SendWelcome(context.Background(), "a@example.com", "A"); err == nil {
+	if err := mailer.New(transport, "no-reply@example.com", "http://x").SendAccountExists(context.Background(), "a@example.com", "A"); err == nil {
 		t.Fatal("sent over STARTTLS to a server whose certificate is not trusted")
 	}
 }
@@ -119,7 +119,7 @@ func TestMailboxKeepsNewestFirstAndDropsOldest(t *testing.T) {
 	box := mailer.NewMailbox(clock.NewFake(testutil.Epoch), 2)
 	m := mailer.New(box, "no-reply@example.com", "http://localhost:8080")
 	for _, to := range []string{"a@example.com", "b@example.com", "c@example.com"} {
-		if err := m.SendWelcome(context.Background(), to, "X"); err != nil {
+		if err := m.SendAccountExists(context.Background(), to, "X"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -130,7 +130,7 @@ func TestMailboxKeepsNewestFirstAndDropsOldest(t *testing.T) {
 	if _, ok := box.Get(list[0].ID); !ok {
 		t.Fatal("Get cannot find a listed message")
 	}
-	if !strings.Contains(list[0].Text, "http://localhost:8080/settings/api-keys") {
-		t.Errorf("welcome text lacks the dashboard link:\n%s", list[0].Text)
+	if !strings.Contains(list[0].Text, "http://localhost:8080/forgot-password") {
+		t.Errorf("account-exists text lacks the reset link:\n%s", list[0].Text)
 	}
 }

@@ -165,6 +165,41 @@ var migrations = []string{
 	CREATE INDEX invitations_workspace_idx ON invitations (workspace_id, created_at);
 	ALTER TABLE workspaces ADD COLUMN default_expiry_days INTEGER CHECK (default_expiry_days > 0);
 	ALTER TABLE workspaces ADD COLUMN max_lifetime_days INTEGER CHECK (max_lifetime_days > 0);`,
+
+	// 6: no secret stored as it is. Sessions are now stored under the
+	// SHA-256 of their token (scs's HashTokenInStore), so the rows stored
+	// under raw tokens end (migration 1 made the table, so this works on a
+	// fresh database too): everyone logs in once more. Unsubscribe links
+	// get a fresh token per mail, stored as its SHA-256 (one year's worth
+	// kept); the plain per-user tokens go, so links in mails sent before
+	// show "invalid link" and Settings → Notifications still opts out.
+	`DELETE FROM sessions;
+	DROP INDEX users_unsubscribe_token_idx;
+	ALTER TABLE users DROP COLUMN unsubscribe_token;
+
+	CREATE TABLE unsubscribe_tokens (
+		id {{id}},
+		user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+		token_hash TEXT NOT NULL,
+		created_at {{time}} NOT NULL
+	);
+	CREATE UNIQUE INDEX unsubscribe_tokens_hash_idx ON unsubscribe_tokens (token_hash);
+	CREATE INDEX unsubscribe_tokens_created_idx ON unsubscribe_tokens (created_at);`,
+
+	// 7: sign-ups wait for their emailed confirmation link, so the sign-up
+	// form answers alike for new and registered addresses.
+	`CREATE TABLE pending_signups (
+		id {{id}},
+		email TEXT NOT NULL,
+		name TEXT NOT NULL DEFAULT '',
+		password_hash TEXT NOT NULL,
+		token_hash TEXT NOT NULL,
+		expires_at {{time}} NOT NULL,
+		created_at {{time}} NOT NULL
+	);
+	CREATE UNIQUE INDEX pending_signups_token_hash_idx ON pending_signups (token_hash);
+	CREATE INDEX pending_signups_email_idx ON pending_signups (email);
+	CREATE INDEX pending_signups_expires_idx ON pending_signups (expires_at);`,
 }
 
 var dialects = map[string]*strings.Replacer{

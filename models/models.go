@@ -40,12 +40,11 @@ type User struct {
 	PasswordHash string
 	// SessionEpoch goes up on every password change; a session remembers the
 	// epoch it logged in at and ends when they differ.
-	SessionEpoch     int
-	IsDemo           bool
-	RemindersOptOut  bool    // no expiry reminder emails
-	UnsubscribeToken *string // secret of the one-click unsubscribe link
-	CreatedAt        time.Time
-	UpdatedAt        time.Time
+	SessionEpoch    int
+	IsDemo          bool
+	RemindersOptOut bool // no expiry reminder emails
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
 }
 
 // DisplayName is the name if the user gave one, else the email address.
@@ -54,6 +53,16 @@ func (u User) DisplayName() string {
 		return u.Name
 	}
 	return u.Email
+}
+
+// UnsubscribeToken is the secret of one reminder mail's one-click
+// unsubscribe link. Every mail gets its own; only its SHA-256 is stored,
+// and each of a user's links works until it is a year old.
+type UnsubscribeToken struct {
+	ID        int64
+	UserID    int64
+	TokenHash string
+	CreatedAt time.Time
 }
 
 // Workspace owns keys; users reach it through memberships.
@@ -114,4 +123,18 @@ type LoginAttempt struct {
 	IP        string
 	Succeeded bool
 	CreatedAt time.Time
+}
+
+// PendingSignup is a sign-up waiting for its emailed confirmation link:
+// the account is created only when the link is used, so the sign-up form
+// answers alike for new and registered addresses. Only the link's SHA-256
+// is stored.
+type PendingSignup struct {
+	ID           int64
+	Email        string
+	Name         string
+	PasswordHash string
+	TokenHash    string
+	ExpiresAt    time.Time
+	CreatedAt    time.Time
 }

@@ -3,7 +3,10 @@ package testutil
 import (
 	"bytes"
 	"log/slog"
+	"mime"
 	"net/http/httptest"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -23,6 +26,9 @@ type App struct {
 	Server *httptest.Server
 	Clock  *clock.Fake
 	Logs   *SyncBuffer
+
+	t    testing.TB
+	smtp *SMTPServer // where mail goes, when not to the dev mailbox
 }
 
 // Option adjusts a test app before it starts.
@@ -41,8 +47,15 @@ func WithSMTP(s *SMTPServer) Option {
 		if err != nil {
 			panic(err)
 		}
-		o.Transport = transport
+		o.Transport = smtpTransport{transport, s}
 	}
+}
+
+// smtpTransport is the real SMTP transport, marked with the server it
+// talks to so App.Mails can read what that server received.
+type smtpTransport struct {
+	mailer.Transport
+	server *SMTPServer
 }
 
 // WithConfig changes the configuration.
@@ -98,14 +111,36 @@ func StartApp(t testing.TB, dbURL string, opts ...Option) *App {
 			t.Errorf("close app: %v", err)
 		}
 	})
-	return &App{App: a, Server: srv, Clock: o.Clock.(*clock.Fake), Logs: logs}
+	out := &App{App: a, Server: srv, Clock: o.Clock.(*clock.Fake), Logs: logs, t: t}
+	if st, ok := o.Transport.(smtpTransport); ok {
+		out.smtp = st.server
+	}
+	return out
 }
 
 // Mails waits for the mails sent in the background, then lists the dev
-// mailbox, newest first.
+// mailbox, or what the SMTP server received, newest first.
 func (a *App) Mails() []mailer.Stored {
 	a.Mailer.Wait()
-	return a.Mailbox.List()
+	if a.smtp == nil {
+		return a.Mailbox.List()
+	}
+	var out []mailer.Stored
+	for i, m := range a.smtp.Messages() {
+		msg, parts := MIMEParts(a.t, m.Data)
+		dec := new(mime.WordDecoder)
+		subject, _ := dec.DecodeHeader(msg.Header.Get("Subject"))
+		out = append(out, mailer.Stored{ID: i + 1, Message: mailer.Message{
+			MessageID: strings.Trim(msg.Header.Get("Message-Id"), "<>"),
+			From:      msg.Header.Get("From"),
+			To:        m.To,
+			Subject:   subject,
+			Text:      parts["text/plain"],
+			HTML:      parts["text/html"],
+		}})
+	}
+	slices.Reverse(out)
+	return out
 }
 
 // URL is the absolute URL of a path on the test server.
