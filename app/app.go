@@ -26,6 +26,7 @@ import (
 	"keysmith/handlers"
 	"keysmith/keys"
 	"keysmith/mailer"
+	"keysmith/metrics"
 	"keysmith/models"
 	"keysmith/scheduler"
 	"keysmith/teams"
@@ -61,6 +62,7 @@ type App struct {
 	Scheduler *scheduler.Scheduler
 	Reminders *scheduler.Reminders
 	Flusher   *scheduler.Scheduler // writes buffered last-used times
+	Metrics   *metrics.Metrics     // always collected; served at /metrics only with KEYSMITH_METRICS_TOKEN
 
 	sessionStore *gormstore.GORMStore
 	closeOnce    sync.Once
@@ -82,6 +84,10 @@ func NewLogger(cfg config.Config, w io.Writer) *slog.Logger {
 func OpenDB(cfg config.Config, clk clock.Clock) (*gorm.DB, int, error) {
 	db, err := models.Open(cfg.DatabaseURL, clk)
 	if err != nil {
+		return nil, 0, err
+	}
+	if err := models.SetPool(db, models.Pool{MaxOpen: cfg.DBMaxOpenConns, MaxIdle: cfg.DBMaxIdleConns, MaxLifetime: cfg.DBConnMaxLifetime}); err != nil {
+		_ = models.Close(db)
 		return nil, 0, err
 	}
 	applied, err := models.Migrate(db)
@@ -108,7 +114,7 @@ func NewKeys(cfg config.Config, db *gorm.DB, clk clock.Clock) (*keys.Service, er
 // New builds Keysmith: database (migrated), services, HTTP routes and
 // background jobs. Nothing listens or runs until Run.
 func New(cfg config.Config, opts Options) (*App, error) {
-	a := &App{Config: cfg, Clock: opts.Clock, Log: opts.Log}
+	a := &App{Config: cfg, Clock: opts.Clock, Log: opts.Log, Metrics: metrics.New()}
 	if a.Clock == nil {
 		a.Clock = clock.Real{}
 	}
@@ -171,6 +177,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		Mailbox:   a.Mailbox,
 		Clock:     a.Clock,
 		Log:       a.Log,
+		Metrics:   a.Metrics,
 	})
 	a.Scheduler = scheduler.New(cfg.SchedulerEvery, a.Log,
 		scheduler.Job{Name: "expiry reminders", Run: a.Reminders.Run},

@@ -38,6 +38,14 @@ type Config struct {
 	TrustProxy      bool          // KEYSMITH_TRUST_PROXY: take the client IP from X-Forwarded-For
 	LogLevel        string        // KEYSMITH_LOG_LEVEL: debug, info, warn, error
 	LogFormat       string        // KEYSMITH_LOG_FORMAT: text or json
+
+	// Several replicas (docs/OPERATIONS.md, "Running several replicas").
+	RedisURL          string        // KEYSMITH_REDIS_URL: shared rate limits; empty for in-process limits
+	DBMaxOpenConns    int           // KEYSMITH_DB_MAX_OPEN_CONNS
+	DBMaxIdleConns    int           // KEYSMITH_DB_MAX_IDLE_CONNS
+	DBConnMaxLifetime time.Duration // KEYSMITH_DB_CONN_MAX_LIFETIME
+	MailConcurrency   int           // KEYSMITH_MAIL_CONCURRENCY: reminder deliveries sent at once
+	MetricsToken      string        // KEYSMITH_METRICS_TOKEN: serve /metrics to this bearer token; empty for no /metrics
 }
 
 // Variable documents one setting; a test keeps the README's table in step.
@@ -68,6 +76,12 @@ var Variables = []Variable{
 	{"KEYSMITH_TRUST_PROXY", "false", "behind a reverse proxy: take the client IP from X-Forwarded-For"},
 	{"KEYSMITH_LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"KEYSMITH_LOG_FORMAT", "text", "text or json"},
+	{"KEYSMITH_REDIS_URL", "", "redis://host:6379/0: rate limits shared by every replica; empty for limits kept in each process"},
+	{"KEYSMITH_DB_MAX_OPEN_CONNS", "25 on PostgreSQL, 8 on SQLite", "most database connections open at once"},
+	{"KEYSMITH_DB_MAX_IDLE_CONNS", "the same as open", "database connections kept open while idle"},
+	{"KEYSMITH_DB_CONN_MAX_LIFETIME", "30m", "a database connection is closed and reopened after this long"},
+	{"KEYSMITH_MAIL_CONCURRENCY", "4", "reminder emails sent at once, so one slow message does not hold up the rest"},
+	{"KEYSMITH_METRICS_TOKEN", "", "serve Prometheus metrics at /metrics to Authorization: Bearer <this token> (at least 32 characters); empty for no /metrics"},
 }
 
 var prefixPattern = regexp.MustCompile(`^[a-z][a-z0-9]{1,9}$`)
@@ -105,7 +119,20 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 		TrustProxy:      p.boolean("KEYSMITH_TRUST_PROXY", false),
 		LogLevel:        p.str("KEYSMITH_LOG_LEVEL", "info"),
 		LogFormat:       p.str("KEYSMITH_LOG_FORMAT", "text"),
+
+		RedisURL:          p.str("KEYSMITH_REDIS_URL", ""),
+		DBConnMaxLifetime: p.duration("KEYSMITH_DB_CONN_MAX_LIFETIME", 30*time.Minute),
+		MailConcurrency:   p.integer("KEYSMITH_MAIL_CONCURRENCY", 4),
+		MetricsToken:      p.str("KEYSMITH_METRICS_TOKEN", ""),
 	}
+	// PostgreSQL serves many connections; SQLite has one writer, and more
+	// connections only wait for it.
+	defaultOpen := 8
+	if c.IsPostgres() {
+		defaultOpen = 25
+	}
+	c.DBMaxOpenConns = p.integer("KEYSMITH_DB_MAX_OPEN_CONNS", defaultOpen)
+	c.DBMaxIdleConns = p.integer("KEYSMITH_DB_MAX_IDLE_CONNS", c.DBMaxOpenConns)
 
 	if strings.TrimSpace(c.DatabaseURL) == "" {
 		p.fail("KEYSMITH_DATABASE_URL", "must not be empty")
@@ -143,6 +170,26 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 		if d <= 0 {
 			p.fail(name, "must be a positive duration")
 		}
+	}
+	if c.RedisURL != "" {
+		if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+			p.fail("KEYSMITH_REDIS_URL", "must look like redis://host:6379/0 or rediss://user:pass@host:6380/0")
+		}
+	}
+	if c.DBMaxOpenConns < 1 {
+		p.fail("KEYSMITH_DB_MAX_OPEN_CONNS", "must be at least 1")
+	}
+	if c.DBMaxIdleConns < 0 || c.DBMaxIdleConns > c.DBMaxOpenConns {
+		p.fail("KEYSMITH_DB_MAX_IDLE_CONNS", "must be between 0 and KEYSMITH_DB_MAX_OPEN_CONNS")
+	}
+	if c.DBConnMaxLifetime <= 0 {
+		p.fail("KEYSMITH_DB_CONN_MAX_LIFETIME", "must be a positive duration")
+	}
+	if c.MailConcurrency < 1 || c.MailConcurrency > 64 {
+		p.fail("KEYSMITH_MAIL_CONCURRENCY", "must be between 1 and 64")
+	}
+	if c.MetricsToken != "" && len(c.MetricsToken) < 32 {
+		p.fail("KEYSMITH_METRICS_TOKEN", "must be at least 32 characters")
 	}
 	if c.BcryptCost < 10 || c.BcryptCost > 14 {
 		p.fail("KEYSMITH_BCRYPT_COST", "must be between 10 and 14")

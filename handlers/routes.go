@@ -24,6 +24,9 @@ const (
 func (h *Handlers) routes(e *echo.Echo) {
 	e.GET("/healthz", h.healthz)
 	e.GET("/readyz", h.readyz)
+	if h.Config.MetricsToken != "" {
+		e.GET("/metrics", echo.WrapHandler(h.Metrics.Handler(h.Config.MetricsToken)))
+	}
 	e.GET("/assets/*", serveAssets())
 	// The API (SPEC §6) never touches sessions or CSRF cookies.
 	e.GET("/v1/openapi.json", serveOpenAPI)

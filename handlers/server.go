@@ -17,6 +17,7 @@ import (
 	"keysmith/config"
 	"keysmith/keys"
 	"keysmith/mailer"
+	"keysmith/metrics"
 	"keysmith/scheduler"
 	"keysmith/teams"
 	"keysmith/views"
@@ -36,6 +37,7 @@ type Deps struct {
 	Mailbox   *mailer.Mailbox // nil when mail goes out over SMTP
 	Clock     clock.Clock
 	Log       *slog.Logger
+	Metrics   *metrics.Metrics
 }
 
 // Handlers holds the dependencies every handler method uses.

@@ -96,3 +96,29 @@ func Close(db *gorm.DB) error {
 	}
 	return sqlDB.Close()
 }
+
+// Pool sizes the connection pool. Go's default keeps only 2 idle
+// connections, so under load every other query opens a new one: on
+// PostgreSQL that is a new backend process each time.
+type Pool struct {
+	MaxOpen, MaxIdle int
+	MaxLifetime      time.Duration
+}
+
+// SetPool applies p; zero fields keep Go's defaults.
+func SetPool(db *gorm.DB, p Pool) error {
+	sqlDB, err := db.DB()
+	if err != nil {
+		return err
+	}
+	if p.MaxOpen > 0 {
+		sqlDB.SetMaxOpenConns(p.MaxOpen)
+	}
+	if p.MaxIdle > 0 {
+		sqlDB.SetMaxIdleConns(p.MaxIdle)
+	}
+	if p.MaxLifetime > 0 {
+		sqlDB.SetConnMaxLifetime(p.MaxLifetime)
+	}
+	return nil
+}
