@@ -61,10 +61,14 @@ type App struct {
 	Echo      *echo.Echo
 	Scheduler *scheduler.Scheduler
 	Reminders *scheduler.Reminders
+	Teams     *teams.Service
+	Feed      *keys.ChangeFeed // on PostgreSQL: key changes to and from the other replicas
 	Flusher   *scheduler.Scheduler // writes buffered last-used times
 	Metrics   *metrics.Metrics     // always collected; served at /metrics only with KEYSMITH_METRICS_TOKEN
 
 	sessionStore *gormstore.GORMStore
+	stopFeed     context.CancelFunc
+	feedDone     chan struct{}
 	closeOnce    sync.Once
 	closeErr     error
 }
@@ -143,9 +147,14 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		_ = models.Close(db)
 		return nil, err
 	}
-	a.Usage = keys.NewUsage(db)
-	a.Verifier = keys.NewVerifier(db, a.Clock, cfg.KeyPrefix, keys.NewMemoryLimiter(), a.Usage)
-	a.Keys.OnChange(a.Verifier.Invalidate)
+	a.Usage = keys.NewUsage(db, a.Metrics)
+	a.Verifier = keys.NewVerifier(db, a.Clock, cfg.KeyPrefix, keys.NewMemoryLimiter(), a.Usage, a.Metrics)
+	a.Teams = teams.New(db, a.Clock, cfg.MaxKeyLifetime)
+	if err := a.watchKeyChanges(); err != nil {
+		a.closeStores()
+		_ = models.Close(db)
+		return nil, err
+	}
 
 	transport := opts.Transport
 	switch {
@@ -172,7 +181,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		Keys:      a.Keys,
 		Verifier:  a.Verifier,
 		Reminders: a.Reminders,
-		Teams:     teams.New(db, a.Clock, cfg.MaxKeyLifetime),
+		Teams:     a.Teams,
 		Mailer:    a.Mailer,
 		Mailbox:   a.Mailbox,
 		Clock:     a.Clock,
@@ -185,6 +194,33 @@ func New(cfg config.Config, opts Options) (*App, error) {
 	)
 	a.Flusher = scheduler.New(cfg.UsageFlushEvery, a.Log, scheduler.Job{Name: "flush last-used times", Run: a.Usage.Flush})
 	return a, nil
+}
+
+// watchKeyChanges keeps the verifier's cache true to the database. Every
+// change evicts the keys it changed here. On PostgreSQL other replicas
+// change keys too: each change announces itself on the change feed
+// (LISTEN/NOTIFY) inside its transaction, and this replica listens.
+func (a *App) watchKeyChanges() error {
+	a.Keys.OnChange(a.Verifier.Evict)
+	a.Teams.OnRename(a.Verifier.EvictWorkspace)
+	if !models.IsPostgres(a.DB) {
+		a.Verifier.SetComplete(true) // every change is made by this process
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	feed, err := keys.NewChangeFeed(ctx, a.DB, a.Config.DatabaseURL, a.Verifier, a.Log, a.Metrics)
+	if err != nil {
+		cancel()
+		return err
+	}
+	a.Feed, a.stopFeed, a.feedDone = feed, cancel, make(chan struct{})
+	a.Keys.SetChangeFeed(feed)
+	a.Teams.SetChangeFeed(feed)
+	go func() {
+		defer close(a.feedDone)
+		feed.Run(ctx)
+	}()
+	return nil
 }
 
 // SeedDemo creates the demo account on an empty database and reports
@@ -230,6 +266,10 @@ func (a *App) Close() error {
 
 func (a *App) close() error {
 	a.Log.Info("shutting down: stopping background work")
+	if a.stopFeed != nil {
+		a.stopFeed()
+		<-a.feedDone
+	}
 	a.Mailer.Wait()
 	a.Scheduler.Stop()
 	a.Flusher.Stop()

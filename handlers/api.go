@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"bytes"
+	"errors"
 	"crypto/subtle"
 	"encoding/json"
 	"io"
@@ -27,9 +28,13 @@ const (
 	errAPI            = "api_error"
 )
 
+// apiCodeKey is where apiFail leaves the error code, for the metrics.
+const apiCodeKey = "keysmith.api_code"
+
 // apiFail writes one SPEC §6 error; handlers return its result. Refused
 // credentials get the RFC 6750 challenge too.
 func apiFail(c echo.Context, status int, typ, code, msg string) error {
+	c.Set(apiCodeKey, code)
 	switch {
 	case code == "missing_api_key":
 		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="keysmith"`)
@@ -108,7 +113,13 @@ func (h *Handlers) requireKey(next echo.HandlerFunc) echo.HandlerFunc {
 		if !hasHeader {
 			return apiFail(c, http.StatusUnauthorized, errAuthentication, "missing_api_key", "No API key. Send it as Authorization: Bearer <key>.")
 		}
-		k, code, err := h.Verifier.Authenticate(r.Context(), presented)
+		start, ip := time.Now(), c.RealIP()
+		k, code, err := h.Verifier.Authenticate(r.Context(), presented, ip)
+		if throttled := (*keys.ThrottledError)(nil); errors.As(err, &throttled) {
+			c.Response().Header().Set("Retry-After", strconv.Itoa(ceilSeconds(throttled.RetryAfter)))
+			return apiFail(c, http.StatusTooManyRequests, errRateLimit, "rate_limit_exceeded",
+				"Too many requests with unknown API keys from your address. Retry after the time in the Retry-After header.")
+		}
 		if err != nil {
 			return err
 		}
@@ -116,9 +127,11 @@ func (h *Handlers) requireKey(next echo.HandlerFunc) echo.HandlerFunc {
 			e := codeErrors[code]
 			return apiFail(c, http.StatusUnauthorized, errAuthentication, e.code, e.msg)
 		}
-		d := h.Verifier.Admit(k, c.RealIP(), r.UserAgent())
+		d := h.Verifier.Admit(k, ip, r.UserAgent())
+		h.Metrics.Verification(time.Since(start))
 		setRateLimitHeaders(c, d)
 		if !d.Allowed {
+			h.Metrics.RateLimited()
 			c.Response().Header().Set("Retry-After", strconv.Itoa(ceilSeconds(d.RetryAfter)))
 			return apiFail(c, http.StatusTooManyRequests, errRateLimit, "rate_limit_exceeded",
 				"Rate limit of "+strconv.Itoa(d.Limit)+" requests per minute exceeded. Retry after the time in the Retry-After header.")
@@ -241,7 +254,9 @@ func (h *Handlers) verify(c echo.Context) error {
 	if req.Key == "" {
 		return apiFail(c, http.StatusBadRequest, errInvalidRequest, "invalid_body", "Send JSON like "+example+".")
 	}
-	k, code, err := h.Verifier.Authenticate(c.Request().Context(), req.Key)
+	// The operator's own services are never throttled for unknown keys.
+	start := time.Now()
+	k, code, err := h.Verifier.Authenticate(c.Request().Context(), req.Key, "")
 	if err != nil {
 		return err
 	}
@@ -254,6 +269,10 @@ func (h *Handlers) verify(c echo.Context) error {
 		return c.JSON(http.StatusOK, res)
 	}
 	d := h.Verifier.Admit(k, c.RealIP(), c.Request().UserAgent())
+	h.Metrics.Verification(time.Since(start))
+	if !d.Allowed {
+		h.Metrics.RateLimited()
+	}
 	res.RateLimit = &rateLimits{Limit: d.Limit, Remaining: d.Remaining, Reset: ceilSeconds(d.Reset)}
 	switch {
 	case !d.Allowed:

@@ -53,6 +53,7 @@ func (h *Handlers) handleError(err error, c echo.Context) {
 		default:
 			body.Code = "invalid_request"
 		}
+		h.Metrics.APIRequest(body.Code)
 		_ = c.JSON(status, apiError{Error: body})
 		return
 	}

@@ -341,3 +341,21 @@ func (h *Handlers) renewCSRF(c echo.Context) {
 	})
 	c.Set(csrfContextKey, token)
 }
+
+// countAPI counts each API answer by its outcome for the metrics: the code
+// apiFail gave, or "ok". Errors returned to echo are counted where they
+// are rendered (handleError).
+func (h *Handlers) countAPI(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		err := next(c)
+		if err != nil || !strings.HasPrefix(c.Request().URL.Path, "/v1/") {
+			return err
+		}
+		code, _ := c.Get(apiCodeKey).(string)
+		if code == "" {
+			code = "ok"
+		}
+		h.Metrics.APIRequest(code)
+		return nil
+	}
+}

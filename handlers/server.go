@@ -94,6 +94,7 @@ func New(d Deps) *echo.Echo {
 	}))
 	e.Use(securityHeaders(d.Config.SecureCookies()))
 	e.Use(middleware.BodyLimit("1M"))
+	e.Use(h.countAPI)
 	e.Use(storableText)
 
 	h.routes(e)

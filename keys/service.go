@@ -62,15 +62,21 @@ type Service struct {
 	catalog     Catalog
 	prefix      string
 	maxLifetime time.Duration // 0: no operator maximum
-	onChange    func()        // after every committed change, e.g. Verifier.Invalidate
+	onChange    func(ids ...int64) // after every committed change, with the keys it changed
+	feed        *ChangeFeed        // on PostgreSQL: tells the other replicas; nil on SQLite
 }
 
-// OnChange registers f to run after every committed change to a key.
-func (s *Service) OnChange(f func()) { s.onChange = f }
+// SetChangeFeed makes every change to a key announce itself to the other
+// replicas, inside its transaction.
+func (s *Service) SetChangeFeed(f *ChangeFeed) { s.feed = f }
 
-func (s *Service) changed() {
+// OnChange registers f to run after every committed change, with the ids
+// of the keys it changed (the verifier's cache and the change feed).
+func (s *Service) OnChange(f func(ids ...int64)) { s.onChange = f }
+
+func (s *Service) changed(ids ...int64) {
 	if s.onChange != nil {
-		s.onChange()
+		s.onChange(ids...)
 	}
 }
 
@@ -349,7 +355,7 @@ func (s *Service) Create(ctx context.Context, workspaceID int64, actor Actor, in
 		return s.audit(tx, workspaceID, actor, ActionCreated, out.Key, describeNew(out.Key))
 	})
 	if err == nil {
-		s.changed()
+		s.changed(out.Key.ID)
 	}
 	return out, err
 }
@@ -395,7 +401,12 @@ func (s *Service) audit(tx *gorm.DB, workspaceID int64, actor Actor, action stri
 	if actor.KeyID != 0 {
 		ev.ActorKeyID = &actor.KeyID
 	}
-	return tx.Create(&ev).Error
+	if err := tx.Create(&ev).Error; err != nil {
+		return err
+	}
+	// Every change to a key is audited: announcing it here, in the same
+	// transaction, tells every replica exactly when it commits.
+	return s.feed.AnnounceKeys(tx, k.ID)
 }
 
 // Get loads one key of a workspace, with its creator and rotation links.
@@ -456,7 +467,7 @@ func (s *Service) Rename(ctx context.Context, workspaceID int64, actor Actor, id
 		return s.audit(tx, workspaceID, actor, ActionRenamed, k, detail)
 	})
 	if err == nil {
-		s.changed()
+		s.changed(k.ID)
 	}
 	return k, err
 }
@@ -515,7 +526,7 @@ func (s *Service) Rotate(ctx context.Context, workspaceID int64, actor Actor, id
 		return s.audit(tx, workspaceID, actor, ActionRotated, old, detail)
 	})
 	if err == nil {
-		s.changed()
+		s.changed(out.Replaced.ID, out.Key.ID)
 	}
 	return out, err
 }
@@ -553,7 +564,7 @@ func (s *Service) Revoke(ctx context.Context, workspaceID int64, actor Actor, id
 		return s.audit(tx, workspaceID, actor, ActionRevoked, k, "")
 	})
 	if err == nil {
-		s.changed()
+		s.changed(k.ID)
 	}
 	return k, err
 }
@@ -583,7 +594,7 @@ func (s *Service) SetRateLimit(ctx context.Context, workspaceID int64, actor Act
 		return s.audit(tx, workspaceID, actor, ActionLimited, k, fmt.Sprintf("%d requests per minute", LimitFor(k.Kind, perMinute)))
 	})
 	if err == nil {
-		s.changed()
+		s.changed(k.ID)
 	}
 	return k, err
 }

@@ -8,6 +8,7 @@ import (
 
 	"gorm.io/gorm"
 
+	"keysmith/metrics"
 	"keysmith/models"
 )
 
@@ -15,6 +16,7 @@ import (
 // at most one UPDATE per key per flush, however many requests it served.
 type Usage struct {
 	db      *gorm.DB
+	metrics *metrics.Metrics
 	mu      sync.Mutex
 	pending map[int64]use
 }
@@ -24,8 +26,10 @@ type use struct {
 	ip, agent string
 }
 
-// NewUsage returns an empty buffer writing to db.
-func NewUsage(db *gorm.DB) *Usage { return &Usage{db: db, pending: map[int64]use{}} }
+// NewUsage returns an empty buffer writing to db, counting its flushes in m.
+func NewUsage(db *gorm.DB, m *metrics.Metrics) *Usage {
+	return &Usage{db: db, metrics: m, pending: map[int64]use{}}
+}
 
 // Record notes that a key was used; the latest use of each key wins.
 func (u *Usage) Record(keyID int64, at time.Time, ip, agent string) {
@@ -64,6 +68,7 @@ func (u *Usage) Flush(ctx context.Context) error {
 			u.Record(id, x.at, x.ip, x.agent)
 		}
 	}
+	u.metrics.Flush(len(batch), err)
 	return err
 }
 

@@ -6,12 +6,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sync/singleflight"
 	"gorm.io/gorm"
 
 	"keysmith/clock"
+	"keysmith/metrics"
 	"keysmith/models"
 )
 
@@ -48,14 +51,22 @@ type Authenticated struct {
 // Allows reports whether the key holds scope.
 func (a Authenticated) Allows(scope string) bool { return Allows(a.Scopes, scope) }
 
-// CacheTTL bounds how stale a cached key may be: a revocation made by
-// another replica takes effect within it. The replica that made a change
-// clears its own cache at once (Verifier.Invalidate).
-const CacheTTL = time.Second
+// How stale a cached key may be. While every change reaches this process
+// (its own changes, and other replicas' through a ChangeFeed), a key is
+// re-read once a minute at most; otherwise a change made elsewhere takes
+// effect within ShortCacheTTL.
+const (
+	LongCacheTTL  = time.Minute
+	ShortCacheTTL = time.Second
+)
+
+// NegativeCacheSize bounds how many unknown keys are remembered: a flood of
+// random well-formed keys must not grow memory without end.
+const NegativeCacheSize = 10_000
 
 // Verifier authenticates presented keys. The hot path is Parse (no I/O),
 // SHA-256, and a lookup in an in-process cache; the database is read at
-// most once per key per CacheTTL, with concurrent misses for one key
+// most once per key per cache lifetime, with concurrent misses for one key
 // sharing one query.
 type Verifier struct {
 	db      *gorm.DB
@@ -63,44 +74,125 @@ type Verifier struct {
 	prefix  string
 	limiter Limiter
 	usage   *Usage
+	metrics *metrics.Metrics
 
-	mu    sync.RWMutex
-	cache map[[sha256.Size]byte]cacheEntry // by SHA-256 of the key
-	group singleflight.Group
+	// complete says every change reaches this cache: all are made by this
+	// process (SQLite), or a ChangeFeed is connected (PostgreSQL).
+	complete atomic.Bool
+
+	// epoch moves on at every eviction: a database read that began before
+	// one may predate the change, so its result is used but not cached.
+	epoch atomic.Uint64
+
+	mu      sync.RWMutex
+	cache   map[[sha256.Size]byte]cacheEntry // known keys, by SHA-256 of the key
+	byID    map[int64][sha256.Size]byte      // the same entries, by key id
+	unknown  *lru.Cache[[sha256.Size]byte, time.Time]
+	failures *FailedAuths
+	group    singleflight.Group
 }
 
 type cacheEntry struct {
 	key       Authenticated
-	found     bool
 	revoked   bool
 	fetchedAt time.Time
 }
 
-// NewVerifier returns a verifier with an empty cache.
-func NewVerifier(db *gorm.DB, clk clock.Clock, prefix string, limiter Limiter, usage *Usage) *Verifier {
-	return &Verifier{db: db, clock: clk, prefix: prefix, limiter: limiter, usage: usage, cache: map[[sha256.Size]byte]cacheEntry{}}
+// NewVerifier returns a verifier with an empty cache, which trusts it for
+// ShortCacheTTL until SetComplete says every change reaches it.
+func NewVerifier(db *gorm.DB, clk clock.Clock, prefix string, limiter Limiter, usage *Usage, m *metrics.Metrics) *Verifier {
+	unknown, _ := lru.New[[sha256.Size]byte, time.Time](NegativeCacheSize)
+	return &Verifier{db: db, clock: clk, prefix: prefix, limiter: limiter, usage: usage, metrics: m,
+		cache: map[[sha256.Size]byte]cacheEntry{}, byID: map[int64][sha256.Size]byte{}, unknown: unknown, failures: NewFailedAuths()}
 }
 
-// Invalidate empties the cache; the keys service calls it after every change.
-func (v *Verifier) Invalidate() {
+// SetComplete tells whether every change to a key now reaches Evict: the
+// cache then lives LongCacheTTL, else ShortCacheTTL. Turning it on clears
+// the cache, since changes made before may have been missed.
+func (v *Verifier) SetComplete(on bool) {
+	if on && !v.complete.Load() {
+		v.Clear()
+	}
+	v.complete.Store(on)
+}
+
+func (v *Verifier) ttl() time.Duration {
+	if v.complete.Load() {
+		return LongCacheTTL
+	}
+	return ShortCacheTTL
+}
+
+// Evict drops the cached keys with these ids, so their next use reads the
+// database; the keys service and the ChangeFeed call it for every change.
+// With no ids it clears the whole cache: a change that names no key may
+// concern any.
+func (v *Verifier) Evict(ids ...int64) {
+	if len(ids) == 0 {
+		v.Clear()
+		return
+	}
+	v.epoch.Add(1)
+	v.mu.Lock()
+	for _, id := range ids {
+		if sum, ok := v.byID[id]; ok {
+			delete(v.cache, sum)
+			delete(v.byID, id)
+		}
+	}
+	v.mu.Unlock()
+}
+
+// EvictWorkspace drops the cached keys of a workspace (its name changed).
+func (v *Verifier) EvictWorkspace(id int64) {
+	v.epoch.Add(1)
+	v.mu.Lock()
+	for sum, e := range v.cache {
+		if e.key.WorkspaceID == id {
+			delete(v.cache, sum)
+			delete(v.byID, e.key.ID)
+		}
+	}
+	v.mu.Unlock()
+}
+
+// Clear empties the cache, known and unknown keys alike.
+func (v *Verifier) Clear() {
+	v.epoch.Add(1)
 	v.mu.Lock()
 	clear(v.cache)
+	clear(v.byID)
 	v.mu.Unlock()
+	v.unknown.Purge()
+}
+
+// UnknownCached is how many unknown keys the negative cache holds.
+func (v *Verifier) UnknownCached() int { return v.unknown.Len() }
+
+// ThrottledError refuses a client that presented too many unknown keys
+// (see FailedAuths) before its key is looked up.
+type ThrottledError struct{ RetryAfter time.Duration }
+
+func (e *ThrottledError) Error() string {
+	return "keys: too many unknown keys from this client, retry after " + e.RetryAfter.String()
 }
 
 // Authenticate checks a presented key: format and checksum first (no
 // database for garbage), then existence, revocation and expiry. It neither
-// rate-limits nor records use; Admit does both.
-func (v *Verifier) Authenticate(ctx context.Context, presented string) (Authenticated, Code, error) {
+// rate-limits nor records use; Admit does both. A clientIP that presented
+// too many unknown keys lately gets a *ThrottledError instead of a lookup,
+// unless its key is cached; an empty clientIP (the operator's own services,
+// through the verify endpoint) is never throttled.
+func (v *Verifier) Authenticate(ctx context.Context, presented, clientIP string) (Authenticated, Code, error) {
 	if _, err := Parse(presented, v.prefix); err != nil {
 		return Authenticated{}, CodeMalformed, nil
 	}
 	now := v.clock.Now()
-	e, err := v.lookup(ctx, sha256.Sum256([]byte(presented)), now)
+	e, found, err := v.lookup(ctx, sha256.Sum256([]byte(presented)), clientIP, now)
 	switch {
 	case err != nil:
 		return Authenticated{}, "", err
-	case !e.found:
+	case !found:
 		return Authenticated{}, CodeNotFound, nil
 	case e.revoked:
 		return e.key, CodeRevoked, nil
@@ -121,32 +213,63 @@ func (v *Verifier) Admit(k Authenticated, ip, userAgent string) Decision {
 	return d
 }
 
-func (v *Verifier) lookup(ctx context.Context, sum [sha256.Size]byte, now time.Time) (cacheEntry, error) {
+func (v *Verifier) lookup(ctx context.Context, sum [sha256.Size]byte, clientIP string, now time.Time) (e cacheEntry, found bool, err error) {
+	ttl := v.ttl()
 	v.mu.RLock()
 	e, ok := v.cache[sum]
 	v.mu.RUnlock()
-	if ok && now.Sub(e.fetchedAt) < CacheTTL {
-		return e, nil
+	if ok && now.Sub(e.fetchedAt) < ttl {
+		v.metrics.CacheLookup(true)
+		return e, true, nil
 	}
+	// Past the known keys: an unknown one is likelier from here on.
+	if clientIP != "" {
+		if blocked, retry := v.failures.Blocked(clientIP, now); blocked {
+			return cacheEntry{}, false, &ThrottledError{RetryAfter: retry}
+		}
+		defer func() {
+			if !found && err == nil {
+				v.failures.Failed(clientIP, now)
+			}
+		}()
+	}
+	if at, ok := v.unknown.Get(sum); ok && now.Sub(at) < ttl {
+		v.metrics.CacheLookup(true)
+		return cacheEntry{}, false, nil
+	}
+	v.metrics.CacheLookup(false)
 	hash := hex.EncodeToString(sum[:]) // the stored form, as Hash gives it
+	type result struct {
+		e     cacheEntry
+		found bool
+	}
 	res, err, _ := v.group.Do(hash, func() (any, error) {
-		e, err := v.load(context.WithoutCancel(ctx), hash, now)
+		epoch := v.epoch.Load()
+		e, found, err := v.load(context.WithoutCancel(ctx), hash, now)
 		if err != nil {
-			return cacheEntry{}, err
+			return result{}, err
+		}
+		if !found {
+			v.unknown.Add(sum, now)
+			return result{}, nil
 		}
 		v.mu.Lock()
-		v.cache[sum] = e
+		if v.epoch.Load() == epoch {
+			v.cache[sum] = e
+			v.byID[e.key.ID] = sum
+		}
 		v.mu.Unlock()
-		return e, nil
+		return result{e, true}, nil
 	})
 	if err != nil {
-		return cacheEntry{}, err
+		return cacheEntry{}, false, err
 	}
-	return res.(cacheEntry), nil
+	r := res.(result)
+	return r.e, r.found, nil
 }
 
 // load reads one key by its hash (unique index api_keys_secret_hash_idx).
-func (v *Verifier) load(ctx context.Context, hash string, now time.Time) (cacheEntry, error) {
+func (v *Verifier) load(ctx context.Context, hash string, now time.Time) (cacheEntry, bool, error) {
 	var row struct {
 		models.APIKey
 		WorkspaceName string
@@ -156,14 +279,13 @@ func (v *Verifier) load(ctx context.Context, hash string, now time.Time) (cacheE
 		Joins("JOIN workspaces ON workspaces.id = api_keys.workspace_id").
 		Where("api_keys.secret_hash = ?", hash).Take(&row).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
-		return cacheEntry{fetchedAt: now}, nil
+		return cacheEntry{}, false, nil
 	}
 	if err != nil {
-		return cacheEntry{}, err
+		return cacheEntry{}, false, err
 	}
 	k := row.APIKey
 	return cacheEntry{
-		found:     true,
 		revoked:   k.RevokedAt != nil,
 		fetchedAt: now,
 		key: Authenticated{
@@ -171,5 +293,5 @@ func (v *Verifier) load(ctx context.Context, hash string, now time.Time) (cacheE
 			Kind: Kind(k.Kind), Env: Env(k.Environment), Permission: k.Permission, Scopes: k.ScopeList(),
 			CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt, RateLimit: LimitFor(k.Kind, k.RateLimit),
 		},
-	}, nil
+	}, true, nil
 }

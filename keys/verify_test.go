@@ -35,13 +35,13 @@ func BenchmarkVerifyPath(b *testing.B) {
 	if _, err := svc.SetRateLimit(b.Context(), m.WorkspaceID, svc.UserActor(u, models.RoleOwner, "", ""), c.Key.ID, &limit); err != nil {
 		b.Fatal(err)
 	}
-	v := keys.NewVerifier(db, clk, "ks", keys.NewMemoryLimiter(), keys.NewUsage(db))
-	if _, code, _ := v.Authenticate(b.Context(), c.Secret); code != keys.CodeValid {
+	v := keys.NewVerifier(db, clk, "ks", keys.NewMemoryLimiter(), keys.NewUsage(db, nil), nil)
+	if _, code, _ := v.Authenticate(b.Context(), c.Secret, "192.0.2.1"); code != keys.CodeValid {
 		b.Fatalf("warm-up: %s", code)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		k, code, err := v.Authenticate(b.Context(), c.Secret)
+		k, code, err := v.Authenticate(b.Context(), c.Secret, "192.0.2.1")
 		if err != nil || code != keys.CodeValid || !k.Allows("files:read") {
 			b.Fatalf("%s %v", code, err)
 		}

@@ -71,7 +71,15 @@ type Service struct {
 	clock clock.Clock
 	// operatorMaxDays is KEYSMITH_MAX_KEY_LIFETIME in days; 0 for none.
 	operatorMaxDays int
+	onRename        func(workspaceID int64) // after a rename commits: cached keys carry the name
+	feed            *keys.ChangeFeed        // on PostgreSQL: tells the other replicas' caches
 }
+
+// SetChangeFeed makes a rename announce itself to the other replicas.
+func (s *Service) SetChangeFeed(f *keys.ChangeFeed) { s.feed = f }
+
+// OnRename registers f to run after a workspace's name changed.
+func (s *Service) OnRename(f func(workspaceID int64)) { s.onRename = f }
 
 // New returns the teams service.
 func New(db *gorm.DB, clk clock.Clock, operatorMaxLifetime time.Duration) *Service {
@@ -380,7 +388,7 @@ func (s *Service) Rename(ctx context.Context, ws int64, a Actor, name string) er
 	if n := utf8.RuneCountInString(name); n == 0 || n > 100 {
 		return validate.Errors{"name": "Use 1 to 100 characters."}
 	}
-	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		var w models.Workspace
 		if err := tx.Take(&w, ws).Error; err != nil {
 			return err
@@ -388,8 +396,15 @@ func (s *Service) Rename(ctx context.Context, ws int64, a Actor, name string) er
 		if err := tx.Model(&w).Update("name", name).Error; err != nil {
 			return err
 		}
+		if err := s.feed.AnnounceWorkspace(tx, ws); err != nil {
+			return err
+		}
 		return s.audit(tx, ws, a, ActionRenamed, name, fmt.Sprintf("from %q", w.Name))
 	})
+	if err == nil && s.onRename != nil {
+		s.onRename(ws)
+	}
+	return err
 }
 
 // OperatorMaxDays is the operator's maximum key lifetime in days, 0 for none.
