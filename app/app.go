@@ -62,7 +62,7 @@ type App struct {
 	Scheduler *scheduler.Scheduler
 	Reminders *scheduler.Reminders
 	Teams     *teams.Service
-	Feed      *keys.ChangeFeed // on PostgreSQL: key changes to and from the other replicas
+	Feed      *keys.ChangeFeed     // on PostgreSQL: key changes to and from the other replicas
 	Flusher   *scheduler.Scheduler // writes buffered last-used times
 	Metrics   *metrics.Metrics     // always collected; served at /metrics only with KEYSMITH_METRICS_TOKEN
 

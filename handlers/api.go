@@ -2,9 +2,9 @@ package handlers
 
 import (
 	"bytes"
-	"errors"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"io"
 	"math"
 	"mime"

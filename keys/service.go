@@ -61,7 +61,7 @@ type Service struct {
 	clock       clock.Clock
 	catalog     Catalog
 	prefix      string
-	maxLifetime time.Duration // 0: no operator maximum
+	maxLifetime time.Duration      // 0: no operator maximum
 	onChange    func(ids ...int64) // after every committed change, with the keys it changed
 	feed        *ChangeFeed        // on PostgreSQL: tells the other replicas; nil on SQLite
 }

@@ -84,9 +84,9 @@ type Verifier struct {
 	// one may predate the change, so its result is used but not cached.
 	epoch atomic.Uint64
 
-	mu      sync.RWMutex
-	cache   map[[sha256.Size]byte]cacheEntry // known keys, by SHA-256 of the key
-	byID    map[int64][sha256.Size]byte      // the same entries, by key id
+	mu       sync.RWMutex
+	cache    map[[sha256.Size]byte]cacheEntry // known keys, by SHA-256 of the key
+	byID     map[int64][sha256.Size]byte      // the same entries, by key id
 	unknown  *lru.Cache[[sha256.Size]byte, time.Time]
 	failures *FailedAuths
 	group    singleflight.Group
