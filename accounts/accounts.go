@@ -13,6 +13,8 @@ import (
 	"net/mail"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -61,18 +63,31 @@ type Service struct {
 	clock clock.Clock
 	cost  int
 	// dummyHash is compared against when an email is unknown, so a login
-	// takes as long whether or not the account exists.
-	dummyHash []byte
+	// takes as long whether or not the account exists. It is made at the
+	// configured cost on first need (or by PrepareLogin), not at start:
+	// a start, or a CLI command, need not pay for a hash it may never use.
+	dummyHash func() []byte
+	dummyMade atomic.Bool
 }
 
 // New returns a Service hashing passwords with the given bcrypt cost.
 func New(db *gorm.DB, clk clock.Clock, bcryptCost int) *Service {
-	dummy, err := bcrypt.GenerateFromPassword([]byte("keysmith-timing-equaliser"), bcryptCost)
-	if err != nil {
-		panic(fmt.Sprintf("accounts: bcrypt cost %d: %v", bcryptCost, err))
-	}
-	return &Service{db: db, clock: clk, cost: bcryptCost, dummyHash: dummy}
+	s := &Service{db: db, clock: clk, cost: bcryptCost}
+	s.dummyHash = sync.OnceValue(func() []byte {
+		dummy, err := bcrypt.GenerateFromPassword([]byte("keysmith-timing-equaliser"), bcryptCost)
+		if err != nil {
+			panic(fmt.Sprintf("accounts: bcrypt cost %d: %v", bcryptCost, err))
+		}
+		s.dummyMade.Store(true)
+		return dummy
+	})
+	return s
 }
+
+// PrepareLogin makes the dummy hash in the background, so even the first
+// login with an unknown email costs one comparison, as a known one does.
+// The server calls it at start; a login arriving before it is done waits.
+func (s *Service) PrepareLogin() { go s.dummyHash() }
 
 // NormalizeEmail trims and lower-cases an address, the form it is stored in.
 func NormalizeEmail(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
@@ -269,7 +284,7 @@ func (s *Service) Authenticate(ctx context.Context, email, password, ip string) 
 	err := db.Where("email = ?", email).Take(&user).Error
 	switch {
 	case errors.Is(err, gorm.ErrRecordNotFound):
-		_ = bcrypt.CompareHashAndPassword(s.dummyHash, []byte(password))
+		_ = bcrypt.CompareHashAndPassword(s.dummyHash(), []byte(password))
 		return models.User{}, ErrInvalidCredentials
 	case err != nil:
 		return models.User{}, err

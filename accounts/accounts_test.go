@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"keysmith/accounts"
 	"keysmith/clock"
 	"keysmith/models"
@@ -326,4 +328,35 @@ func TestLoginThrottleHoldsUnderABurst(t *testing.T) {
 			t.Fatal("a wrong password logged in")
 		}
 	})
+}
+
+// The dummy hash that hides unknown emails is made on first need, not at
+// start, and at the same cost as real passwords: an unknown email still
+// costs one bcrypt comparison at that cost, as a known one does.
+func TestDummyHashIsLazyAndAtTheSameCost(t *testing.T) {
+	svc, _ := newService(t, testutil.DatabaseURL(t, "sqlite"))
+	if made, _ := accounts.DummyHash(svc); made {
+		t.Fatal("the dummy hash was made at start")
+	}
+	user, err := svc.SignUp(ctx, accounts.SignUpInput{Email: "ada@example.com", Password: "correct horse"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Authenticate(ctx, "ada@example.com", "wrong horse", "ip"); !errors.Is(err, accounts.ErrInvalidCredentials) {
+		t.Fatal(err)
+	}
+	if made, _ := accounts.DummyHash(svc); made {
+		t.Fatal("a known email's login made the dummy hash")
+	}
+	if _, err := svc.Authenticate(ctx, "nobody@example.com", "wrong horse", "ip"); !errors.Is(err, accounts.ErrInvalidCredentials) {
+		t.Fatal(err)
+	}
+	made, dummy := accounts.DummyHash(svc)
+	if !made {
+		t.Fatal("an unknown email's login compared against no hash")
+	}
+	real, _ := bcrypt.Cost([]byte(user.PasswordHash))
+	if cost, err := bcrypt.Cost(dummy); err != nil || cost != real {
+		t.Fatalf("dummy hash cost %d (%v), a password's %d", cost, err, real)
+	}
 }

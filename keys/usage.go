@@ -40,10 +40,9 @@ func (u *Usage) Record(keyID int64, at time.Time, ip, agent string) {
 	u.mu.Unlock()
 }
 
-// Flush writes every buffered use in one transaction. It never moves
-// last_used_at backwards (another replica may have written a later use),
-// and leaves updated_at alone: a use is not a change to the key. On error
-// the uses go back into the buffer for the next flush.
+// Flush writes every buffered use with one statement (per thousand keys;
+// see models.WriteLastUses). On error the uses go back into the buffer for
+// the next flush.
 func (u *Usage) Flush(ctx context.Context) error {
 	u.mu.Lock()
 	batch := u.pending
@@ -52,17 +51,11 @@ func (u *Usage) Flush(ctx context.Context) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	err := u.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		for id, x := range batch {
-			err := tx.Model(&models.APIKey{}).
-				Where("id = ? AND (last_used_at IS NULL OR last_used_at < ?)", id, x.at).
-				UpdateColumns(map[string]any{"last_used_at": x.at, "last_used_ip": x.ip, "last_used_user_agent": truncate(x.agent, 300)}).Error
-			if err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	uses := make([]models.LastUse, 0, len(batch))
+	for id, x := range batch {
+		uses = append(uses, models.LastUse{KeyID: id, At: x.at, IP: x.ip, UserAgent: truncate(x.agent, 300)})
+	}
+	err := models.WriteLastUses(u.db.WithContext(ctx), uses)
 	if err != nil {
 		for id, x := range batch {
 			u.Record(id, x.at, x.ip, x.agent)
