@@ -75,14 +75,16 @@ func (c *userCreateCmd) Run(s *streams) error {
 }
 
 type keyCreateCmd struct {
-	Email      string `required:"" placeholder:"EMAIL" help:"The user creating the key; it gets their access at most."`
-	Name       string `required:"" placeholder:"NAME" help:"Key name, such as the service that will use it."`
-	Permission string `required:"" enum:"read,write,admin" placeholder:"read|write|admin" help:"What the key may do."`
-	Env        string `enum:"live,test" default:"live" placeholder:"live|test" help:"Environment (default: ${default})."`
-	Kind       string `enum:"sk,pk" default:"sk" placeholder:"sk|pk" help:"sk (secret) or pk (publishable, safe in browsers) (default: ${default})."`
-	Expires    string `default:"never" placeholder:"WHEN" help:"never, days (30d), a duration of at least an hour (36h) or a date (2027-01-31) (default: ${default})."`
-	Workspace  int64  `placeholder:"ID" help:"Workspace id (default: the user's personal workspace)."`
-	RateLimit  *int   `placeholder:"N" help:"Requests per minute (default: the kind's); owners and admins only."`
+	Email       string `required:"" placeholder:"EMAIL" help:"The user creating the key; it gets their access at most."`
+	Name        string `required:"" placeholder:"NAME" help:"Key name, such as the service that will use it."`
+	Permission  string `required:"" enum:"read,write,admin" placeholder:"read|write|admin" help:"What the key may do."`
+	Env         string `enum:"live,test" default:"live" placeholder:"live|test" help:"Environment (default: ${default})."`
+	Kind        string `enum:"sk,pk" default:"sk" placeholder:"sk|pk" help:"sk (secret) or pk (publishable, safe in browsers) (default: ${default})."`
+	Expires     string `default:"never" placeholder:"WHEN" help:"never, days (30d), a duration of at least an hour (36h) or a date (2027-01-31) (default: ${default})."`
+	Workspace   int64  `placeholder:"ID" help:"Workspace id (default: the user's personal workspace)."`
+	RateLimit   *int   `placeholder:"N" help:"Requests per minute (default: the kind's); owners and admins only."`
+	HourlyQuota *int   `placeholder:"N" help:"Requests per hour, at least the limit per minute (default: none); owners and admins only."`
+	DailyQuota  *int   `placeholder:"N" help:"Requests per day, at least the hourly quota (default: none); owners and admins only."`
 }
 
 // Run creates the key and prints only its secret, so a script can capture it.
@@ -96,6 +98,17 @@ func (c *keyCreateCmd) Run(s *streams) error {
 	}
 	if c.RateLimit != nil && (*c.RateLimit < 1 || *c.RateLimit > keys.MaxRateLimit) {
 		return usagef("--rate-limit %d: choose 1 to %d requests per minute", *c.RateLimit, keys.MaxRateLimit)
+	}
+	limits := keys.LimitSettings{PerMinute: c.RateLimit, PerHour: c.HourlyQuota, PerDay: c.DailyQuota}
+	setLimits := c.RateLimit != nil || c.HourlyQuota != nil || c.DailyQuota != nil
+	errs := keys.CheckLimits(in.Kind, limits)
+	for _, q := range []struct {
+		field, flag string
+		n           *int
+	}{{"hourly_quota", "--hourly-quota", c.HourlyQuota}, {"daily_quota", "--daily-quota", c.DailyQuota}} {
+		if msg := errs[q.field]; msg != "" {
+			return usagef("%s %d: %s", q.flag, *q.n, msg)
+		}
 	}
 	cfg, err := loadConfig("KEYSMITH_DATABASE_URL", "KEYSMITH_KEY_PREFIX", "KEYSMITH_SCOPES_FILE", "KEYSMITH_MAX_KEY_LIFETIME")
 	if err != nil {
@@ -116,15 +129,15 @@ func (c *keyCreateCmd) Run(s *streams) error {
 		return err
 	}
 	actor := svc.UserActor(user, m.Role, "cli", "keysmith key create")
-	if c.RateLimit != nil && !actor.Admin {
-		return fmt.Errorf("--rate-limit: only owners and admins can set rate limits, and %s is %s of workspace %d", user.Email, m.Role, m.WorkspaceID)
+	if setLimits && !actor.Admin {
+		return fmt.Errorf("--rate-limit, --hourly-quota, --daily-quota: only owners and admins can set rate limits, and %s is %s of workspace %d", user.Email, m.Role, m.WorkspaceID)
 	}
 	created, err := svc.Create(ctx, m.WorkspaceID, actor, in)
 	if err != nil {
 		return err
 	}
-	if c.RateLimit != nil {
-		if _, err := svc.SetRateLimit(ctx, m.WorkspaceID, actor, created.Key.ID, c.RateLimit); err != nil {
+	if setLimits {
+		if _, err := svc.SetRateLimits(ctx, m.WorkspaceID, actor, created.Key.ID, limits); err != nil {
 			// The secret exists only now: print it rather than lose the key.
 			fmt.Fprintln(s.stdout, created.Secret)
 			return fmt.Errorf("key created, but its rate limit was not set: %w", err)

@@ -241,22 +241,25 @@ func (serveCmd) Run(s *streams) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	a, err := app.New(cfg, app.Options{})
-	if err != nil {
-		return err
-	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		_ = a.Close()
 		return fmt.Errorf("%w (KEYSMITH_ADDR chooses another address)", err)
 	}
 	// The address actually listened on: KEYSMITH_ADDR may name any port,
 	// and KEYSMITH_BASE_URL, which email links use, is often a proxy's.
+	// Unset, links point where the server listens.
 	public := listenURL(ln.Addr())
 	fmt.Fprintf(s.stdout, "Keysmith is running at %s\n", public)
 	if cfg.BaseURLSet {
 		public = cfg.BaseURL
 		fmt.Fprintf(s.stdout, "Public URL (KEYSMITH_BASE_URL): %s\n", public)
+	} else {
+		cfg.BaseURL = public
+	}
+	a, err := app.New(cfg, app.Options{})
+	if err != nil {
+		_ = ln.Close()
+		return err
 	}
 	if cfg.Demo {
 		ok, err := a.SeedDemo(ctx)

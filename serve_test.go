@@ -3,7 +3,10 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"io"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -161,6 +164,10 @@ func TestServeBannerShowsTheAddressListenedOn(t *testing.T) {
 	if status := getStatus(t, m[1]+"/readyz"); status != 200 {
 		t.Fatalf("the banner's URL answers /readyz with %d", status)
 	}
+	// Without KEYSMITH_BASE_URL, links in mail point where it listens too.
+	if link := mailedResetLink(t, dir, env, m[1]); !strings.HasPrefix(link, m[1]+"/reset-password?token=") {
+		t.Fatalf("the reset link %q does not point at %s", link, m[1])
+	}
 	if err := srv.stop(t); err != nil {
 		t.Fatalf("exit after SIGTERM: %v\n%s", err, srv.stderr)
 	}
@@ -177,4 +184,39 @@ func TestServeBannerShowsTheAddressListenedOn(t *testing.T) {
 	if err := srv.stop(t); err != nil {
 		t.Fatalf("exit after SIGTERM: %v\n%s", err, srv.stderr)
 	}
+}
+
+// mailedResetLink asks for a password reset for a user it creates, and
+// reads the link from the dev mailbox of the server at base.
+func mailedResetLink(t *testing.T, dir string, env map[string]string, base string) string {
+	t.Helper()
+	runBinary(t, dir, env, "ada reset password\n", "user", "create", "--email", "ada@example.com", "--password", "-")
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar}
+	page := func(res *http.Response, err error) string {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return string(b)
+	}
+	form := page(client.Get(base + "/forgot-password"))
+	csrf := regexp.MustCompile(`name="_csrf" value="([^"]+)"`).FindStringSubmatch(form)
+	if csrf == nil {
+		t.Fatalf("no CSRF token on the form:\n%s", form)
+	}
+	page(client.PostForm(base+"/forgot-password", url.Values{"_csrf": {csrf[1]}, "email": {"ada@example.com"}}))
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		box := page(client.Get(base + "/dev/mailbox"))
+		if id := regexp.MustCompile(`href="/dev/mailbox/(\d+)"`).FindStringSubmatch(box); id != nil {
+			mail := page(client.Get(base + "/dev/mailbox/" + id[1]))
+			if link := regexp.MustCompile(`https?://[^\s"<]+/reset-password\?token=[A-Za-z0-9]+`).FindString(mail); link != "" {
+				return link
+			}
+		}
+	}
+	t.Fatal("no reset mail in the dev mailbox")
+	return ""
 }

@@ -161,10 +161,35 @@ func createUser(tx *gorm.DB, email, name, passwordHash string) (models.User, err
 // SignUpLinkLifetime is how long an emailed sign-up confirmation works.
 const SignUpLinkLifetime = 24 * time.Hour
 
-// SignUpRequest is what the sign-up form leads to. Exactly one of Token and
-// Existing is set: a confirmation link to mail to a new address, or the
-// account that already has the address (mail its owner instead). The
-// caller must answer both alike.
+// MailsPerAddressPerHour bounds the account emails (sign-up links, "you
+// already have an account", reset links) that the public forms send one
+// address, so they cannot flood an inbox. Past it the forms answer as
+// always and send nothing.
+const MailsPerAddressPerHour = 3
+
+// allowMail records an account email to address, unless the address had
+// its hour's worth already. Like login attempts, the send is recorded
+// before it is counted, so parallel requests cannot all slip through.
+func (s *Service) allowMail(db *gorm.DB, address string) (bool, error) {
+	send := models.MailSend{Address: address}
+	if err := db.Create(&send).Error; err != nil {
+		return false, err
+	}
+	var n int64
+	err := db.Model(&models.MailSend{}).
+		Where("address = ? AND created_at > ? AND id <= ?", address, s.clock.Now().Add(-time.Hour), send.ID).
+		Count(&n).Error // mail_sends_address_idx
+	if err != nil || n <= MailsPerAddressPerHour {
+		return err == nil, err
+	}
+	return false, db.Delete(&send).Error
+}
+
+// SignUpRequest is what the sign-up form leads to. At most one of Token
+// and Existing is set: a confirmation link to mail to a new address, or the
+// account that already has the address (mail its owner instead). Neither is
+// set when the address had its hour's worth of mails. The caller must
+// answer all alike.
 type SignUpRequest struct {
 	Email    string
 	Name     string
@@ -185,6 +210,9 @@ func (s *Service) RequestSignUp(ctx context.Context, in SignUpInput) (SignUpRequ
 		return SignUpRequest{}, err
 	}
 	db := s.db.WithContext(ctx)
+	if ok, err := s.allowMail(db, req.Email); !ok {
+		return req, err
+	}
 	var existing models.User
 	err = db.Where("email = ?", req.Email).Take(&existing).Error
 	switch {
@@ -371,8 +399,9 @@ func (s *Service) setPassword(db *gorm.DB, user models.User, password string) (m
 }
 
 // RequestPasswordReset makes a single-use reset token for the account with
-// that email. For an unknown email it returns a zero user, an empty token
-// and no error: the caller must answer the same way either way.
+// that email. For an unknown email, or one that had its hour's worth of
+// account mails, it returns a zero user, an empty token and no error: the
+// caller must answer the same way either way.
 func (s *Service) RequestPasswordReset(ctx context.Context, email string) (models.User, string, error) {
 	db := s.db.WithContext(ctx)
 	var user models.User
@@ -381,6 +410,9 @@ func (s *Service) RequestPasswordReset(ctx context.Context, email string) (model
 		return models.User{}, "", nil
 	}
 	if err != nil {
+		return models.User{}, "", err
+	}
+	if ok, err := s.allowMail(db, user.Email); !ok {
 		return models.User{}, "", err
 	}
 	token := rand.Text()
@@ -537,6 +569,9 @@ func (s *Service) PurgeExpired(ctx context.Context) error {
 		return err
 	}
 	if err := db.Where("expires_at < ?", cutoff).Delete(&models.PendingSignup{}).Error; err != nil { // pending_signups_expires_idx
+		return err
+	}
+	if err := db.Where("created_at < ?", cutoff).Delete(&models.MailSend{}).Error; err != nil {
 		return err
 	}
 	return db.Where("created_at <= ?", now.Add(-UnsubscribeLinkLifetime)).Delete(&models.UnsubscribeToken{}).Error // unsubscribe_tokens_created_idx

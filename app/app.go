@@ -4,6 +4,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -28,6 +29,7 @@ import (
 	"keysmith/mailer"
 	"keysmith/metrics"
 	"keysmith/models"
+	"keysmith/ratelimit"
 	"keysmith/scheduler"
 	"keysmith/teams"
 )
@@ -43,6 +45,9 @@ type Options struct {
 	Clock     clock.Clock      // default: the wall clock
 	Log       *slog.Logger     // default: stderr, per KEYSMITH_LOG_*
 	Transport mailer.Transport // default: the dev mailbox or SMTP, as configured
+	// RedisPrefix starts every rate-limit key written to KEYSMITH_REDIS_URL
+	// (default ratelimit.DefaultPrefix), so tests sharing a Redis keep apart.
+	RedisPrefix string
 }
 
 // App is a running Keysmith.
@@ -67,6 +72,7 @@ type App struct {
 	Metrics   *metrics.Metrics     // always collected; served at /metrics only with KEYSMITH_METRICS_TOKEN
 
 	sessionStore *gormstore.GORMStore
+	sharedLimits *ratelimit.Fallback // rate limits in Redis; nil without KEYSMITH_REDIS_URL
 	stopFeed     context.CancelFunc
 	feedDone     chan struct{}
 	closeOnce    sync.Once
@@ -148,7 +154,18 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		return nil, err
 	}
 	a.Usage = keys.NewUsage(db, a.Metrics)
-	a.Verifier = keys.NewVerifier(db, a.Clock, cfg.KeyPrefix, keys.NewMemoryLimiter(), a.Usage, a.Metrics)
+	var limiter ratelimit.Limiter = ratelimit.NewMemory()
+	if cfg.RedisURL != "" { // shared by every replica, and answered in memory while Redis does not
+		shared, err := ratelimit.NewRedis(cfg.RedisURL, cmp.Or(opts.RedisPrefix, ratelimit.DefaultPrefix))
+		if err != nil {
+			a.closeStores()
+			_ = models.Close(db)
+			return nil, fmt.Errorf("KEYSMITH_REDIS_URL: %w", err)
+		}
+		a.sharedLimits = ratelimit.NewFallback(shared, ratelimit.NewMemory(), a.Log, a.Metrics)
+		limiter = a.sharedLimits
+	}
+	a.Verifier = keys.NewVerifier(db, a.Clock, cfg.KeyPrefix, limiter, a.Usage, a.Metrics)
 	a.Teams = teams.New(db, a.Clock, cfg.MaxKeyLifetime)
 	if err := a.watchKeyChanges(); err != nil {
 		a.closeStores()
@@ -172,7 +189,8 @@ func New(cfg config.Config, opts Options) (*App, error) {
 	}
 	a.Mailer = mailer.New(transport, cfg.MailFrom, cfg.BaseURL)
 
-	a.Reminders = scheduler.NewReminders(db, a.Clock, a.Mailer, cfg.BaseURL, a.Log)
+	a.Reminders = scheduler.NewReminders(db, a.Clock, a.Mailer, cfg.BaseURL, a.Log, a.Metrics)
+	a.Reminders.Concurrency, a.Reminders.Drain = cfg.MailConcurrency, cfg.ShutdownTimeout
 	a.Echo = handlers.New(handlers.Deps{
 		Config:    cfg,
 		DB:        db,
@@ -187,6 +205,8 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		Clock:     a.Clock,
 		Log:       a.Log,
 		Metrics:   a.Metrics,
+
+		SharedLimits: a.sharedLimits,
 	})
 	a.Scheduler = scheduler.New(cfg.SchedulerEvery, a.Log,
 		scheduler.Job{Name: "expiry reminders", Run: a.Reminders.Run},
@@ -234,6 +254,7 @@ func (a *App) SeedDemo(ctx context.Context) (bool, error) {
 // background work, close the database.
 func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{Handler: a.Echo, ReadHeaderTimeout: 10 * time.Second}
+	a.Accounts.PrepareLogin()
 	a.Scheduler.Start()
 	a.Flusher.Start()
 	errc := make(chan error, 1)
@@ -247,6 +268,10 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	a.Log.Info("shutting down: draining requests")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.Config.ShutdownTimeout)
 	defer cancel()
+	// Background work winds down while requests drain, within the same
+	// timeout: the reminder pass claims nothing more and finishes the mails
+	// in flight. Close waits for it.
+	go a.Scheduler.Stop()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		a.Log.Error("http shutdown", "err", err)
 	}
@@ -279,6 +304,9 @@ func (a *App) close() error {
 	err := a.Usage.Flush(ctx)
 	if err != nil {
 		a.Log.Error("shutting down: last-used times not written", "err", err)
+	}
+	if a.sharedLimits != nil {
+		err = errors.Join(err, a.sharedLimits.Close())
 	}
 	a.Log.Info("shutting down: closing database")
 	return errors.Join(err, models.Close(a.DB))

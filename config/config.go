@@ -136,6 +136,8 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 
 	if strings.TrimSpace(c.DatabaseURL) == "" {
 		p.fail("KEYSMITH_DATABASE_URL", "must not be empty")
+	} else if scheme, _, ok := strings.Cut(c.DatabaseURL, "://"); ok && !c.IsPostgres() {
+		p.fail("KEYSMITH_DATABASE_URL", fmt.Sprintf("is a %s:// URL: give a SQLite file path or a postgres:// URL", scheme))
 	}
 	switch {
 	case c.SMTPURL != "" && c.DevMailbox:

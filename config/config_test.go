@@ -163,3 +163,18 @@ func TestREADMEListsEveryVariable(t *testing.T) {
 		}
 	}
 }
+
+func TestDatabaseURLOfAnotherEngineIsAConfigurationError(t *testing.T) {
+	_, err := config.Load(func(k string) (string, bool) {
+		if k == "KEYSMITH_DATABASE_URL" {
+			return "mysql://root@localhost/keys", true
+		}
+		if k == "KEYSMITH_DEV_MAILBOX" {
+			return "true", true
+		}
+		return "", false
+	})
+	if err == nil || !strings.Contains(err.Error(), "KEYSMITH_DATABASE_URL is a mysql:// URL") {
+		t.Fatalf("mysql:// URL: %v", err)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"keysmith/keys"
+	"keysmith/ratelimit"
 )
 
 // Error types and codes of SPEC §6.
@@ -127,38 +128,88 @@ func (h *Handlers) requireKey(next echo.HandlerFunc) echo.HandlerFunc {
 			e := codeErrors[code]
 			return apiFail(c, http.StatusUnauthorized, errAuthentication, e.code, e.msg)
 		}
-		d := h.Verifier.Admit(k, ip, r.UserAgent())
+		d, err := h.Verifier.Admit(r.Context(), k, ip, r.UserAgent())
+		if err != nil {
+			return err
+		}
 		h.Metrics.Verification(time.Since(start))
-		setRateLimitHeaders(c, d)
+		setRateLimitHeaders(c, k.Limits(), d)
 		if !d.Allowed {
 			h.Metrics.RateLimited()
 			c.Response().Header().Set("Retry-After", strconv.Itoa(ceilSeconds(d.RetryAfter)))
-			return apiFail(c, http.StatusTooManyRequests, errRateLimit, "rate_limit_exceeded",
-				"Rate limit of "+strconv.Itoa(d.Limit)+" requests per minute exceeded. Retry after the time in the Retry-After header.")
+			return apiFail(c, http.StatusTooManyRequests, errRateLimit, "rate_limit_exceeded", limitExceeded(d))
 		}
-		c.Set(authContextKey, &k)
+		c.Set(authContextKey, k)
 		return next(c)
 	}
 }
 
-// setRateLimitHeaders writes the three headers every API answer carries.
+// setRateLimitHeaders writes the headers every API answer carries:
+// RateLimit-Limit, -Remaining and -Reset for the tightest window (the one
+// that refused, or the one with the fewest requests left), and the
+// structured fields of draft-ietf-httpapi-ratelimit-headers-10:
+// RateLimit-Policy lists each of the key's windows, RateLimit the
+// tightest:
+//
+//	RateLimit-Policy: "minute";q=1000;w=60, "hour";q=5000;w=3600
+//	RateLimit: "minute";r=999;t=1
+//
 // The keys are stored in their canonical form directly: Header.Set would
-// canonicalise them again on every request of the hot path.
-// The three numbers share one string and one slice: two allocations
-// instead of six.
-func setRateLimitHeaders(c echo.Context, d keys.Decision) {
-	var buf [64]byte
+// canonicalise them again on every request of the hot path. The five
+// values share one string and one slice: two allocations instead of ten.
+func setRateLimitHeaders(c echo.Context, l ratelimit.Limits, d ratelimit.Decision) {
+	var buf [256]byte
+	reset := int64(ceilSeconds(d.Reset))
 	b := strconv.AppendInt(buf[:0], int64(d.Limit), 10)
 	i := len(b)
 	b = strconv.AppendInt(b, int64(d.Remaining), 10)
 	j := len(b)
-	b = strconv.AppendInt(b, int64(ceilSeconds(d.Reset)), 10)
+	b = strconv.AppendInt(b, reset, 10)
+	k := len(b)
+	for w := ratelimit.Minute; w <= ratelimit.Day; w++ {
+		if q := l.Of(w); q > 0 {
+			if len(b) > k {
+				b = append(b, ", "...)
+			}
+			b = appendPolicyItem(b, w, ";q=", q)
+			b = append(b, ";w="...)
+			b = strconv.AppendInt(b, int64(w.Period()/time.Second), 10)
+		}
+	}
+	m := len(b)
+	b = appendPolicyItem(b, d.Window, ";r=", d.Remaining)
+	b = append(b, ";t="...)
+	b = strconv.AppendInt(b, reset, 10)
 	all := string(b)
-	vals := []string{all[:i], all[i:j], all[j:]}
+	vals := []string{all[:i], all[i:j], all[j:k], all[k:m], all[m:]}
 	hd := c.Response().Header()
 	hd["Ratelimit-Limit"] = vals[0:1:1]
 	hd["Ratelimit-Remaining"] = vals[1:2:2]
 	hd["Ratelimit-Reset"] = vals[2:3:3]
+	hd["Ratelimit-Policy"] = vals[3:4:4]
+	hd["Ratelimit"] = vals[4:5:5]
+}
+
+// appendPolicyItem appends a structured-field item naming window w, with
+// its first parameter: "hour";q=5000.
+func appendPolicyItem(b []byte, w ratelimit.Window, param string, n int) []byte {
+	b = append(b, '"')
+	b = append(b, w.String()...)
+	b = append(b, '"')
+	b = append(b, param...)
+	return strconv.AppendInt(b, int64(n), 10)
+}
+
+// limitExceeded is the 429's message, naming the window that refused.
+func limitExceeded(d ratelimit.Decision) string {
+	n := strconv.Itoa(d.Limit)
+	switch d.Window {
+	case ratelimit.Hour:
+		return "Hourly quota of " + n + " requests exceeded. Retry after the time in the Retry-After header."
+	case ratelimit.Day:
+		return "Daily quota of " + n + " requests exceeded. Retry after the time in the Retry-After header."
+	}
+	return "Rate limit of " + n + " requests per minute exceeded. Retry after the time in the Retry-After header."
 }
 
 func ceilSeconds(d time.Duration) int { return int(math.Ceil(d.Seconds())) }
@@ -210,14 +261,23 @@ type authTestResponse struct {
 }
 
 // authTest is GET /v1/auth/test: who am I, for a client checking its key.
+// The answer depends on the key alone, so it is encoded once per cached
+// version of the key (Authenticated.Memo), not on every request.
 func (h *Handlers) authTest(c echo.Context) error {
 	k := apiKeyOf(c)
-	var res authTestResponse
-	res.Authenticated = true
-	res.Workspace.ID, res.Workspace.Name = k.WorkspaceID, k.WorkspaceName
-	res.Key.ID, res.Key.Name, res.Key.Kind, res.Key.Environment = k.ID, k.Name, k.Kind, k.Env
-	res.Key.Permission, res.Key.Scopes, res.Key.CreatedAt, res.Key.ExpiresAt = k.Permission, k.Scopes, k.CreatedAt, k.ExpiresAt
-	return c.JSON(http.StatusOK, &res)
+	body := k.Memo(func() []byte {
+		var res authTestResponse
+		res.Authenticated = true
+		res.Workspace.ID, res.Workspace.Name = k.WorkspaceID, k.WorkspaceName
+		res.Key.ID, res.Key.Name, res.Key.Kind, res.Key.Environment = k.ID, k.Name, k.Kind, k.Env
+		res.Key.Permission, res.Key.Scopes, res.Key.CreatedAt, res.Key.ExpiresAt = k.Permission, k.Scopes, k.CreatedAt, k.ExpiresAt
+		b, err := json.Marshal(&res)
+		if err != nil {
+			panic(err) // a struct of strings, numbers and times always encodes
+		}
+		return append(b, '\n')
+	})
+	return c.JSONBlob(http.StatusOK, body)
 }
 
 type verifyRequest struct {
@@ -268,7 +328,10 @@ func (h *Handlers) verify(c echo.Context) error {
 	if code != keys.CodeValid {
 		return c.JSON(http.StatusOK, res)
 	}
-	d := h.Verifier.Admit(k, c.RealIP(), c.Request().UserAgent())
+	d, err := h.Verifier.Admit(c.Request().Context(), k, c.RealIP(), c.Request().UserAgent())
+	if err != nil {
+		return err
+	}
 	h.Metrics.Verification(time.Since(start))
 	if !d.Allowed {
 		h.Metrics.RateLimited()
@@ -313,7 +376,11 @@ func decodeJSON(c echo.Context, dst any, example string) (bool, error) {
 		return false, apiFail(c, http.StatusBadRequest, errInvalidRequest, "invalid_body", "The body contains characters that cannot be stored: a NUL byte or invalid UTF-8.")
 	}
 	if err := json.Unmarshal(body, dst); err != nil {
-		return false, apiFail(c, http.StatusBadRequest, errInvalidRequest, "invalid_body", "The body must be a JSON object like "+example+".")
+		msg := "The body must be a JSON object like " + example + "."
+		if te := (*json.UnmarshalTypeError)(nil); errors.As(err, &te) && te.Field != "" {
+			msg = te.Field + ": expected a " + te.Type.Kind().String() + ", got a JSON " + te.Value + ". " + msg
+		}
+		return false, apiFail(c, http.StatusBadRequest, errInvalidRequest, "invalid_body", msg)
 	}
 	return true, nil
 }

@@ -26,7 +26,7 @@ func BenchmarkAPIRequest(b *testing.B) {
 		b.Fatal(err)
 	}
 	limit := keys.MaxRateLimit
-	app.Keys.SetRateLimit(b.Context(), ms[0].WorkspaceID, actor, c.Key.ID, &limit)
+	app.Keys.SetRateLimits(b.Context(), ms[0].WorkspaceID, actor, c.Key.ID, keys.LimitSettings{PerMinute: &limit})
 	for _, tc := range []struct{ name, path, key string }{
 		{"healthz", "/healthz", ""},
 		{"auth-test", "/v1/auth/test", c.Secret},

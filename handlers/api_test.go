@@ -300,7 +300,7 @@ func TestRateLimitExhaustionAndReset(t *testing.T) {
 	f := newAPIFixture(t, testutil.DatabaseURL(t, "sqlite"))
 	k := f.key(t, nil)
 	limit := 3
-	if _, err := f.app.Keys.SetRateLimit(t.Context(), f.ws, f.actor, k.Key.ID, &limit); err != nil {
+	if _, err := f.app.Keys.SetRateLimits(t.Context(), f.ws, f.actor, k.Key.ID, keys.LimitSettings{PerMinute: &limit}); err != nil {
 		t.Fatal(err)
 	}
 	for i := 2; i >= 0; i-- {
@@ -477,7 +477,7 @@ func TestVerifyEndpoint(t *testing.T) {
 		t.Fatalf("verify body (the third use of the key): %s", r.Raw)
 	}
 	one := 1
-	f.app.Keys.SetRateLimit(t.Context(), f.ws, f.actor, k.Key.ID, &one)
+	f.app.Keys.SetRateLimits(t.Context(), f.ws, f.actor, k.Key.ID, keys.LimitSettings{PerMinute: &one})
 	verify(serviceToken, map[string]any{"key": k.Secret})
 	if r := verify(serviceToken, map[string]any{"key": k.Secret}); r.Body["code"] != "RATE_LIMITED" || r.Body["valid"] != false {
 		t.Fatalf("verify past the limit: %s", r.Raw)

@@ -39,19 +39,20 @@ func (h *Handlers) signup(c echo.Context) error {
 	case err != nil:
 		return err
 	}
-	if req.Existing != nil {
+	switch {
+	case req.Existing != nil:
 		user := *req.Existing
 		h.Mailer.Go(func(ctx context.Context) error {
 			return h.Mailer.SendAccountExists(ctx, user.Email, user.DisplayName())
 		}, func(err error) { h.Log.Error("account-exists email not sent", "user_id", user.ID, "err", err) })
-	} else {
+	case req.Token != "":
 		name := cmp.Or(req.Name, req.Email)
 		h.Mailer.Go(func(ctx context.Context) error {
 			return h.Mailer.SendSignUpLink(ctx, req.Email, name, req.Token, form.Next, accounts.SignUpLinkLifetime)
 		}, func(err error) { h.Log.Error("sign-up email not sent", "err", err) })
 	}
 	form.Email, form.Sent = req.Email, true
-	return h.public(c, http.StatusOK, "Sign up", views.SignupPage(form))
+	return h.public(c, http.StatusOK, "Check your email", views.SignupPage(form))
 }
 
 // signupConfirmForm is where the emailed link lands: it shows a button,

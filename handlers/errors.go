@@ -62,7 +62,7 @@ func (h *Handlers) handleError(err error, c echo.Context) {
 	switch {
 	case status == http.StatusNotFound:
 		view.Title, view.Message = "Page not found", "The page you asked for does not exist or has moved."
-	case status == http.StatusForbidden && strings.Contains(msg, "csrf"):
+	case (status == http.StatusForbidden || status == http.StatusBadRequest) && strings.Contains(msg, "csrf"):
 		view.Title, view.Message = "This form has expired", "Go back, reload the page and try again."
 	case status >= 500:
 		view.Title = "Something went wrong"

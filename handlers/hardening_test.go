@@ -363,3 +363,84 @@ func TestLoginPageShowsTheDemoLogin(t *testing.T) {
 		t.Fatalf("demo login still shown after its password changed: %q", got)
 	}
 }
+
+// The public forms cannot flood an inbox: an address gets at most a few
+// account mails an hour, whatever is asked, while every answer stays the
+// same.
+func TestAccountMailsAreLimitedPerAddress(t *testing.T) {
+	app := testutil.StartApp(t, testutil.DatabaseURL(t, "sqlite"))
+	signUp(t, app, "ada@example.com") // one confirmation mail
+	mailsTo := func(addr string) int {
+		n := 0
+		for _, m := range app.Mails() {
+			if m.To[0] == addr {
+				n++
+			}
+		}
+		return n
+	}
+	var answers []string
+	for range 4 {
+		c := app.NewClient(t)
+		p := c.Submit(c.Get("/signup"), "form[action='/signup']", map[string]string{"email": "ada@example.com", "password": "long enough pw"})
+		answers = append(answers, fmt.Sprint(p.Status, p.Text(".flash")))
+		p = c.Submit(c.Get("/forgot-password"), "form[action='/forgot-password']", map[string]string{"email": "ada@example.com"})
+		answers = append(answers, fmt.Sprint(p.Status, p.Text(".flash")))
+	}
+	for _, a := range answers[2:] {
+		if a != answers[0] && a != answers[1] {
+			t.Fatalf("answers changed once the limit was reached: %q", answers)
+		}
+	}
+	// The confirmation of the account's own sign-up counts too.
+	if got := mailsTo("ada@example.com"); got != accounts.MailsPerAddressPerHour {
+		t.Fatalf("%d mails to the address in an hour, want %d", got, accounts.MailsPerAddressPerHour)
+	}
+	app.Clock.Advance(time.Hour)
+	c := app.NewClient(t)
+	c.Submit(c.Get("/forgot-password"), "form[action='/forgot-password']", map[string]string{"email": "ada@example.com"})
+	if got := mailsTo("ada@example.com"); got != accounts.MailsPerAddressPerHour+1 {
+		t.Fatalf("an hour later: %d mails, want one more", got)
+	}
+}
+
+// What the outside check found after the first pass: a Content-Type in
+// capitals slipped past the text check, a Latin-1 User-Agent failed every
+// audited write on PostgreSQL, and a huge key-policy number overflowed.
+func TestEdgeCasesFoundByTheAttack(t *testing.T) {
+	testutil.ForEachEngine(t, func(t *testing.T, dbURL string) {
+		f := newAPIFixture(t, dbURL)
+		owner, _ := logIn(t, f.app, "owner@example.com", "long enough pw")
+		token := csrfOf(owner.Get("/settings/workspace"))
+
+		for _, ct := range []string{"APPLICATION/X-WWW-FORM-URLENCODED", "Application/x-www-form-urlencoded; charset=UTF-8"} {
+			req, _ := http.NewRequest("POST", f.app.URL("/settings/workspace"), strings.NewReader(url.Values{"_csrf": {token}, "name": {"a\x00b"}}.Encode()))
+			req.Header.Set("Content-Type", ct)
+			if p := owner.Do(req); p.Status != http.StatusBadRequest {
+				t.Errorf("NUL with Content-Type %q: %d", ct, p.Status)
+			}
+		}
+
+		admin := f.key(t, func(in *keys.CreateInput) { in.Permission = keys.PermAdmin })
+		req, _ := http.NewRequest("POST", f.app.URL("/v1/keys"), strings.NewReader(`{"name":"latin-1 agent","permission":"read"}`))
+		req.Header.Set("Authorization", "Bearer "+admin.Secret)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("User-Agent", "Evil\xffAgent")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil || res.StatusCode != http.StatusCreated {
+			t.Fatalf("create with a Latin-1 User-Agent: %v %v", res.Status, err)
+		}
+		var ev models.AuditEvent
+		f.app.DB.Where("key_label LIKE ?", "latin-1 agent%").Take(&ev)
+		if ev.UserAgent != "Evil\uFFFDAgent" {
+			t.Errorf("audit user agent %q", ev.UserAgent)
+		}
+
+		for _, days := range []string{"2147483648", "9223372036854775807", "213504", "3651"} {
+			p := owner.PostForm("/settings/workspace/key-policy", url.Values{"_csrf": {token}, "max_lifetime_days": {days}})
+			if p.Status != http.StatusUnprocessableEntity {
+				t.Errorf("maximum lifetime of %s days: %d", days, p.Status)
+			}
+		}
+	})
+}

@@ -60,6 +60,11 @@ func (h *Handlers) listKeys(c echo.Context) error {
 		Workspace: v.Current.Workspace.Name, Tabs: filterTabs(filter, p.Counts), Filter: string(filter),
 		Page: p.Page, Pages: p.Pages(), Total: p.Total, CanCreate: actor.CanCreate(),
 	}
+	if v.Current.Role.IsAdmin() {
+		if view.FailedDeliveries, err = h.Reminders.FailedCount(ctx, v.Current.WorkspaceID); err != nil {
+			return err
+		}
+	}
 	if creator != 0 {
 		view.Creator = creator
 		view.CreatorName = fmt.Sprintf("user %d", creator)
@@ -174,6 +179,9 @@ func (h *Handlers) createKey(c echo.Context) error {
 		Scopes:      form["scopes"],
 		ExpiresIn:   c.FormValue("expires_in"),
 		ExpiresOn:   c.FormValue("expires_on"),
+	}
+	if in.ExpiresIn != "custom" {
+		in.ExpiresOn = "" // the date field counts only with "Custom date" chosen
 	}
 	created, err := h.Keys.Create(ctx, v.Current.WorkspaceID, actor, in)
 	var ve validate.Errors
@@ -329,27 +337,41 @@ func (h *Handlers) revokeKey(c echo.Context) error {
 	return redirect(c, "/settings/api-keys?filter=revoked")
 }
 
-// setRateLimit changes a key's requests per minute (owners and admins);
-// an empty field returns it to its kind's default.
+// setRateLimit changes a key's requests per minute and its hourly and
+// daily quotas (owners and admins); an empty field returns the limit to
+// its kind's default, or removes the quota.
 func (h *Handlers) setRateLimit(c echo.Context) error {
 	id := pathID(c, "id")
-	var limit *int
-	if v := strings.TrimSpace(c.FormValue("rate_limit")); v != "" {
+	number := func(field string) *int {
+		v := strings.TrimSpace(c.FormValue(field))
+		if v == "" {
+			return nil
+		}
 		n, err := strconv.Atoi(v)
 		if err != nil {
 			n = -1 // reported by the domain's validation
 		}
-		limit = &n
+		return &n
 	}
+	in := keys.LimitSettings{PerMinute: number("rate_limit"), PerHour: number("hourly_quota"), PerDay: number("daily_quota")}
 	ws := currentViewer(c).Current.WorkspaceID
-	k, err := h.Keys.SetRateLimit(c.Request().Context(), ws, h.keyActor(c), id, limit)
+	k, err := h.Keys.SetRateLimits(c.Request().Context(), ws, h.keyActor(c), id, in)
 	var ve validate.Errors
 	if errors.As(err, &ve) {
-		return h.keyPage(c, http.StatusUnprocessableEntity, id, ve, func(r *views.KeyRow) { r.RateLimitInput = c.FormValue("rate_limit") })
+		return h.keyPage(c, http.StatusUnprocessableEntity, id, ve, func(r *views.KeyRow) {
+			r.RateLimitInput, r.HourlyInput, r.DailyInput = c.FormValue("rate_limit"), c.FormValue("hourly_quota"), c.FormValue("daily_quota")
+		})
 	}
 	if err != nil {
 		return keyError(err)
 	}
-	h.flash(c, "success", fmt.Sprintf("%s may now make %d requests per minute.", k.Name, keys.LimitFor(k.Kind, k.RateLimit)))
+	msg := fmt.Sprintf("%s may now make %d requests per minute", k.Name, keys.LimitFor(k.Kind, k.RateLimit))
+	if k.HourlyQuota != nil {
+		msg += fmt.Sprintf(", %d per hour", *k.HourlyQuota)
+	}
+	if k.DailyQuota != nil {
+		msg += fmt.Sprintf(", %d per day", *k.DailyQuota)
+	}
+	h.flash(c, "success", msg+".")
 	return redirect(c, fmt.Sprintf("/settings/api-keys/%d", k.ID))
 }

@@ -45,6 +45,12 @@ func keyRow(k models.APIKey, now time.Time, actor keys.Actor) views.KeyRow {
 	if k.RateLimit != nil {
 		r.RateLimitInput = fmt.Sprint(*k.RateLimit)
 	}
+	if k.HourlyQuota != nil {
+		r.HourlyQuota, r.HourlyInput = *k.HourlyQuota, fmt.Sprint(*k.HourlyQuota)
+	}
+	if k.DailyQuota != nil {
+		r.DailyQuota, r.DailyInput = *k.DailyQuota, fmt.Sprint(*k.DailyQuota)
+	}
 	if k.CreatedBy != nil {
 		r.CreatedBy = k.CreatedBy.DisplayName()
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"log/slog"
+	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -250,16 +251,18 @@ func (h *Handlers) redirectToLogin(c echo.Context, msg string) error {
 func storableText(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		ok := validText(r.URL.Path) && validValues(r.URL.Query())
+		ok := validText(r.URL.Path) && (r.URL.RawQuery == "" || validValues(r.URL.Query()))
 		if ok && r.Body != nil && r.Method != http.MethodGet && r.Method != http.MethodHead {
-			ct := r.Header.Get(echo.HeaderContentType)
-			switch {
-			case strings.HasPrefix(ct, echo.MIMEApplicationForm):
+			// Media types are case-insensitive, and Go parses a form
+			// whatever case its Content-Type is in: so must this check.
+			mt, _, _ := mime.ParseMediaType(r.Header.Get(echo.HeaderContentType))
+			switch mt {
+			case echo.MIMEApplicationForm:
 				if err := r.ParseForm(); err != nil {
 					return badText(c, "The form body could not be read.")
 				}
 				ok = validValues(r.PostForm)
-			case strings.HasPrefix(ct, echo.MIMEMultipartForm):
+			case echo.MIMEMultipartForm:
 				if err := r.ParseMultipartForm(1 << 20); err != nil {
 					return badText(c, "The form body could not be read.")
 				}

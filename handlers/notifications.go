@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -21,15 +22,39 @@ var stageLabels = map[string]string{
 	string(keys.Stage1d): "1 day before", string(keys.StageExpired): "expired",
 }
 
+const deliveriesPerPage = 50
+
+// deliveryFilters are the delivery log's tabs.
+var deliveryFilters = []views.FilterTab{
+	{Value: "", Label: "All"}, {Value: "pending", Label: "Pending"}, {Value: "failed", Label: "Failed"}, {Value: "sent", Label: "Sent"},
+}
+
+// deliveryFilter reads the delivery log's status filter and page from the
+// query string; an unknown status is all of them.
+func deliveryFilter(c echo.Context) (string, int) {
+	status := c.QueryParam("status")
+	if !slices.Contains(scheduler.DeliveryStatuses, status) {
+		status = ""
+	}
+	page, _ := strconv.Atoi(c.QueryParam("page"))
+	return status, max(page, 1)
+}
+
 func (h *Handlers) notifications(c echo.Context) error {
 	v := currentViewer(c)
 	view := views.NotificationsView{RemindersOn: !v.User.RemindersOptOut, IsAdmin: v.Current.Role.IsAdmin()}
 	if view.IsAdmin {
-		ds, err := h.Reminders.Deliveries(c.Request().Context(), v.Current.WorkspaceID, 50)
+		status, page := deliveryFilter(c)
+		dl, err := h.Reminders.Deliveries(c.Request().Context(), v.Current.WorkspaceID, status, page, deliveriesPerPage)
 		if err != nil {
 			return err
 		}
-		view.Deliveries = deliveryRows(ds, h.Clock.Now())
+		view.Status, view.Page, view.Pages, view.Total = status, dl.Page, dl.Pages, dl.Counts[status]
+		for _, t := range deliveryFilters {
+			t.Count, t.Current = dl.Counts[t.Value], t.Value == status
+			view.Tabs = append(view.Tabs, t)
+		}
+		view.Deliveries = deliveryRows(dl.Deliveries, h.Clock.Now())
 	}
 	return h.app(c, http.StatusOK, "notifications", "Notifications", views.NotificationsPage(view))
 }
@@ -44,11 +69,24 @@ func deliveryRows(ds []models.ReminderDelivery, now time.Time) []views.DeliveryR
 		}
 		if d.Status == "pending" && d.Attempts > 0 {
 			r.Status = "retrying"
-			r.NextTry = views.Relative(d.NextAttemptAt, now)
+			r.NextTry = nextTry(d.NextAttemptAt, now)
 		}
 		rows = append(rows, r)
 	}
 	return rows
+}
+
+// nextTry says when a refused delivery goes out again. Once its time has
+// come the next scheduler pass (or the one running) sends it.
+func nextTry(at, now time.Time) string {
+	switch {
+	case !at.After(now):
+		return "retrying now"
+	case at.Sub(now) < time.Minute:
+		return "next try in less than a minute"
+	default:
+		return "next try " + views.Relative(at, now)
+	}
 }
 
 func (h *Handlers) saveNotifications(c echo.Context) error {
@@ -80,7 +118,7 @@ func (h *Handlers) retryDelivery(c echo.Context) error {
 	default:
 		h.flash(c, "success", fmt.Sprintf("Delivery %d will be retried within a minute.", id))
 	}
-	return redirect(c, "/settings/notifications")
+	return redirect(c, views.NotificationsURL(deliveryFilter(c)))
 }
 
 // unsubscribe (GET) asks before it acts: mail scanners open links. The

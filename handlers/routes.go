@@ -143,10 +143,22 @@ func (h *Handlers) healthz(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 }
 
+// readyz answers 503 while the database does not answer, else 200. Redis
+// ("redis": "ok", "unreachable", or "off" without KEYSMITH_REDIS_URL)
+// never makes it 503: without Redis the API still answers, each replica
+// counting rate limits on its own, which the status calls "degraded".
 func (h *Handlers) readyz(c echo.Context) error {
+	body := map[string]string{"status": "ok", "database": "ok", "redis": "off"}
+	if h.SharedLimits != nil {
+		body["redis"] = "ok"
+		if err := h.SharedLimits.Ping(c.Request().Context()); err != nil {
+			body["status"], body["redis"] = "degraded", "unreachable"
+		}
+	}
 	if err := models.Ping(h.DB); err != nil {
 		h.Log.Error("readiness: database unreachable", "err", err)
-		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "database": "unreachable"})
+		body["status"], body["database"] = "unavailable", "unreachable"
+		return c.JSON(http.StatusServiceUnavailable, body)
 	}
-	return c.JSON(http.StatusOK, map[string]string{"status": "ok", "database": "ok"})
+	return c.JSON(http.StatusOK, body)
 }

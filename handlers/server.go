@@ -18,6 +18,7 @@ import (
 	"keysmith/keys"
 	"keysmith/mailer"
 	"keysmith/metrics"
+	"keysmith/ratelimit"
 	"keysmith/scheduler"
 	"keysmith/teams"
 	"keysmith/views"
@@ -38,6 +39,10 @@ type Deps struct {
 	Clock     clock.Clock
 	Log       *slog.Logger
 	Metrics   *metrics.Metrics
+
+	// SharedLimits is where rate limits are shared (Redis), for /readyz;
+	// nil when each process keeps its own.
+	SharedLimits *ratelimit.Fallback
 }
 
 // Handlers holds the dependencies every handler method uses.

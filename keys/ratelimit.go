@@ -1,17 +1,31 @@
 package keys
 
 import (
-	"math"
-	"sync"
-	"time"
+	"fmt"
 
-	"golang.org/x/time/rate"
+	"keysmith/ratelimit"
+	"keysmith/validate"
 )
 
 // Default rate limits per minute (SPEC §6); admins may set one per key.
 const (
 	DefaultSecretLimit      = 1000
 	DefaultPublishableLimit = 100
+)
+
+// The highest limits an admin may set: requests per minute, and quotas
+// per hour and per day that such a limit could fill.
+const (
+	MaxRateLimit   = 1_000_000
+	MaxHourlyQuota = 60 * MaxRateLimit
+	MaxDailyQuota  = 24 * MaxHourlyQuota // still an INTEGER column on PostgreSQL
+)
+
+// Limiter and Decision are package ratelimit's; the verifier's signatures
+// name them here.
+type (
+	Limiter  = ratelimit.Limiter
+	Decision = ratelimit.Decision
 )
 
 // LimitFor is a key's limit per minute: its own, or its kind's default.
@@ -25,58 +39,75 @@ func LimitFor(kind string, own *int) int {
 	return DefaultSecretLimit
 }
 
-// Decision is a rate limiter's answer for one request, with what the
-// RateLimit-* and Retry-After headers report.
-type Decision struct {
-	Allowed    bool
-	Limit      int
-	Remaining  int
-	Reset      time.Duration // until the bucket is full again
-	RetryAfter time.Duration // until the next request is allowed, when refused
+// Limits is what the key may spend, for the rate limiter.
+func (a Authenticated) Limits() ratelimit.Limits {
+	return ratelimit.Limits{PerMinute: a.RateLimit, PerHour: a.HourlyQuota, PerDay: a.DailyQuota}
 }
 
-// Limiter decides whether a key may make one more request. The in-memory
-// one below serves one process; a shared store (Redis) can implement the
-// same interface for replicas that must share one budget.
-type Limiter interface {
-	Take(keyID int64, perMinute int, now time.Time) Decision
-}
-
-// MemoryLimiter is a token bucket per key (golang.org/x/time/rate): a full
-// minute's budget as burst, refilled evenly over the minute.
-type MemoryLimiter struct {
-	mu      sync.Mutex
-	buckets map[int64]*bucket
-}
-
-type bucket struct {
-	perMinute int
-	lim       *rate.Limiter
-}
-
-// NewMemoryLimiter returns an empty limiter.
-func NewMemoryLimiter() *MemoryLimiter { return &MemoryLimiter{buckets: map[int64]*bucket{}} }
-
-// Take spends one token of the key's bucket if it has one.
-func (m *MemoryLimiter) Take(keyID int64, perMinute int, now time.Time) Decision {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	b := m.buckets[keyID]
-	if b == nil || b.perMinute != perMinute {
-		b = &bucket{perMinute: perMinute, lim: rate.NewLimiter(rate.Limit(float64(perMinute)/60), perMinute)}
-		b.lim.SetBurstAt(now, perMinute) // starts full at now, not at the zero time
-		m.buckets[keyID] = b
+// quota is a stored quota for the limiter: 0 for none.
+func quota(q *int) int {
+	if q == nil {
+		return 0
 	}
-	d := Decision{Limit: perMinute}
-	if b.lim.AllowN(now, 1) {
-		d.Allowed = true
-	} else {
-		// One token comes back every 60/perMinute seconds.
-		missing := 1 - b.lim.TokensAt(now)
-		d.RetryAfter = time.Duration(missing * 60 / float64(perMinute) * float64(time.Second))
+	return *q
+}
+
+// LimitSettings is what an owner or admin sets on a key, all at once: its
+// requests per minute (nil: the kind's default) and its hourly and daily
+// quotas (nil: none).
+type LimitSettings struct {
+	PerMinute *int
+	PerHour   *int
+	PerDay    *int
+}
+
+// CheckLimits validates settings for a key of kind: each within its range,
+// and each longer window at least the shorter ones in force, since a quota
+// below them would make them unreachable. Fields: rate_limit,
+// hourly_quota, daily_quota.
+func CheckLimits(kind Kind, s LimitSettings) validate.Errors {
+	errs := validate.Errors{}
+	if s.PerMinute != nil && (*s.PerMinute < 1 || *s.PerMinute > MaxRateLimit) {
+		errs["rate_limit"] = fmt.Sprintf("Enter a number of requests per minute from 1 to %d, or leave it empty for the default.", MaxRateLimit)
 	}
-	tokens := b.lim.TokensAt(now)
-	d.Remaining = max(int(math.Floor(tokens)), 0)
-	d.Reset = time.Duration((float64(perMinute) - tokens) * 60 / float64(perMinute) * float64(time.Second))
+	if s.PerHour != nil && (*s.PerHour < 1 || *s.PerHour > MaxHourlyQuota) {
+		errs["hourly_quota"] = fmt.Sprintf("Enter a number of requests per hour from 1 to %d, or leave it empty for no hourly quota.", MaxHourlyQuota)
+	}
+	if s.PerDay != nil && (*s.PerDay < 1 || *s.PerDay > MaxDailyQuota) {
+		errs["daily_quota"] = fmt.Sprintf("Enter a number of requests per day from 1 to %d, or leave it empty for no daily quota.", MaxDailyQuota)
+	}
+	// Compared only where both sides are valid numbers: each longer window
+	// against the next shorter one set (the minute always is, by default).
+	perMinute := LimitFor(string(kind), s.PerMinute)
+	_, badMinute := errs["rate_limit"]
+	_, badHour := errs["hourly_quota"]
+	_, badDay := errs["daily_quota"]
+	if s.PerHour != nil && !badHour && !badMinute && *s.PerHour < perMinute {
+		errs["hourly_quota"] = fmt.Sprintf("Enter at least %d, the requests per minute this key may make, or lower that limit too.", perMinute)
+	}
+	switch {
+	case s.PerDay == nil || badDay:
+	case s.PerHour != nil:
+		if !badHour && *s.PerDay < *s.PerHour {
+			errs["daily_quota"] = fmt.Sprintf("Enter at least %d, the key's hourly quota, or lower that quota too.", *s.PerHour)
+		}
+	case !badMinute && *s.PerDay < perMinute:
+		errs["daily_quota"] = fmt.Sprintf("Enter at least %d, the requests per minute this key may make, or lower that limit too.", perMinute)
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+// describeLimits is the audit detail of a limits change.
+func describeLimits(kind string, s LimitSettings) string {
+	d := fmt.Sprintf("%d requests per minute", LimitFor(kind, s.PerMinute))
+	if s.PerHour != nil {
+		d += fmt.Sprintf(", %d per hour", *s.PerHour)
+	}
+	if s.PerDay != nil {
+		d += fmt.Sprintf(", %d per day", *s.PerDay)
+	}
 	return d
 }

@@ -257,8 +257,12 @@ const MaxExpiryDays = 3650
 // resolveExpiry turns the expiry choice into a time, within maxLifetime
 // (0: none) and MaxExpiryDays. A date without expires_in means that date.
 func resolveExpiry(errs validate.Errors, now time.Time, in, on string, maxLifetime time.Duration) *time.Time {
-	if in == "" && on != "" {
+	switch {
+	case in == "" && on != "":
 		in = "custom"
+	case in != "custom" && on != "":
+		errs["expires_on"] = `Give either a date (with expires_in "custom", or alone) or expires_in, not both.`
+		return nil
 	}
 	limit := now.Add(MaxExpiryDays * 24 * time.Hour)
 	var at time.Time
@@ -393,7 +397,7 @@ func (s *Service) audit(tx *gorm.DB, workspaceID int64, actor Actor, action stri
 		KeyLabel:    k.Name + " (" + k.Hint + ")",
 		Detail:      detail,
 		IP:          actor.IP,
-		UserAgent:   actor.UserAgent,
+		UserAgent:   models.StorableText(actor.UserAgent, 300),
 	}
 	if actor.UserID != 0 {
 		ev.ActorUserID = &actor.UserID
@@ -477,7 +481,7 @@ func (s *Service) Rename(ctx context.Context, workspaceID int64, actor Actor, id
 // length from now. The old key keeps working for grace, then stops.
 func (s *Service) Rotate(ctx context.Context, workspaceID int64, actor Actor, id int64, grace time.Duration) (Created, error) {
 	if !validGrace(grace) {
-		return Created{}, validate.Errors{"grace_period": "Choose how long the old key keeps working."}
+		return Created{}, validate.Errors{"grace_period": "Choose how long the old key keeps working: 0s (stop at once), 1h, 24h, 72h or 168h."}
 	}
 	now := s.clock.Now()
 	var out Created
@@ -569,17 +573,13 @@ func (s *Service) Revoke(ctx context.Context, workspaceID int64, actor Actor, id
 	return k, err
 }
 
-// MaxRateLimit is the highest per-key limit an admin may set, per minute.
-const MaxRateLimit = 1_000_000
-
-// SetRateLimit sets a key's requests per minute, or with nil returns it to
-// its kind's default. Owners and admins only.
-func (s *Service) SetRateLimit(ctx context.Context, workspaceID int64, actor Actor, id int64, perMinute *int) (models.APIKey, error) {
+// SetRateLimits sets a key's requests per minute and its hourly and daily
+// quotas, all at once (CheckLimits says what is valid); a nil field
+// returns the limit to its kind's default, or leaves the key without that
+// quota. Owners and admins only.
+func (s *Service) SetRateLimits(ctx context.Context, workspaceID int64, actor Actor, id int64, in LimitSettings) (models.APIKey, error) {
 	if !actor.Admin {
 		return models.APIKey{}, forbidden("only owners and admins can change rate limits")
-	}
-	if perMinute != nil && (*perMinute < 1 || *perMinute > MaxRateLimit) {
-		return models.APIKey{}, validate.Errors{"rate_limit": fmt.Sprintf("Enter a number of requests per minute from 1 to %d, or leave it empty for the default.", MaxRateLimit)}
 	}
 	var k models.APIKey
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
@@ -587,11 +587,14 @@ func (s *Service) SetRateLimit(ctx context.Context, workspaceID int64, actor Act
 		if k, err = s.manageable(tx, workspaceID, actor, id); err != nil {
 			return err
 		}
-		k.RateLimit = perMinute
-		if err := tx.Model(&k).Select("rate_limit", "updated_at").Updates(&k).Error; err != nil {
+		if errs := CheckLimits(Kind(k.Kind), in); errs != nil {
+			return errs
+		}
+		k.RateLimit, k.HourlyQuota, k.DailyQuota = in.PerMinute, in.PerHour, in.PerDay
+		if err := tx.Model(&k).Select("rate_limit", "hourly_quota", "daily_quota", "updated_at").Updates(&k).Error; err != nil {
 			return err
 		}
-		return s.audit(tx, workspaceID, actor, ActionLimited, k, fmt.Sprintf("%d requests per minute", LimitFor(k.Kind, perMinute)))
+		return s.audit(tx, workspaceID, actor, ActionLimited, k, describeLimits(k.Kind, in))
 	})
 	if err == nil {
 		s.changed(k.ID)

@@ -2,7 +2,6 @@ package keys
 
 import (
 	"context"
-	"strings"
 	"sync"
 	"time"
 
@@ -53,7 +52,7 @@ func (u *Usage) Flush(ctx context.Context) error {
 	}
 	uses := make([]models.LastUse, 0, len(batch))
 	for id, x := range batch {
-		uses = append(uses, models.LastUse{KeyID: id, At: x.at, IP: x.ip, UserAgent: truncate(x.agent, 300)})
+		uses = append(uses, models.LastUse{KeyID: id, At: x.at, IP: x.ip, UserAgent: models.StorableText(x.agent, 300)})
 	}
 	err := models.WriteLastUses(u.db.WithContext(ctx), uses)
 	if err != nil {
@@ -63,14 +62,4 @@ func (u *Usage) Flush(ctx context.Context) error {
 	}
 	u.metrics.Flush(len(batch), err)
 	return err
-}
-
-// truncate cuts s to at most n bytes of text any column can hold: valid
-// UTF-8 (a cut rune or a client's invalid bytes become U+FFFD) without NUL.
-// One unstorable User-Agent must not fail a whole batch on PostgreSQL.
-func truncate(s string, n int) string {
-	if len(s) > n {
-		s = s[:n]
-	}
-	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "")
 }

@@ -46,10 +46,32 @@ type Authenticated struct {
 	CreatedAt     time.Time
 	ExpiresAt     *time.Time
 	RateLimit     int // per minute
+	HourlyQuota   int // 0: none
+	DailyQuota    int // 0: none
+
+	memo *memo // shared by the copies of one cached version of the key
 }
+
+type memo struct{ body atomic.Pointer[[]byte] }
 
 // Allows reports whether the key holds scope.
 func (a Authenticated) Allows(scope string) bool { return Allows(a.Scopes, scope) }
+
+// Memo returns build's result, built once per cached version of the key:
+// for an answer that depends on nothing but the key (GET /v1/auth/test),
+// so the hot path need not encode it on every request. A change to the
+// key loads a new version, with a new memo.
+func (a *Authenticated) Memo(build func() []byte) []byte {
+	if a.memo == nil {
+		return build()
+	}
+	if b := a.memo.body.Load(); b != nil {
+		return *b
+	}
+	b := build()
+	a.memo.body.Store(&b)
+	return b
+}
 
 // How stale a cached key may be. While every change reaches this process
 // (its own changes, and other replicas' through a ChangeFeed), a key is
@@ -93,7 +115,7 @@ type Verifier struct {
 }
 
 type cacheEntry struct {
-	key       Authenticated
+	key       *Authenticated // never changed once cached: a change loads a new one
 	revoked   bool
 	fetchedAt time.Time
 }
@@ -179,21 +201,22 @@ func (e *ThrottledError) Error() string {
 
 // Authenticate checks a presented key: format and checksum first (no
 // database for garbage), then existence, revocation and expiry. It neither
-// rate-limits nor records use; Admit does both. A clientIP that presented
+// rate-limits nor records use; Admit does both. The key it returns is the
+// cached one, shared: read it, never change it. A clientIP that presented
 // too many unknown keys lately gets a *ThrottledError instead of a lookup,
 // unless its key is cached; an empty clientIP (the operator's own services,
 // through the verify endpoint) is never throttled.
-func (v *Verifier) Authenticate(ctx context.Context, presented, clientIP string) (Authenticated, Code, error) {
+func (v *Verifier) Authenticate(ctx context.Context, presented, clientIP string) (*Authenticated, Code, error) {
 	if _, err := Parse(presented, v.prefix); err != nil {
-		return Authenticated{}, CodeMalformed, nil
+		return nil, CodeMalformed, nil
 	}
 	now := v.clock.Now()
 	e, found, err := v.lookup(ctx, sha256.Sum256([]byte(presented)), clientIP, now)
 	switch {
 	case err != nil:
-		return Authenticated{}, "", err
+		return nil, "", err
 	case !found:
-		return Authenticated{}, CodeNotFound, nil
+		return nil, CodeNotFound, nil
 	case e.revoked:
 		return e.key, CodeRevoked, nil
 	case e.key.ExpiresAt != nil && !e.key.ExpiresAt.After(now):
@@ -202,15 +225,19 @@ func (v *Verifier) Authenticate(ctx context.Context, presented, clientIP string)
 	return e.key, CodeValid, nil
 }
 
-// Admit spends one request of the key's rate limit and, if allowed,
-// records the use (buffered; see Usage).
-func (v *Verifier) Admit(k Authenticated, ip, userAgent string) Decision {
+// Admit spends one request of the key's rate limit and quotas and, if
+// allowed, records the use (buffered; see Usage). ctx bounds the shared
+// limiter's call to Redis.
+func (v *Verifier) Admit(ctx context.Context, k *Authenticated, ip, userAgent string) (Decision, error) {
 	now := v.clock.Now()
-	d := v.limiter.Take(k.ID, k.RateLimit, now)
+	d, err := v.limiter.Take(ctx, k.ID, k.Limits(), now)
+	if err != nil {
+		return d, err
+	}
 	if d.Allowed {
 		v.usage.Record(k.ID, now, ip, userAgent)
 	}
-	return d
+	return d, nil
 }
 
 func (v *Verifier) lookup(ctx context.Context, sum [sha256.Size]byte, clientIP string, now time.Time) (e cacheEntry, found bool, err error) {
@@ -288,10 +315,11 @@ func (v *Verifier) load(ctx context.Context, hash string, now time.Time) (cacheE
 	return cacheEntry{
 		revoked:   k.RevokedAt != nil,
 		fetchedAt: now,
-		key: Authenticated{
+		key: &Authenticated{
 			ID: k.ID, WorkspaceID: k.WorkspaceID, WorkspaceName: row.WorkspaceName, Name: k.Name, Hint: k.Hint,
 			Kind: Kind(k.Kind), Env: Env(k.Environment), Permission: k.Permission, Scopes: k.ScopeList(),
 			CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt, RateLimit: LimitFor(k.Kind, k.RateLimit),
+			HourlyQuota: quota(k.HourlyQuota), DailyQuota: quota(k.DailyQuota), memo: &memo{},
 		},
 	}, true, nil
 }

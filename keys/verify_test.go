@@ -6,6 +6,7 @@ import (
 	"keysmith/clock"
 	"keysmith/keys"
 	"keysmith/models"
+	"keysmith/ratelimit"
 	"keysmith/testutil"
 )
 
@@ -32,10 +33,10 @@ func BenchmarkVerifyPath(b *testing.B) {
 		b.Fatal(err)
 	}
 	limit := keys.MaxRateLimit
-	if _, err := svc.SetRateLimit(b.Context(), m.WorkspaceID, svc.UserActor(u, models.RoleOwner, "", ""), c.Key.ID, &limit); err != nil {
+	if _, err := svc.SetRateLimits(b.Context(), m.WorkspaceID, svc.UserActor(u, models.RoleOwner, "", ""), c.Key.ID, keys.LimitSettings{PerMinute: &limit}); err != nil {
 		b.Fatal(err)
 	}
-	v := keys.NewVerifier(db, clk, "ks", keys.NewMemoryLimiter(), keys.NewUsage(db, nil), nil)
+	v := keys.NewVerifier(db, clk, "ks", ratelimit.NewMemory(), keys.NewUsage(db, nil), nil)
 	if _, code, _ := v.Authenticate(b.Context(), c.Secret, "192.0.2.1"); code != keys.CodeValid {
 		b.Fatalf("warm-up: %s", code)
 	}
@@ -45,6 +46,8 @@ func BenchmarkVerifyPath(b *testing.B) {
 		if err != nil || code != keys.CodeValid || !k.Allows("files:read") {
 			b.Fatalf("%s %v", code, err)
 		}
-		v.Admit(k, "192.0.2.1", "bench/1.0")
+		if _, err := v.Admit(b.Context(), k, "192.0.2.1", "bench/1.0"); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -37,6 +37,8 @@ type APIKey struct {
 	RotatedTo         *APIKey `gorm:"foreignKey:RotatedToID"`
 	RotatedAt         *time.Time
 	RateLimit         *int       // requests per minute; nil for the kind's default
+	HourlyQuota       *int       // requests per hour; nil for none
+	DailyQuota        *int       // requests per day; nil for none
 	ReminderDueAt     *time.Time // when the next expiry reminder falls due; nil for none
 }
 

@@ -200,6 +200,32 @@ var migrations = []string{
 	CREATE UNIQUE INDEX pending_signups_token_hash_idx ON pending_signups (token_hash);
 	CREATE INDEX pending_signups_email_idx ON pending_signups (email);
 	CREATE INDEX pending_signups_expires_idx ON pending_signups (expires_at);`,
+
+	// 8: per-key hourly and daily quotas (NULL: none), on top of the
+	// per-minute limit of migration 3
+	`ALTER TABLE api_keys ADD COLUMN hourly_quota INTEGER CHECK (hourly_quota > 0);
+	ALTER TABLE api_keys ADD COLUMN daily_quota INTEGER CHECK (daily_quota > 0);`,
+
+	// 9: the delivery log filtered by status, and the failed-delivery banner
+	// of Settings → API Keys (a count on every page view), read an index
+	// instead of every delivery the workspace ever had.
+	`CREATE INDEX reminder_deliveries_workspace_status_idx ON reminder_deliveries (workspace_id, status, created_at, id);`,
+
+	// 10: how many account emails (sign-up links, "you already have an
+	// account", reset links) each address got lately, so the public forms
+	// cannot be used to flood an inbox.
+	`CREATE TABLE mail_sends (
+		id {{id}},
+		address TEXT NOT NULL,
+		created_at {{time}} NOT NULL
+	);
+	CREATE INDEX mail_sends_address_idx ON mail_sends (address, created_at);`,
+
+	// 11: the audit log pages by keyset (created_at, id), newest first;
+	// filtered by action it seeks this index instead of walking the
+	// workspace's whole log. audit_events_workspace_created_idx serves the
+	// unfiltered and date-filtered log.
+	`CREATE INDEX audit_events_workspace_action_idx ON audit_events (workspace_id, action, created_at, id);`,
 }
 
 var dialects = map[string]*strings.Replacer{

@@ -138,3 +138,11 @@ type PendingSignup struct {
 	ExpiresAt    time.Time
 	CreatedAt    time.Time
 }
+
+// MailSend records that an account email went to an address, to limit how
+// many the public forms may send it.
+type MailSend struct {
+	ID        int64
+	Address   string
+	CreatedAt time.Time
+}

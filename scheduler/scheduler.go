@@ -1,6 +1,8 @@
 // Package scheduler runs Keysmith's background work on an interval. Each job
 // reads the time from its own injected clock, so tests call RunOnce and
-// never sleep; only the loop in Run waits on real time.
+// never sleep. What waits on real time is the interval of the loop in
+// Start and, within a reminder pass, the renewal of leases and the drain at
+// shutdown.
 package scheduler
 
 import (
@@ -67,7 +69,9 @@ func (s *Scheduler) Start() {
 	}()
 }
 
-// Stop cancels the running pass, if any, and waits for the loop to end.
+// Stop cancels the running pass, if any, and waits for the loop to end. A
+// job decides what cancelling means: the reminder pass claims nothing more
+// and finishes the mails in flight, for at most its Drain.
 func (s *Scheduler) Stop() {
 	s.once.Do(func() {
 		if s.cancel == nil {

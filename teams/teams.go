@@ -89,7 +89,7 @@ func New(db *gorm.DB, clk clock.Clock, operatorMaxLifetime time.Duration) *Servi
 func (s *Service) audit(tx *gorm.DB, ws int64, a Actor, action, subject, detail string) error {
 	return tx.Create(&models.AuditEvent{
 		WorkspaceID: ws, ActorUserID: &a.User.ID, ActorLabel: a.User.Email, Action: action,
-		KeyLabel: subject, Detail: detail, IP: a.IP, UserAgent: a.UserAgent,
+		KeyLabel: subject, Detail: detail, IP: a.IP, UserAgent: models.StorableText(a.UserAgent, 300),
 	}).Error
 }
 
@@ -421,8 +421,8 @@ func (s *Service) SetKeyPolicy(ctx context.Context, ws int64, a Actor, defaultDa
 	limit := s.operatorMaxDays
 	if maxDays != nil {
 		switch {
-		case *maxDays < 1:
-			errs["max_lifetime_days"] = "Enter a number of days, or leave it empty."
+		case *maxDays < 1 || *maxDays > keys.MaxExpiryDays:
+			errs["max_lifetime_days"] = fmt.Sprintf("Enter a number of days from 1 to %d, or leave it empty.", keys.MaxExpiryDays)
 		case limit > 0 && *maxDays > limit:
 			errs["max_lifetime_days"] = fmt.Sprintf("The operator allows at most %d days.", limit)
 		default:

@@ -26,6 +26,10 @@ type SMTPServer struct {
 	messages  []ReceivedMail
 	// refuse makes the next n DATA commands fail with a temporary error.
 	refuse int
+	// delay holds each DATA's answer this long, like a slow relay.
+	delay time.Duration
+	// holding counts the messages read and not yet answered.
+	holding int
 }
 
 // ReceivedMail is one message as the server got it.
@@ -81,6 +85,22 @@ func (s *SMTPServer) Refuse(n int) {
 	s.refuse = n
 }
 
+// SetDelay makes the server wait d (real time) after reading each
+// message's data before it answers, like a slow relay.
+func (s *SMTPServer) SetDelay(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.delay = d
+}
+
+// Holding is how many messages the server has read and not yet answered:
+// with SetDelay, mails in flight.
+func (s *SMTPServer) Holding() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.holding
+}
+
 // Messages returns what has arrived so far.
 func (s *SMTPServer) Messages() []ReceivedMail {
 	s.mu.Lock()
@@ -126,7 +146,13 @@ func (s *smtpSession) Data(r io.Reader) error {
 		return err
 	}
 	s.server.mu.Lock()
+	delay := s.server.delay
+	s.server.holding++
+	s.server.mu.Unlock()
+	time.Sleep(delay)
+	s.server.mu.Lock()
 	defer s.server.mu.Unlock()
+	s.server.holding--
 	if s.server.refuse > 0 {
 		s.server.refuse--
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try again later"}
