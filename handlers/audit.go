@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"encoding/csv"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -11,6 +12,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"keysmith/keys"
+	"keysmith/models"
 	"keysmith/teams"
 	"keysmith/views"
 )
@@ -58,17 +60,42 @@ func (h *Handlers) auditLog(c echo.Context) error {
 		return h.app(c, http.StatusForbidden, "audit-log", "Audit log", views.AuditAdminsOnly())
 	}
 	f, fv := auditFilter(c)
-	page, _ := strconv.Atoi(c.QueryParam("page"))
-	p, err := h.Keys.Audit(c.Request().Context(), v.Current.WorkspaceID, f, page, auditPerPage)
+	var at keys.AuditPosition
+	if cur, ok := keys.ParseAuditCursor(c.QueryParam("before")); ok {
+		at.Before = &cur
+	} else if cur, ok := keys.ParseAuditCursor(c.QueryParam("after")); ok {
+		at.After = &cur
+	}
+	p, err := h.Keys.Audit(c.Request().Context(), v.Current.WorkspaceID, f, at, auditPerPage)
 	if err != nil {
 		return err
 	}
-	pages := int((p.Total + auditPerPage - 1) / auditPerPage)
-	view := views.AuditView{Rows: auditRows(p.Events, h.Clock.Now()), Page: p.Page, Pages: max(pages, 1), Total: p.Total, Filter: fv}
+	view := views.AuditView{Rows: auditRows(p.Events, h.Clock.Now()), Filter: fv, Paged: at != keys.AuditPosition{}}
+	if p.Newer != nil {
+		view.Newer = p.Newer.String()
+	}
+	if p.Older != nil {
+		view.Older = p.Older.String()
+	}
 	return h.app(c, http.StatusOK, "audit-log", "Audit log", views.AuditPage(view))
 }
 
-// auditExport downloads the filtered events as CSV or JSON (admins only).
+// auditExportRow is one event as the JSON export writes it.
+type auditExportRow struct {
+	ID     int64     `json:"id"`
+	Time   time.Time `json:"time"`
+	Actor  string    `json:"actor"`
+	Action string    `json:"action"`
+	Key    *int64    `json:"key_id"`
+	Target string    `json:"target"`
+	Detail string    `json:"detail"`
+	IP     string    `json:"ip"`
+	Agent  string    `json:"user_agent"`
+}
+
+// auditExport downloads the filtered events as CSV or JSON (admins only),
+// written as they are read, a batch at a time: a million events cost the
+// server one batch of memory, and the download starts at once.
 func (h *Handlers) auditExport(format string) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		v := currentViewer(c)
@@ -76,44 +103,68 @@ func (h *Handlers) auditExport(format string) echo.HandlerFunc {
 			return echo.NewHTTPError(http.StatusForbidden, "Only owners and admins can export the audit log.")
 		}
 		f, _ := auditFilter(c)
-		events, err := h.Keys.AuditExport(c.Request().Context(), v.Current.WorkspaceID, f)
-		if err != nil {
+		name := fmt.Sprintf("keysmith-audit-%d-%s.%s", v.Current.WorkspaceID, h.Clock.Now().Format("20060102-150405"), format)
+		res := c.Response()
+		res.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
+		ctx := c.Request().Context()
+		if format == "json" {
+			// No WriteHeader: the first write sends 200, so a first query
+			// that fails still answers 500.
+			res.Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
+			sep := "["
+			err := h.Keys.AuditEach(ctx, v.Current.WorkspaceID, f, func(events []models.AuditEvent) error {
+				buf := make([]byte, 0, 256*len(events))
+				for _, e := range events {
+					b, err := json.Marshal(auditExportRow{e.ID, e.CreatedAt.UTC(), e.ActorLabel, e.Action, e.KeyID, e.KeyLabel, e.Detail, e.IP, e.UserAgent})
+					if err != nil {
+						return err
+					}
+					buf = append(append(append(buf, sep...), '\n'), b...)
+					sep = ","
+				}
+				if _, err := res.Write(buf); err != nil {
+					return err
+				}
+				flush(res)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if sep == "[" {
+				_, err = res.Write([]byte("[]\n"))
+			} else {
+				_, err = res.Write([]byte("\n]\n"))
+			}
 			return err
 		}
-		name := fmt.Sprintf("keysmith-audit-%d-%s.%s", v.Current.WorkspaceID, h.Clock.Now().Format("20060102-150405"), format)
-		c.Response().Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
-		type row struct {
-			ID     int64     `json:"id"`
-			Time   time.Time `json:"time"`
-			Actor  string    `json:"actor"`
-			Action string    `json:"action"`
-			Key    *int64    `json:"key_id"`
-			Target string    `json:"target"`
-			Detail string    `json:"detail"`
-			IP     string    `json:"ip"`
-			Agent  string    `json:"user_agent"`
-		}
-		rows := make([]row, 0, len(events))
-		for _, e := range events {
-			rows = append(rows, row{e.ID, e.CreatedAt.UTC(), e.ActorLabel, e.Action, e.KeyID, e.KeyLabel, e.Detail, e.IP, e.UserAgent})
-		}
-		if format == "json" {
-			return c.JSON(http.StatusOK, rows)
-		}
-		c.Response().Header().Set(echo.HeaderContentType, "text/csv; charset=utf-8")
-		c.Response().WriteHeader(http.StatusOK)
-		w := csv.NewWriter(c.Response())
+		res.Header().Set(echo.HeaderContentType, "text/csv; charset=utf-8")
+		w := csv.NewWriter(res)
 		_ = w.Write([]string{"id", "time", "actor", "action", "key_id", "target", "detail", "ip", "user_agent"})
-		for _, r := range rows {
-			keyID := ""
-			if r.Key != nil {
-				keyID = strconv.FormatInt(*r.Key, 10)
+		err := h.Keys.AuditEach(ctx, v.Current.WorkspaceID, f, func(events []models.AuditEvent) error {
+			for _, e := range events {
+				keyID := ""
+				if e.KeyID != nil {
+					keyID = strconv.FormatInt(*e.KeyID, 10)
+				}
+				_ = w.Write([]string{strconv.FormatInt(e.ID, 10), e.CreatedAt.UTC().Format(time.RFC3339), csvSafe(e.ActorLabel), e.Action, keyID, csvSafe(e.KeyLabel), csvSafe(e.Detail), e.IP, csvSafe(e.UserAgent)})
 			}
-			_ = w.Write([]string{strconv.FormatInt(r.ID, 10), r.Time.Format(time.RFC3339), csvSafe(r.Actor), r.Action, keyID, csvSafe(r.Target), csvSafe(r.Detail), r.IP, csvSafe(r.Agent)})
+			w.Flush()
+			flush(res)
+			return w.Error()
+		})
+		if err != nil {
+			return err
 		}
 		w.Flush()
 		return w.Error()
 	}
+}
+
+// flush sends what the response has buffered, where the writer can (echo's
+// own Flush panics where it cannot).
+func flush(res *echo.Response) {
+	_ = http.NewResponseController(res.Writer).Flush()
 }
 
 // csvSafe defuses spreadsheet formulas: a cell a person typed (a key name)

@@ -2,7 +2,6 @@ package keys
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -142,59 +141,4 @@ func (s *Service) count(ctx context.Context, workspaceID int64, o ListOptions, n
 	).Scan(&row).Error
 	return Counts{FilterAll: row.All, FilterActive: row.Active, FilterExpiring: row.Expiring,
 		FilterExpired: row.Expired, FilterRevoked: row.Revoked, FilterUnused: row.Unused}, err
-}
-
-// AuditFilter narrows the audit log; zero fields do not filter.
-type AuditFilter struct {
-	Actor  string // part of the actor's email or key hint
-	Action string
-	From   *time.Time // inclusive
-	To     *time.Time // exclusive
-}
-
-// AuditPage is one page of a workspace's audit log.
-type AuditPage struct {
-	Events  []models.AuditEvent
-	Total   int64
-	Page    int
-	PerPage int
-}
-
-func (s *Service) auditQuery(ctx context.Context, workspaceID int64, f AuditFilter) *gorm.DB {
-	q := s.db.WithContext(ctx).Model(&models.AuditEvent{}).Where("workspace_id = ?", workspaceID)
-	if f.Actor != "" {
-		q = q.Where("LOWER(actor_label) LIKE ?", "%"+strings.ToLower(f.Actor)+"%")
-	}
-	if f.Action != "" {
-		q = q.Where("action = ?", f.Action)
-	}
-	if f.From != nil {
-		q = q.Where("created_at >= ?", *f.From)
-	}
-	if f.To != nil {
-		q = q.Where("created_at < ?", *f.To)
-	}
-	return q
-}
-
-// Audit lists a workspace's audit events, newest first; the index
-// audit_events_workspace_created_idx serves it.
-func (s *Service) Audit(ctx context.Context, workspaceID int64, f AuditFilter, page, perPage int) (AuditPage, error) {
-	out := AuditPage{Page: max(page, 1), PerPage: perPage}
-	if err := s.auditQuery(ctx, workspaceID, f).Count(&out.Total).Error; err != nil {
-		return out, err
-	}
-	err := s.auditQuery(ctx, workspaceID, f).Order("created_at DESC, id DESC").Limit(perPage).Offset((out.Page - 1) * perPage).Find(&out.Events).Error
-	return out, err
-}
-
-// MaxAuditExport bounds one export.
-const MaxAuditExport = 100_000
-
-// AuditExport returns every event the filter matches (up to
-// MaxAuditExport), newest first.
-func (s *Service) AuditExport(ctx context.Context, workspaceID int64, f AuditFilter) ([]models.AuditEvent, error) {
-	var out []models.AuditEvent
-	err := s.auditQuery(ctx, workspaceID, f).Order("created_at DESC, id DESC").Limit(MaxAuditExport).Find(&out).Error
-	return out, err
 }
