@@ -1,7 +1,6 @@
 package handlers_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -43,30 +42,11 @@ func (r apiResp) errorCode(t *testing.T) (string, string) {
 
 func call(t *testing.T, app *testutil.App, method, path, key string, body any) apiResp {
 	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
+	if body == nil {
+		return rawCall(t, app, method, path, key, "", "")
 	}
-	req, _ := http.NewRequest(method, app.URL(path), rd)
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("User-Agent", "keysmith-test/1.0")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	raw, _ := io.ReadAll(res.Body)
-	out := apiResp{Status: res.StatusCode, Header: res.Header, Raw: string(raw)}
-	if err := json.Unmarshal(raw, &out.Body); err != nil {
-		t.Fatalf("%s %s answered non-JSON (%d): %s", method, path, res.StatusCode, raw)
-	}
-	return out
+	b, _ := json.Marshal(body)
+	return rawCall(t, app, method, path, key, "application/json", string(b))
 }
 
 // apiFixture is a workspace owner and a helper to mint keys as them.

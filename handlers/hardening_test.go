@@ -78,8 +78,9 @@ func TestLoginBurstThroughHTTP(t *testing.T) {
 	})
 }
 
-// rawCall sends a body as it is, with a content type, for what call's
-// JSON encoding cannot express (invalid UTF-8, form bodies).
+// rawCall sends a body as it is, with a content type: call encodes JSON
+// through it; tests call it directly for what JSON cannot express
+// (invalid UTF-8, form bodies).
 func rawCall(t *testing.T, app *testutil.App, method, path, key, contentType, body string) apiResp {
 	t.Helper()
 	req, _ := http.NewRequest(method, app.URL(path), strings.NewReader(body))
@@ -89,6 +90,7 @@ func rawCall(t *testing.T, app *testutil.App, method, path, key, contentType, bo
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
+	req.Header.Set("User-Agent", "keysmith-test/1.0")
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
