@@ -101,6 +101,8 @@ func (c *keyCreateCmd) Run(s *streams) error {
 	}
 	limits := keys.LimitSettings{PerMinute: c.RateLimit, PerHour: c.HourlyQuota, PerDay: c.DailyQuota}
 	setLimits := c.RateLimit != nil || c.HourlyQuota != nil || c.DailyQuota != nil
+	// The domain's messages are written for the form; the quota ones read
+	// well after the flag and its value.
 	errs := keys.CheckLimits(in.Kind, limits)
 	for _, q := range []struct {
 		field, flag string
@@ -124,7 +126,7 @@ func (c *keyCreateCmd) Run(s *streams) error {
 		return invalidConfig(fmt.Errorf("KEYSMITH_SCOPES_FILE: %w", err))
 	}
 	ctx := context.Background()
-	user, m, err := c.member(ctx, db)
+	user, m, err := c.member(ctx, db, accounts.New(db, clock.Real{}, cfg.BcryptCost))
 	if err != nil {
 		return err
 	}
@@ -148,9 +150,8 @@ func (c *keyCreateCmd) Run(s *streams) error {
 }
 
 // member finds the user and their membership of --workspace, or of their
-// personal workspace. It queries directly: accounts.New would first hash a
-// dummy password, which making a key does not need.
-func (c *keyCreateCmd) member(ctx context.Context, db *gorm.DB) (models.User, models.Membership, error) {
+// personal workspace (accounts lists it first).
+func (c *keyCreateCmd) member(ctx context.Context, db *gorm.DB, acc *accounts.Service) (models.User, models.Membership, error) {
 	var user models.User
 	err := db.WithContext(ctx).Where("email = ?", accounts.NormalizeEmail(c.Email)).Take(&user).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
@@ -159,21 +160,21 @@ func (c *keyCreateCmd) member(ctx context.Context, db *gorm.DB) (models.User, mo
 	if err != nil {
 		return user, models.Membership{}, err
 	}
-	var m models.Membership
-	q := db.WithContext(ctx).Joins("Workspace").Where("memberships.user_id = ?", user.ID)
 	if c.Workspace != 0 {
-		q = q.Where("memberships.workspace_id = ?", c.Workspace)
-	} else {
-		q = q.Where(`"Workspace"."personal" = ?`, true)
+		m, err := acc.Membership(ctx, user.ID, c.Workspace)
+		if errors.Is(err, accounts.ErrNotMember) {
+			return user, m, fmt.Errorf("%s is not a member of workspace %d", user.Email, c.Workspace)
+		}
+		return user, m, err
 	}
-	err = q.Take(&m).Error
-	switch {
-	case errors.Is(err, gorm.ErrRecordNotFound) && c.Workspace != 0:
-		return user, m, fmt.Errorf("%s is not a member of workspace %d", user.Email, c.Workspace)
-	case errors.Is(err, gorm.ErrRecordNotFound):
-		return user, m, fmt.Errorf("%s has no personal workspace; choose one with --workspace", user.Email)
+	ms, err := acc.Memberships(ctx, user.ID)
+	if err != nil {
+		return user, models.Membership{}, err
 	}
-	return user, m, err
+	if len(ms) == 0 || !ms[0].Workspace.Personal {
+		return user, models.Membership{}, fmt.Errorf("%s has no personal workspace; choose one with --workspace", user.Email)
+	}
+	return user, ms[0], nil
 }
 
 // expiry turns --expires into the keys service's ExpiresIn and ExpiresOn:

@@ -539,21 +539,19 @@ func (s *Service) DemoActive(ctx context.Context) (bool, error) {
 
 // EnsureDemo creates the demo account on an empty database. It reports
 // whether a demo account with the demo password exists afterwards.
-func (s *Service) EnsureDemo(ctx context.Context, email, password string) (bool, error) {
+func (s *Service) EnsureDemo(ctx context.Context) (bool, error) {
 	var count int64
 	if err := s.db.WithContext(ctx).Model(&models.User{}).Count(&count).Error; err != nil {
 		return false, err
 	}
 	if count == 0 {
-		user, err := s.SignUp(ctx, SignUpInput{Email: email, Name: "Demo User", Password: password})
+		user, err := s.SignUp(ctx, SignUpInput{Email: DemoEmail, Name: "Demo User", Password: DemoPassword})
 		if err != nil {
 			return false, err
 		}
 		return true, s.db.WithContext(ctx).Model(&user).Update("is_demo", true).Error
 	}
-	var demo int64
-	err := s.db.WithContext(ctx).Model(&models.User{}).Where("email = ? AND is_demo = ?", NormalizeEmail(email), true).Count(&demo).Error
-	return demo > 0, err
+	return s.DemoActive(ctx)
 }
 
 // PurgeExpired deletes login attempts and reset links older than a day,

@@ -154,7 +154,8 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		return nil, err
 	}
 	a.Usage = keys.NewUsage(db, a.Metrics)
-	var limiter ratelimit.Limiter = ratelimit.NewMemory()
+	local := ratelimit.NewMemory()
+	var limiter ratelimit.Limiter = local
 	if cfg.RedisURL != "" { // shared by every replica, and answered in memory while Redis does not
 		shared, err := ratelimit.NewRedis(cfg.RedisURL, cmp.Or(opts.RedisPrefix, ratelimit.DefaultPrefix))
 		if err != nil {
@@ -162,7 +163,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 			_ = models.Close(db)
 			return nil, fmt.Errorf("KEYSMITH_REDIS_URL: %w", err)
 		}
-		a.sharedLimits = ratelimit.NewFallback(shared, ratelimit.NewMemory(), a.Log, a.Metrics)
+		a.sharedLimits = ratelimit.NewFallback(shared, local, a.Log, a.Metrics)
 		limiter = a.sharedLimits
 	}
 	a.Verifier = keys.NewVerifier(db, a.Clock, cfg.KeyPrefix, limiter, a.Usage, a.Metrics)
@@ -246,7 +247,7 @@ func (a *App) watchKeyChanges() error {
 // SeedDemo creates the demo account on an empty database and reports
 // whether its documented login works.
 func (a *App) SeedDemo(ctx context.Context) (bool, error) {
-	return a.Accounts.EnsureDemo(ctx, DemoEmail, DemoPassword)
+	return a.Accounts.EnsureDemo(ctx)
 }
 
 // Run serves HTTP on ln and runs background jobs until ctx is cancelled,

@@ -95,6 +95,7 @@ func FromEnv() (Config, error) { return Load(os.LookupEnv) }
 func Load(lookup func(string) (string, bool)) (Config, error) {
 	p := parser{lookup: lookup}
 	_, dbSet := lookup("KEYSMITH_DATABASE_URL")
+	baseURL, _ := lookup("KEYSMITH_BASE_URL")
 	smtpURL, _ := lookup("KEYSMITH_SMTP_URL")
 	c := Config{
 		Addr:            p.str("KEYSMITH_ADDR", ":8080"),
@@ -102,7 +103,7 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 		SMTPURL:         p.str("KEYSMITH_SMTP_URL", ""),
 		MailFrom:        p.str("KEYSMITH_MAIL_FROM", "Keysmith <no-reply@keysmith.localhost>"),
 		BaseURL:         strings.TrimRight(p.str("KEYSMITH_BASE_URL", "http://localhost:8080"), "/"),
-		BaseURLSet:      p.str("KEYSMITH_BASE_URL", "") != "",
+		BaseURLSet:      baseURL != "",
 		KeyPrefix:       p.str("KEYSMITH_KEY_PREFIX", "ks"),
 		ServiceToken:    p.str("KEYSMITH_SERVICE_TOKEN", ""),
 		ScopesFile:      p.str("KEYSMITH_SCOPES_FILE", ""),

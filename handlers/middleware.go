@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -326,18 +327,11 @@ func csrfTokenFromBodyOnly(next echo.HandlerFunc) echo.HandlerFunc {
 // CSRF middleware set on this response: at login and logout, so a token
 // seen before never outlives the session it was issued in.
 func (h *Handlers) renewCSRF(c echo.Context) {
-	token := rand.Text()[:csrfTokenLength/2] + rand.Text()[:csrfTokenLength/2]
+	token := rand.Text()
 	header := c.Response().Header()
-	kept := header.Values("Set-Cookie")[:0:0]
-	for _, v := range header.Values("Set-Cookie") {
-		if !strings.HasPrefix(v, csrfCookieName+"=") {
-			kept = append(kept, v)
-		}
-	}
-	header.Del("Set-Cookie")
-	for _, v := range kept {
-		header.Add("Set-Cookie", v)
-	}
+	header["Set-Cookie"] = slices.DeleteFunc(header["Set-Cookie"], func(v string) bool {
+		return strings.HasPrefix(v, csrfCookieName+"=")
+	})
 	c.SetCookie(&http.Cookie{
 		Name: csrfCookieName, Value: token, Path: "/", MaxAge: 86400, HttpOnly: true,
 		Secure: h.Config.SecureCookies(), SameSite: http.SameSiteLaxMode,

@@ -13,9 +13,8 @@ import (
 // csrfContextKey is where echo's CSRF middleware leaves the token for
 // forms; the token also lives in the csrfCookieName cookie.
 const (
-	csrfContextKey  = "csrf"
-	csrfCookieName  = "keysmith_csrf"
-	csrfTokenLength = 32
+	csrfContextKey = "csrf"
+	csrfCookieName = "keysmith_csrf"
 )
 
 // routes registers every route. Dashboard routes share sessions and CSRF
@@ -45,7 +44,6 @@ func (h *Handlers) routes(e *echo.Echo) {
 	sess := sessions(h.Sessions, h.Log)
 	csrf := middleware.CSRFWithConfig(middleware.CSRFConfig{
 		TokenLookup:    "header:X-CSRF-Token,form:_csrf",
-		TokenLength:    csrfTokenLength,
 		ContextKey:     csrfContextKey,
 		CookieName:     csrfCookieName,
 		CookiePath:     "/",

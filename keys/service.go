@@ -358,9 +358,7 @@ func (s *Service) Create(ctx context.Context, workspaceID int64, actor Actor, in
 		}
 		return s.audit(tx, workspaceID, actor, ActionCreated, out.Key, describeNew(out.Key))
 	})
-	if err == nil {
-		s.changed(out.Key.ID)
-	}
+	// A new key is in no cache: nothing to evict.
 	return out, err
 }
 
@@ -530,7 +528,7 @@ func (s *Service) Rotate(ctx context.Context, workspaceID int64, actor Actor, id
 		return s.audit(tx, workspaceID, actor, ActionRotated, old, detail)
 	})
 	if err == nil {
-		s.changed(out.Replaced.ID, out.Key.ID)
+		s.changed(out.Replaced.ID)
 	}
 	return out, err
 }

@@ -20,8 +20,11 @@ type Metrics struct {
 	Registry *prometheus.Registry
 
 	apiRequests    *prometheus.CounterVec
+	apiOK          prometheus.Counter // apiRequests{code="ok"}, resolved once: the hot path
 	verifySeconds  prometheus.Histogram
 	cacheLookups   *prometheus.CounterVec
+	cacheHit       prometheus.Counter
+	cacheMiss      prometheus.Counter
 	rateLimited    prometheus.Counter
 	deliveries     *prometheus.CounterVec
 	flushes        *prometheus.CounterVec
@@ -73,6 +76,8 @@ func New() *Metrics {
 		Name: "keysmith_key_change_notifications_total",
 		Help: "Key changes heard from other replicas (PostgreSQL LISTEN/NOTIFY), and listener reconnects, by event.",
 	}, []string{"event"})
+	m.apiOK = m.apiRequests.WithLabelValues("ok")
+	m.cacheHit, m.cacheMiss = m.cacheLookups.WithLabelValues("hit"), m.cacheLookups.WithLabelValues("miss")
 	for _, c := range []prometheus.Collector{m.apiRequests, m.verifySeconds, m.cacheLookups, m.rateLimited, m.deliveries, m.flushes, m.flushedKeys, m.redisFallbacks, m.revocations} {
 		f(c)
 	}
@@ -81,7 +86,11 @@ func New() *Metrics {
 
 // APIRequest counts one API answer by its outcome code ("ok" when served).
 func (m *Metrics) APIRequest(code string) {
-	if m != nil {
+	switch {
+	case m == nil:
+	case code == "ok":
+		m.apiOK.Inc()
+	default:
 		m.apiRequests.WithLabelValues(code).Inc()
 	}
 }
@@ -99,9 +108,9 @@ func (m *Metrics) CacheLookup(hit bool) {
 		return
 	}
 	if hit {
-		m.cacheLookups.WithLabelValues("hit").Inc()
+		m.cacheHit.Inc()
 	} else {
-		m.cacheLookups.WithLabelValues("miss").Inc()
+		m.cacheMiss.Inc()
 	}
 }
 

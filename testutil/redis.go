@@ -33,6 +33,9 @@ func NewRedis(t testing.TB) Redis {
 	t.Helper()
 	url := os.Getenv(RedisEnv)
 	if url == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s is not set on CI: the Redis run must not be skipped", RedisEnv)
+		}
 		t.Skipf("%s is not set: skipping the Redis run (.ci/run sets it)", RedisEnv)
 	}
 	opt, err := redis.ParseURL(url)
