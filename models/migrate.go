@@ -226,6 +226,27 @@ var migrations = []string{
 	// workspace's whole log. audit_events_workspace_created_idx serves the
 	// unfiltered and date-filtered log.
 	`CREATE INDEX audit_events_workspace_action_idx ON audit_events (workspace_id, action, created_at, id);`,
+
+	// 12: the key list's filter tabs without reading every key. key_counts
+	// holds how many keys each workspace has per environment, revoked or
+	// not, kept in the transaction of every create and revoke (keys.Service).
+	// The time-dependent tabs (expired, expiring, unused) count an index
+	// range instead, up to a cap; these two indexes hold only unrevoked keys.
+	`CREATE TABLE key_counts (
+		workspace_id BIGINT NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
+		environment TEXT NOT NULL,
+		revoked INTEGER NOT NULL CHECK (revoked IN (0, 1)),
+		n BIGINT NOT NULL CHECK (n >= 0),
+		PRIMARY KEY (workspace_id, environment, revoked)
+	);
+	INSERT INTO key_counts (workspace_id, environment, revoked, n)
+		SELECT workspace_id, environment, CASE WHEN revoked_at IS NULL THEN 0 ELSE 1 END, COUNT(*)
+		FROM api_keys GROUP BY workspace_id, environment, CASE WHEN revoked_at IS NULL THEN 0 ELSE 1 END;
+	CREATE INDEX api_keys_workspace_expires_idx ON api_keys (workspace_id, expires_at, environment, rotated_to_id) WHERE revoked_at IS NULL;
+	CREATE INDEX api_keys_workspace_used_idx ON api_keys (workspace_id, (COALESCE(last_used_at, created_at)), expires_at, environment) WHERE revoked_at IS NULL;`,
+
+	// 13: the keys that sign derived tokens (issue 10), models/signing_key.go
+	signingKeysMigration,
 }
 
 var dialects = map[string]*strings.Replacer{
