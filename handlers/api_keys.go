@@ -105,9 +105,12 @@ func (h *Handlers) apiListKeys(c echo.Context) error {
 	for _, key := range p.Keys {
 		data = append(data, toJSON(key, p.Now))
 	}
-	return c.JSON(http.StatusOK, map[string]any{
-		"data": data, "page": p.Page, "per_page": p.PerPage, "total": p.Total, "has_more": p.Page < p.Pages(),
-	})
+	out := map[string]any{"data": data, "page": p.Page, "per_page": p.PerPage, "total": p.Total, "has_more": p.HasMore}
+	if p.Total > keys.CountCap {
+		// The time-dependent filters stop counting at the cap.
+		out["total"], out["total_capped"] = keys.CountCap, true
+	}
+	return c.JSON(http.StatusOK, out)
 }
 
 type createKeyRequest struct {

@@ -60,17 +60,17 @@ func (h *Handlers) auditLog(c echo.Context) error {
 		return h.app(c, http.StatusForbidden, "audit-log", "Audit log", views.AuditAdminsOnly())
 	}
 	f, fv := auditFilter(c)
-	var at keys.AuditPosition
-	if cur, ok := keys.ParseAuditCursor(c.QueryParam("before")); ok {
+	var at keys.Position
+	if cur, ok := keys.ParseCursor(c.QueryParam("before")); ok {
 		at.Before = &cur
-	} else if cur, ok := keys.ParseAuditCursor(c.QueryParam("after")); ok {
+	} else if cur, ok := keys.ParseCursor(c.QueryParam("after")); ok {
 		at.After = &cur
 	}
 	p, err := h.Keys.Audit(c.Request().Context(), v.Current.WorkspaceID, f, at, auditPerPage)
 	if err != nil {
 		return err
 	}
-	view := views.AuditView{Rows: auditRows(p.Events, h.Clock.Now()), Filter: fv, Paged: at != keys.AuditPosition{}}
+	view := views.AuditView{Rows: auditRows(p.Events, h.Clock.Now()), Filter: fv, Paged: at != keys.Position{}}
 	if p.Newer != nil {
 		view.Newer = p.Newer.String()
 	}

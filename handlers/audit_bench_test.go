@@ -24,8 +24,10 @@ func auditBenchEvents(b *testing.B) int {
 	n := 1_000_000
 	if s := os.Getenv("KEYSMITH_BENCH_AUDIT_EVENTS"); s != "" {
 		v, err := strconv.Atoi(s)
-		if err != nil || v < 100 {
-			b.Fatalf("KEYSMITH_BENCH_AUDIT_EVENTS=%q: want a number of at least 100", s)
+		// The filtered deep page starts after 90 % of one action's fifth
+		// and must still hold a full page of 50.
+		if err != nil || v < 2500 {
+			b.Fatalf("KEYSMITH_BENCH_AUDIT_EVENTS=%q: want a number of at least 2500", s)
 		}
 		n = v
 	}
@@ -80,7 +82,7 @@ func cursorAt(b *testing.B, app *testutil.App, ws int64, action string, offset i
 	if err := q.Order("created_at DESC, id DESC").Offset(offset - 1).Limit(1).Take(&e).Error; err != nil {
 		b.Fatal(err)
 	}
-	return keys.AuditCursor{At: e.CreatedAt, ID: e.ID}.String()
+	return keys.Cursor{At: e.CreatedAt, ID: e.ID}.String()
 }
 
 // auditBench starts the app on engine with n events in the workspace of an

@@ -47,7 +47,13 @@ func (h *Handlers) listKeys(c echo.Context) error {
 	}
 	page, _ := strconv.Atoi(c.QueryParam("page"))
 	creator, _ := strconv.ParseInt(c.QueryParam("creator"), 10, 64)
-	p, err := h.Keys.List(ctx, v.Current.WorkspaceID, keys.ListOptions{Filter: filter, CreatorID: creator, Page: page, PerPage: keysPerPage})
+	var at keys.Position
+	if cur, ok := keys.ParseCursor(c.QueryParam("before")); ok {
+		at.Before = &cur
+	} else if cur, ok := keys.ParseCursor(c.QueryParam("after")); ok {
+		at.After = &cur
+	}
+	p, err := h.Keys.List(ctx, v.Current.WorkspaceID, keys.ListOptions{Filter: filter, CreatorID: creator, At: at, Page: page, PerPage: keysPerPage})
 	if err != nil {
 		return err
 	}
@@ -58,7 +64,13 @@ func (h *Handlers) listKeys(c echo.Context) error {
 	actor := h.keyActor(c)
 	view := views.KeysView{
 		Workspace: v.Current.Workspace.Name, Tabs: filterTabs(filter, p.Counts), Filter: string(filter),
-		Page: p.Page, Pages: p.Pages(), Total: p.Total, CanCreate: actor.CanCreate(),
+		Page: p.Page, Pages: p.Pages(), Total: countLabel(p.Total), CanCreate: actor.CanCreate(),
+	}
+	if p.Newer != nil {
+		view.Newer = p.Newer.String()
+	}
+	if p.Older != nil {
+		view.Older = p.Older.String()
 	}
 	if v.Current.Role.IsAdmin() {
 		if view.FailedDeliveries, err = h.Reminders.FailedCount(ctx, v.Current.WorkspaceID); err != nil {

@@ -402,6 +402,14 @@ func TestKeyListPaginates(t *testing.T) {
 	if n := second.Doc.Find("table.keys tbody tr").Length(); n != 5 || second.Text("table.keys tbody tr:last-child strong") != "key 00" {
 		t.Fatalf("page 2: %d rows", n)
 	}
+	// The links carry a keyset cursor; the page number is only shown.
+	if !strings.Contains(next, "before=") || !strings.Contains(second.Text(".pager"), "Page 2 of 2 · 30 keys") || second.Doc.Find(`.pager a[rel=next]`).Length() != 0 {
+		t.Errorf("page 2 link %q, pager %q", next, second.Text(".pager"))
+	}
+	prev, _ := second.Doc.Find(`.pager a[rel=prev]`).Attr("href")
+	if back := c.Get(prev); back.Text("table.keys tbody tr:first-child strong") != "key 29" || !strings.Contains(back.Text(".pager"), "Page 1 of 2") {
+		t.Errorf("back from page 2 (%s): first %q, pager %q", prev, back.Text("table.keys tbody tr:first-child strong"), back.Text(".pager"))
+	}
 	if got := first.Text(`.tabs a[aria-current="page"] .count`); got != "30" {
 		t.Errorf("All tab count %q", got)
 	}

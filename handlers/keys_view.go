@@ -105,9 +105,18 @@ var filterLabels = map[keys.Filter]string{
 func filterTabs(current keys.Filter, counts keys.Counts) []views.FilterTab {
 	tabs := make([]views.FilterTab, 0, len(keys.Filters))
 	for _, f := range keys.Filters {
-		tabs = append(tabs, views.FilterTab{Value: string(f), Label: filterLabels[f], Count: counts[f], Current: f == current})
+		tabs = append(tabs, views.FilterTab{Value: string(f), Label: filterLabels[f], Count: countLabel(counts[f]), Current: f == current})
 	}
 	return tabs
+}
+
+// countLabel shows a key count with thousands separators, and a count
+// past the cap as "1,000+".
+func countLabel(n int64) string {
+	if n > keys.CountCap {
+		return views.Thousands(keys.CountCap) + "+"
+	}
+	return views.Thousands(n)
 }
 
 // formView builds the create form for the actor, from in, within the

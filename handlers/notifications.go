@@ -51,7 +51,7 @@ func (h *Handlers) notifications(c echo.Context) error {
 		}
 		view.Status, view.Page, view.Pages, view.Total = status, dl.Page, dl.Pages, dl.Counts[status]
 		for _, t := range deliveryFilters {
-			t.Count, t.Current = dl.Counts[t.Value], t.Value == status
+			t.Count, t.Current = views.Thousands(dl.Counts[t.Value]), t.Value == status
 			view.Tabs = append(view.Tabs, t)
 		}
 		view.Deliveries = deliveryRows(dl.Deliveries, h.Clock.Now())

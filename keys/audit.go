@@ -2,8 +2,6 @@ package keys
 
 import (
 	"context"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -20,51 +18,12 @@ type AuditFilter struct {
 	To     *time.Time // exclusive
 }
 
-// AuditCursor is a place in the audit log: the (created_at, id) of one
-// event. The log is ordered by both, newest first, so a cursor stays put
-// while new events arrive above it.
-type AuditCursor struct {
-	At time.Time
-	ID int64
-}
-
-// String is the cursor as it travels in a URL: the event's time in Unix
-// nanoseconds and its id, "1767225600123456000.4711".
-func (c AuditCursor) String() string {
-	return strconv.FormatInt(c.At.UnixNano(), 10) + "." + strconv.FormatInt(c.ID, 10)
-}
-
-// ParseAuditCursor reads a cursor written by String.
-func ParseAuditCursor(s string) (AuditCursor, bool) {
-	at, id, ok := strings.Cut(s, ".")
-	if !ok {
-		return AuditCursor{}, false
-	}
-	nanos, err1 := strconv.ParseInt(at, 10, 64)
-	n, err2 := strconv.ParseInt(id, 10, 64)
-	if err1 != nil || err2 != nil || n <= 0 {
-		return AuditCursor{}, false
-	}
-	return AuditCursor{At: time.Unix(0, nanos).UTC(), ID: n}, true
-}
-
-func cursorOf(e models.AuditEvent) *AuditCursor {
-	return &AuditCursor{At: e.CreatedAt.UTC(), ID: e.ID}
-}
-
-// AuditPosition says which page of the log to read: the first (newest)
-// page when both are nil.
-type AuditPosition struct {
-	Before *AuditCursor // the page of events just older than this one
-	After  *AuditCursor // the page of events just newer than this one
-}
-
 // AuditPage is one page of a workspace's audit log, newest first, with the
 // cursors of the pages either side (nil: there is none).
 type AuditPage struct {
 	Events []models.AuditEvent
-	Newer  *AuditCursor // read with AuditPosition{After: Newer}
-	Older  *AuditCursor // read with AuditPosition{Before: Older}
+	Newer  *Cursor // read with Position{After: Newer}
+	Older  *Cursor // read with Position{Before: Older}
 }
 
 // auditQuery is the filtered log. Which index serves it (migration 11):
@@ -99,7 +58,7 @@ func (s *Service) auditQuery(ctx context.Context, workspaceID int64, f AuditFilt
 // the cursor when the bound does: SQLite's planner, given three ranges on
 // created_at, would walk the date range of the whole workspace rather than
 // one action's index.
-func (s *Service) older(ctx context.Context, workspaceID int64, f AuditFilter, c *AuditCursor) *gorm.DB {
+func (s *Service) older(ctx context.Context, workspaceID int64, f AuditFilter, c *Cursor) *gorm.DB {
 	if c == nil || f.To != nil && !c.At.Before(*f.To) {
 		return s.auditQuery(ctx, workspaceID, f).Order("created_at DESC, id DESC")
 	}
@@ -107,7 +66,7 @@ func (s *Service) older(ctx context.Context, workspaceID int64, f AuditFilter, c
 	return s.auditQuery(ctx, workspaceID, f).Where("(created_at, id) < (?, ?)", c.At, c.ID).Order("created_at DESC, id DESC")
 }
 
-func (s *Service) newer(ctx context.Context, workspaceID int64, f AuditFilter, c AuditCursor) *gorm.DB {
+func (s *Service) newer(ctx context.Context, workspaceID int64, f AuditFilter, c Cursor) *gorm.DB {
 	if f.From != nil && f.From.After(c.At) {
 		return s.auditQuery(ctx, workspaceID, f).Order("created_at ASC, id ASC")
 	}
@@ -118,48 +77,19 @@ func (s *Service) newer(ctx context.Context, workspaceID int64, f AuditFilter, c
 // Audit reads one page of a workspace's audit log, newest first, ordered by
 // (created_at, id). No page counts past another: the cost of a page is the
 // cost of its rows, on the first page as after a million events.
-func (s *Service) Audit(ctx context.Context, workspaceID int64, f AuditFilter, at AuditPosition, perPage int) (AuditPage, error) {
-	perPage = max(perPage, 1)
+func (s *Service) Audit(ctx context.Context, workspaceID int64, f AuditFilter, at Position, perPage int) (AuditPage, error) {
+	l := keyset[models.AuditEvent]{
+		older: func(c *Cursor) *gorm.DB { return s.older(ctx, workspaceID, f, c) },
+		newer: func(c Cursor) *gorm.DB { return s.newer(ctx, workspaceID, f, c) },
+		at:    eventCursor,
+	}
 	var out AuditPage
-	if at.After != nil {
-		// perPage+1 rows tell whether more lie above this page.
-		if err := s.newer(ctx, workspaceID, f, *at.After).Limit(perPage + 1).Find(&out.Events).Error; err != nil {
-			return out, err
-		}
-		if len(out.Events) > perPage {
-			out.Events = out.Events[:perPage]
-			slices.Reverse(out.Events)
-			out.Newer = cursorOf(out.Events[0])
-			out.Older = cursorOf(out.Events[len(out.Events)-1])
-			return out, nil
-		}
-		// Back at the top: show the first page, full.
-		at = AuditPosition{}
-		out = AuditPage{}
-	}
-	if err := s.older(ctx, workspaceID, f, at.Before).Limit(perPage + 1).Find(&out.Events).Error; err != nil {
-		return out, err
-	}
-	if len(out.Events) > perPage {
-		out.Events = out.Events[:perPage]
-		out.Older = cursorOf(out.Events[perPage-1])
-	}
-	if at.Before != nil {
-		// Anything above this page? One index seek answers it.
-		top := *at.Before
-		if len(out.Events) > 0 {
-			top = *cursorOf(out.Events[0])
-		}
-		var above []int64
-		if err := s.newer(ctx, workspaceID, f, top).Limit(1).Pluck("id", &above).Error; err != nil {
-			return out, err
-		}
-		if len(above) > 0 {
-			out.Newer = &top
-		}
-	}
-	return out, nil
+	var err error
+	out.Events, out.Newer, out.Older, err = l.page(at, perPage)
+	return out, err
 }
+
+func eventCursor(e models.AuditEvent) Cursor { return Cursor{At: e.CreatedAt.UTC(), ID: e.ID} }
 
 // AuditExportBatch is how many events an export reads per query.
 const AuditExportBatch = 1000
@@ -171,7 +101,7 @@ const AuditExportBatch = 1000
 // out: the export is the log as it stood when it began.
 func (s *Service) AuditEach(ctx context.Context, workspaceID int64, f AuditFilter, fn func([]models.AuditEvent) error) error {
 	batch := make([]models.AuditEvent, 0, AuditExportBatch)
-	var cursor *AuditCursor
+	var cursor *Cursor
 	for {
 		batch = batch[:0]
 		if err := s.older(ctx, workspaceID, f, cursor).Limit(AuditExportBatch).Find(&batch).Error; err != nil {
@@ -186,6 +116,7 @@ func (s *Service) AuditEach(ctx context.Context, workspaceID int64, f AuditFilte
 		if len(batch) < AuditExportBatch {
 			return nil
 		}
-		cursor = cursorOf(batch[len(batch)-1])
+		c := eventCursor(batch[len(batch)-1])
+		cursor = &c
 	}
 }

@@ -102,7 +102,7 @@ func TestAuditKeysetPagesMatchOffsetPages(t *testing.T) {
 			for _, perPage := range []int{41, 50, 64, len(want), len(want) + 1} {
 				pages := chunks(want, max(perPage, 1))
 				// Older, from the first page to the last.
-				var at keys.AuditPosition
+				var at keys.Position
 				for i := 0; ; i++ {
 					p, err := f.svc.Audit(ctx, f.ws, flt, at, perPage)
 					if err != nil {
@@ -123,7 +123,7 @@ func TestAuditKeysetPagesMatchOffsetPages(t *testing.T) {
 					if p.Older == nil {
 						break
 					}
-					at = keys.AuditPosition{Before: p.Older}
+					at = keys.Position{Before: p.Older}
 				}
 				if len(pages) == 0 {
 					continue
@@ -134,7 +134,7 @@ func TestAuditKeysetPagesMatchOffsetPages(t *testing.T) {
 					t.Fatal(err)
 				}
 				for i := len(pages) - 2; i >= 0; i-- {
-					p, err = f.svc.Audit(ctx, f.ws, flt, keys.AuditPosition{After: p.Newer}, perPage)
+					p, err = f.svc.Audit(ctx, f.ws, flt, keys.Position{After: p.Newer}, perPage)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -171,8 +171,8 @@ func TestAuditPagesStayPutWhileEventsArrive(t *testing.T) {
 	testutil.ForEachEngine(t, func(t *testing.T, dbURL string) {
 		f := setup(t, dbURL, 0)
 		seedAudit(t, f, f.ws, 120)
-		first, _ := f.svc.Audit(ctx, f.ws, keys.AuditFilter{}, keys.AuditPosition{}, 50)
-		second, _ := f.svc.Audit(ctx, f.ws, keys.AuditFilter{}, keys.AuditPosition{Before: first.Older}, 50)
+		first, _ := f.svc.Audit(ctx, f.ws, keys.AuditFilter{}, keys.Position{}, 50)
+		second, _ := f.svc.Audit(ctx, f.ws, keys.AuditFilter{}, keys.Position{Before: first.Older}, 50)
 
 		// New events: later ones, and one sharing the newest instant (a
 		// higher id, so newer).
@@ -186,33 +186,33 @@ func TestAuditPagesStayPutWhileEventsArrive(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		again, _ := f.svc.Audit(ctx, f.ws, keys.AuditFilter{}, keys.AuditPosition{Before: first.Older}, 50)
+		again, _ := f.svc.Audit(ctx, f.ws, keys.AuditFilter{}, keys.Position{Before: first.Older}, 50)
 		if !slices.Equal(ids(again.Events), ids(second.Events)) {
 			t.Fatalf("page 2 changed when events arrived: %v, was %v", ids(again.Events), ids(second.Events))
 		}
-		third, _ := f.svc.Audit(ctx, f.ws, keys.AuditFilter{}, keys.AuditPosition{Before: again.Older}, 50)
+		third, _ := f.svc.Audit(ctx, f.ws, keys.AuditFilter{}, keys.Position{Before: again.Older}, 50)
 		if len(third.Events) != 20 || third.Older != nil {
 			t.Fatalf("page 3 has %d events", len(third.Events))
 		}
-		back, _ := f.svc.Audit(ctx, f.ws, keys.AuditFilter{}, keys.AuditPosition{After: again.Newer}, 50)
+		back, _ := f.svc.Audit(ctx, f.ws, keys.AuditFilter{}, keys.Position{After: again.Newer}, 50)
 		if !slices.Equal(ids(back.Events), ids(first.Events)[0:50]) || back.Newer == nil {
 			t.Fatalf("page 1, reached going newer, is %v (newer %v), want %v", ids(back.Events), back.Newer, ids(first.Events))
 		}
-		fresh, _ := f.svc.Audit(ctx, f.ws, keys.AuditFilter{}, keys.AuditPosition{}, 50)
+		fresh, _ := f.svc.Audit(ctx, f.ws, keys.AuditFilter{}, keys.Position{}, 50)
 		if want := []int64{arrivals[2].ID, arrivals[1].ID, arrivals[0].ID}; !slices.Equal(ids(fresh.Events)[:3], want) {
 			t.Fatalf("the first page starts %v, want the arrivals %v", ids(fresh.Events)[:3], want)
 		}
 	})
 }
 
-func TestAuditCursorRoundTrips(t *testing.T) {
-	c := keys.AuditCursor{At: time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC), ID: 4711}
-	got, ok := keys.ParseAuditCursor(c.String())
+func TestCursorRoundTrips(t *testing.T) {
+	c := keys.Cursor{At: time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC), ID: 4711}
+	got, ok := keys.ParseCursor(c.String())
 	if !ok || !got.At.Equal(c.At) || got.ID != c.ID {
 		t.Fatalf("%q parsed as %v %v", c.String(), got, ok)
 	}
 	for _, bad := range []string{"", "1", "x.1", "1.x", "1.0", "1.-3", "1.2.3"} {
-		if _, ok := keys.ParseAuditCursor(bad); ok {
+		if _, ok := keys.ParseCursor(bad); ok {
 			t.Errorf("%q parsed", bad)
 		}
 	}

@@ -40,6 +40,9 @@ func (f Filter) Valid() bool {
 // where is the SQL condition of a filter, at now. Every list query also
 // has workspace_id = ?, and orders by created_at, id: the index
 // api_keys_workspace_created_idx (workspace_id, created_at, id) serves both.
+// The time-dependent conditions are also ranges of the partial indexes
+// api_keys_workspace_expires_idx and api_keys_workspace_used_idx, which
+// the capped counts read.
 func (f Filter) where(db *gorm.DB, now time.Time) *gorm.DB {
 	live := "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)"
 	switch f {
@@ -52,23 +55,41 @@ func (f Filter) where(db *gorm.DB, now time.Time) *gorm.DB {
 	case FilterRevoked:
 		return db.Where("revoked_at IS NOT NULL")
 	case FilterUnused:
-		return db.Where(live+" AND COALESCE(last_used_at, created_at) <= ?", now, now.Add(-UnusedAfter))
+		return db.Where("revoked_at IS NULL AND COALESCE(last_used_at, created_at) <= ? AND (expires_at IS NULL OR expires_at > ?)", now.Add(-UnusedAfter), now)
 	}
 	return db.Where("revoked_at IS NULL")
 }
 
+// CountCap is where the counts of the time-dependent filters (active,
+// expiring, expired, unused) stop: each reads an index range of at most
+// CountCap+1 keys, so a tab costs the same with 50,000 keys as with 5,000.
+// A count above the cap is reported as CountCap+1 and shown as "1,000+".
+// All and Revoked are exact at any size (key_counts).
+const CountCap = 1_000
+
+// Counts is how many keys each filter holds, for the filter tabs. A value
+// of CountCap+1 means "more than CountCap".
+type Counts map[Filter]int64
+
 // Page is one page of a key list.
 type Page struct {
-	Keys    []models.APIKey
-	Counts  Counts // keys in every filter, for the filter tabs
-	Total   int64  // keys matching the filter
-	Page    int    // 1-based
-	PerPage int
-	Now     time.Time // the instant the statuses were computed at
+	Keys   []models.APIKey
+	Counts Counts // keys in every filter, for the filter tabs
+	Total  int64  // keys matching the filter (CountCap+1: more than CountCap)
+	// A keyset page (ListOptions.At) links the pages either side by cursor
+	// (nil: none); an offset page (ListOptions.Page) has a number.
+	Newer, Older *Cursor
+	Page         int // 1-based: an offset page's number, or the number a keyset page's link carried
+	PerPage      int
+	HasMore      bool      // keys follow this page
+	Now          time.Time // the instant the statuses were computed at
 }
 
-// Pages is how many pages the filter has.
+// Pages is how many pages the filter has, or 0 when the count is capped.
 func (p Page) Pages() int {
+	if p.Total > CountCap {
+		return 0
+	}
 	if p.Total == 0 {
 		return 1
 	}
@@ -80,36 +101,86 @@ type ListOptions struct {
 	Filter    Filter
 	Env       Env   // "" for both; keys listing keys see only their own
 	CreatorID int64 // 0 for everyone's
-	Page      int   // 1-based
-	PerPage   int
+	// At reads a keyset page (the dashboard): the same cost at any depth.
+	// Page > 1 with a zero At reads an offset page (the API's page=).
+	At      Position
+	Page    int // 1-based
+	PerPage int
 }
 
 // List returns one page of a workspace's keys, newest first, with their
-// creators and rotation links, and the count of every filter. Two queries:
-// one pass over the workspace's keys for the counts, one indexed page.
+// creators and rotation links, and the count of every filter.
 func (s *Service) List(ctx context.Context, workspaceID int64, o ListOptions) (Page, error) {
 	now := s.clock.Now()
-	out := Page{Page: max(o.Page, 1), PerPage: o.PerPage, Now: now}
+	out := Page{Page: max(o.Page, 1), PerPage: max(o.PerPage, 1), Now: now}
 	var err error
 	if out.Counts, err = s.count(ctx, workspaceID, o, now); err != nil {
 		return out, err
 	}
 	out.Total = out.Counts[o.Filter]
-	if last := out.Pages(); out.Page > last {
+	walk := walkCreated(out.Total, out.Counts[FilterAll]+out.Counts[FilterRevoked], out.PerPage)
+	query := func() *gorm.DB {
+		db := s.db.WithContext(ctx)
+		if walk && !models.IsPostgres(db) {
+			db = db.Table("api_keys INDEXED BY api_keys_workspace_created_idx")
+		}
+		return o.Filter.where(inWorkspace(db, workspaceID, o), now).
+			Preload("CreatedBy").Preload("Replaces").Preload("RotatedTo")
+	}
+	if out.Page == 1 || o.At != (Position{}) {
+		l := keyset[models.APIKey]{
+			older: func(c *Cursor) *gorm.DB {
+				q := query()
+				if c != nil {
+					q = q.Where("(created_at, id) < (?, ?)", c.At, c.ID)
+				}
+				return q.Order("created_at DESC, id DESC")
+			},
+			newer: func(c Cursor) *gorm.DB {
+				return query().Where("(created_at, id) > (?, ?)", c.At, c.ID).Order("created_at ASC, id ASC")
+			},
+			at: keyCursor,
+		}
+		out.Keys, out.Newer, out.Older, err = l.page(o.At, out.PerPage)
+		out.HasMore = out.Older != nil
+		// The number a keyset page shows is the one its link carried,
+		// and 1 wherever nothing lies above.
+		if out.Newer == nil {
+			out.Page = 1
+		} else {
+			out.Page = max(out.Page, 2)
+		}
+		return out, err
+	}
+	if last := out.Pages(); last > 0 && out.Page > last {
 		out.Page = last
 	}
-	f, perPage := o.Filter, o.PerPage
-	err = f.where(inWorkspace(s.db.WithContext(ctx), workspaceID, o), now).
-		Preload("CreatedBy").Preload("Replaces").Preload("RotatedTo").
-		Order("created_at DESC, id DESC").Limit(perPage).Offset((out.Page - 1) * perPage).
-		Find(&out.Keys).Error
+	err = query().Order("created_at DESC, id DESC").Limit(out.PerPage + 1).Offset((out.Page - 1) * out.PerPage).Find(&out.Keys).Error
+	if len(out.Keys) > out.PerPage {
+		out.Keys, out.HasMore = out.Keys[:out.PerPage], true
+		out.Older = new(keyCursor(out.Keys[out.PerPage-1]))
+	}
+	if out.Page > 1 && len(out.Keys) > 0 {
+		out.Newer = new(keyCursor(out.Keys[0]))
+	}
 	return out, err
 }
 
-// Counts is how many keys each filter holds, for the filter tabs.
-type Counts map[Filter]int64
+// walkCreated says whether a page of a filter matching n of a workspace's
+// total keys is read best by walking api_keys_workspace_created_idx newest
+// first, skipping what does not match (about perPage·total/n rows), rather
+// than reading the filter's index range and sorting it (n rows). Either
+// way a page reads at most about √(perPage·total) rows: 1,100 of 50,000.
+// A capped count (n > CountCap) walks: at most perPage·total/CountCap.
+// PostgreSQL's planner makes this choice from its statistics; SQLite's,
+// without any, would sort the range every time.
+func walkCreated(n, total int64, perPage int) bool {
+	return n > CountCap || n*n >= int64(perPage+1)*total
+}
 
-// Count counts every filter of a workspace in one pass over its keys.
+func keyCursor(k models.APIKey) Cursor { return Cursor{At: k.CreatedAt.UTC(), ID: k.ID} }
+
+// Count counts every filter of a workspace.
 func (s *Service) Count(ctx context.Context, workspaceID int64) (Counts, error) {
 	return s.count(ctx, workspaceID, ListOptions{}, s.clock.Now())
 }
@@ -125,9 +196,62 @@ func inWorkspace(db *gorm.DB, workspaceID int64, o ListOptions) *gorm.DB {
 	return db
 }
 
-// count's conditions are Filter.where's, folded into one aggregate; the
-// tests check each filter's count against its list.
+// count reads All and Revoked from key_counts, and counts the
+// time-dependent filters through their index ranges, each up to CountCap.
+// One creator's keys (o.CreatorID) are counted in one pass over them.
 func (s *Service) count(ctx context.Context, workspaceID int64, o ListOptions, now time.Time) (Counts, error) {
+	if o.CreatorID != 0 {
+		return s.countEach(ctx, workspaceID, o, now)
+	}
+	var rows []struct {
+		Revoked int
+		N       int64
+	}
+	q := s.db.WithContext(ctx).Table("key_counts").Select("revoked, SUM(n) AS n").Where("workspace_id = ?", workspaceID)
+	if o.Env != "" {
+		q = q.Where("environment = ?", string(o.Env))
+	}
+	if err := q.Group("revoked").Scan(&rows).Error; err != nil {
+		return nil, err
+	}
+	out := Counts{FilterAll: 0, FilterRevoked: 0}
+	for _, r := range rows {
+		if r.Revoked == 1 {
+			out[FilterRevoked] = r.N
+		} else {
+			out[FilterAll] = r.N
+		}
+	}
+	for _, f := range []Filter{FilterExpired, FilterExpiring, FilterUnused} {
+		n, err := s.capped(ctx, workspaceID, o, f, now)
+		if err != nil {
+			return nil, err
+		}
+		out[f] = n
+	}
+	out[FilterActive] = out[FilterAll] - out[FilterExpired]
+	if out[FilterExpired] > CountCap {
+		n, err := s.capped(ctx, workspaceID, o, FilterActive, now)
+		if err != nil {
+			return nil, err
+		}
+		out[FilterActive] = n
+	}
+	return out, nil
+}
+
+// capped counts a filter's keys, up to CountCap+1.
+func (s *Service) capped(ctx context.Context, workspaceID int64, o ListOptions, f Filter, now time.Time) (int64, error) {
+	sub := f.where(inWorkspace(s.db.WithContext(ctx), workspaceID, o), now).Select("1").Limit(CountCap + 1)
+	var n int64
+	err := s.db.WithContext(ctx).Table("(?) AS capped", sub).Count(&n).Error
+	return n, err
+}
+
+// countEach counts every filter in one pass over the keys o selects. Its
+// conditions are Filter.where's, folded into one aggregate; the tests
+// check each filter's count against its list and against count.
+func (s *Service) countEach(ctx context.Context, workspaceID int64, o ListOptions, now time.Time) (Counts, error) {
 	var row struct{ All, Active, Expiring, Expired, Revoked, Unused int64 }
 	err := inWorkspace(s.db.WithContext(ctx), workspaceID, o).Select(`
 		COALESCE(SUM(CASE WHEN revoked_at IS NULL THEN 1 ELSE 0 END), 0) AS "all",
@@ -135,10 +259,41 @@ func (s *Service) count(ctx context.Context, workspaceID int64, o ListOptions, n
 		COALESCE(SUM(CASE WHEN revoked_at IS NULL AND rotated_to_id IS NULL AND expires_at > @now AND expires_at <= @soon THEN 1 ELSE 0 END), 0) AS expiring,
 		COALESCE(SUM(CASE WHEN revoked_at IS NULL AND expires_at <= @now THEN 1 ELSE 0 END), 0) AS expired,
 		COALESCE(SUM(CASE WHEN revoked_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS revoked,
-		COALESCE(SUM(CASE WHEN revoked_at IS NULL AND (expires_at IS NULL OR expires_at > @now)
-			AND COALESCE(last_used_at, created_at) <= @stale THEN 1 ELSE 0 END), 0) AS unused`,
+		COALESCE(SUM(CASE WHEN revoked_at IS NULL AND COALESCE(last_used_at, created_at) <= @stale
+			AND (expires_at IS NULL OR expires_at > @now) THEN 1 ELSE 0 END), 0) AS unused`,
 		map[string]any{"now": now, "soon": now.Add(ExpiringSoon), "stale": now.Add(-UnusedAfter)},
 	).Scan(&row).Error
 	return Counts{FilterAll: row.All, FilterActive: row.Active, FilterExpiring: row.Expiring,
 		FilterExpired: row.Expired, FilterRevoked: row.Revoked, FilterUnused: row.Unused}, err
+}
+
+// tally moves a key in key_counts, in the transaction of the change: +1
+// for a new key, -1 for a key leaving a bucket (which holds it already).
+func tally(tx *gorm.DB, workspaceID int64, env string, revoked bool, delta int) error {
+	r := 0
+	if revoked {
+		r = 1
+	}
+	if delta < 0 {
+		return tx.Exec("UPDATE key_counts SET n = n + ? WHERE workspace_id = ? AND environment = ? AND revoked = ?",
+			delta, workspaceID, env, r).Error
+	}
+	return tx.Exec(`INSERT INTO key_counts (workspace_id, environment, revoked, n) VALUES (?, ?, ?, ?)
+		ON CONFLICT (workspace_id, environment, revoked) DO UPDATE SET n = key_counts.n + excluded.n`,
+		workspaceID, env, r, delta).Error
+}
+
+// Recount rewrites a workspace's key_counts from its keys: for keys
+// written around the service (bulk imports, benchmarks), and the tests'
+// check that the kept counts equal a recount.
+func (s *Service) Recount(ctx context.Context, workspaceID int64) error {
+	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Exec("DELETE FROM key_counts WHERE workspace_id = ?", workspaceID).Error; err != nil {
+			return err
+		}
+		return tx.Exec(`INSERT INTO key_counts (workspace_id, environment, revoked, n)
+			SELECT workspace_id, environment, CASE WHEN revoked_at IS NULL THEN 0 ELSE 1 END, COUNT(*)
+			FROM api_keys WHERE workspace_id = ?
+			GROUP BY workspace_id, environment, CASE WHEN revoked_at IS NULL THEN 0 ELSE 1 END`, workspaceID).Error
+	})
 }

@@ -375,6 +375,9 @@ func (s *Service) insert(tx *gorm.DB, workspaceID int64, actor Actor, k models.A
 	if err := tx.Create(&k).Error; err != nil {
 		return Created{}, err
 	}
+	if err := tally(tx, workspaceID, k.Environment, false, 1); err != nil {
+		return Created{}, err
+	}
 	return Created{Key: k, Secret: secret}, nil
 }
 
@@ -561,6 +564,12 @@ func (s *Service) Revoke(ctx context.Context, workspaceID int64, actor Actor, id
 		}
 		if res.RowsAffected == 0 {
 			return ErrNotActive
+		}
+		if err := tally(tx, workspaceID, k.Environment, false, -1); err != nil {
+			return err
+		}
+		if err := tally(tx, workspaceID, k.Environment, true, 1); err != nil {
+			return err
 		}
 		k.RevokedAt = &now
 		return s.audit(tx, workspaceID, actor, ActionRevoked, k, "")

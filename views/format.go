@@ -2,6 +2,8 @@ package views
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -60,4 +62,18 @@ func Duration(d time.Duration) string {
 	default:
 		return plural(int(d/time.Hour), "hour")
 	}
+}
+
+// Thousands writes a count with a comma between groups of three digits:
+// 12,345.
+func Thousands(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
