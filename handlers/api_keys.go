@@ -105,10 +105,9 @@ func (h *Handlers) apiListKeys(c echo.Context) error {
 	for _, key := range p.Keys {
 		data = append(data, toJSON(key, p.Now))
 	}
-	out := map[string]any{"data": data, "page": p.Page, "per_page": p.PerPage, "total": p.Total, "has_more": p.HasMore}
-	if p.Total > keys.CountCap {
-		// The time-dependent filters stop counting at the cap.
-		out["total"], out["total_capped"] = keys.CountCap, true
+	out := map[string]any{"data": data, "page": p.Page, "per_page": p.PerPage, "total": p.Total.N, "has_more": p.HasMore}
+	if p.Total.Capped {
+		out["total_capped"] = true // the time-dependent filters stop counting at keys.CountCap
 	}
 	return c.JSON(http.StatusOK, out)
 }

@@ -110,13 +110,13 @@ func filterTabs(current keys.Filter, counts keys.Counts) []views.FilterTab {
 	return tabs
 }
 
-// countLabel shows a key count with thousands separators, and a count
-// past the cap as "1,000+".
-func countLabel(n int64) string {
-	if n > keys.CountCap {
-		return views.Thousands(keys.CountCap) + "+"
+// countLabel shows a key count with thousands separators, and a capped
+// one as "1,000+".
+func countLabel(n keys.Count) string {
+	if n.Capped {
+		return views.Thousands(n.N) + "+"
 	}
-	return views.Thousands(n)
+	return views.Thousands(n.N)
 }
 
 // formView builds the create form for the actor, from in, within the

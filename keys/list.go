@@ -63,19 +63,24 @@ func (f Filter) where(db *gorm.DB, now time.Time) *gorm.DB {
 // CountCap is where the counts of the time-dependent filters (active,
 // expiring, expired, unused) stop: each reads an index range of at most
 // CountCap+1 keys, so a tab costs the same with 50,000 keys as with 5,000.
-// A count above the cap is reported as CountCap+1 and shown as "1,000+".
-// All and Revoked are exact at any size (key_counts).
+// All and Revoked are exact at any size (key_counts), and so is Active
+// while Expired is.
 const CountCap = 1_000
 
-// Counts is how many keys each filter holds, for the filter tabs. A value
-// of CountCap+1 means "more than CountCap".
-type Counts map[Filter]int64
+// Count is how many keys a filter holds: N, or more than N when Capped.
+type Count struct {
+	N      int64
+	Capped bool // counting stopped at CountCap: "1,000+"
+}
+
+// Counts is every filter's count, for the filter tabs.
+type Counts map[Filter]Count
 
 // Page is one page of a key list.
 type Page struct {
 	Keys   []models.APIKey
 	Counts Counts // keys in every filter, for the filter tabs
-	Total  int64  // keys matching the filter (CountCap+1: more than CountCap)
+	Total  Count  // keys matching the filter
 	// A keyset page (ListOptions.At) links the pages either side by cursor
 	// (nil: none); an offset page (ListOptions.Page) has a number.
 	Newer, Older *Cursor
@@ -87,13 +92,13 @@ type Page struct {
 
 // Pages is how many pages the filter has, or 0 when the count is capped.
 func (p Page) Pages() int {
-	if p.Total > CountCap {
+	if p.Total.Capped {
 		return 0
 	}
-	if p.Total == 0 {
+	if p.Total.N == 0 {
 		return 1
 	}
-	return int((p.Total + int64(p.PerPage) - 1) / int64(p.PerPage))
+	return int((p.Total.N + int64(p.PerPage) - 1) / int64(p.PerPage))
 }
 
 // ListOptions narrows and pages a key list.
@@ -118,7 +123,7 @@ func (s *Service) List(ctx context.Context, workspaceID int64, o ListOptions) (P
 		return out, err
 	}
 	out.Total = out.Counts[o.Filter]
-	walk := walkCreated(out.Total, out.Counts[FilterAll]+out.Counts[FilterRevoked], out.PerPage)
+	walk := walkCreated(out.Total, out.Counts[FilterAll].N+out.Counts[FilterRevoked].N, out.PerPage)
 	query := func() *gorm.DB {
 		db := s.db.WithContext(ctx)
 		if walk && !models.IsPostgres(db) {
@@ -171,11 +176,11 @@ func (s *Service) List(ctx context.Context, workspaceID int64, o ListOptions) (P
 // first, skipping what does not match (about perPage·total/n rows), rather
 // than reading the filter's index range and sorting it (n rows). Either
 // way a page reads at most about √(perPage·total) rows: 1,100 of 50,000.
-// A capped count (n > CountCap) walks: at most perPage·total/CountCap.
+// A capped count walks: at most perPage·total/CountCap rows.
 // PostgreSQL's planner makes this choice from its statistics; SQLite's,
 // without any, would sort the range every time.
-func walkCreated(n, total int64, perPage int) bool {
-	return n > CountCap || n*n >= int64(perPage+1)*total
+func walkCreated(n Count, total int64, perPage int) bool {
+	return n.Capped || n.N*n.N >= int64(perPage+1)*total
 }
 
 func keyCursor(k models.APIKey) Cursor { return Cursor{At: k.CreatedAt.UTC(), ID: k.ID} }
@@ -214,12 +219,12 @@ func (s *Service) count(ctx context.Context, workspaceID int64, o ListOptions, n
 	if err := q.Group("revoked").Scan(&rows).Error; err != nil {
 		return nil, err
 	}
-	out := Counts{FilterAll: 0, FilterRevoked: 0}
+	out := Counts{FilterAll: {}, FilterRevoked: {}}
 	for _, r := range rows {
 		if r.Revoked == 1 {
-			out[FilterRevoked] = r.N
+			out[FilterRevoked] = Count{N: r.N}
 		} else {
-			out[FilterAll] = r.N
+			out[FilterAll] = Count{N: r.N}
 		}
 	}
 	for _, f := range []Filter{FilterExpired, FilterExpiring, FilterUnused} {
@@ -229,23 +234,27 @@ func (s *Service) count(ctx context.Context, workspaceID int64, o ListOptions, n
 		}
 		out[f] = n
 	}
-	out[FilterActive] = out[FilterAll] - out[FilterExpired]
-	if out[FilterExpired] > CountCap {
+	if out[FilterExpired].Capped {
 		n, err := s.capped(ctx, workspaceID, o, FilterActive, now)
 		if err != nil {
 			return nil, err
 		}
 		out[FilterActive] = n
+	} else {
+		out[FilterActive] = Count{N: out[FilterAll].N - out[FilterExpired].N}
 	}
 	return out, nil
 }
 
-// capped counts a filter's keys, up to CountCap+1.
-func (s *Service) capped(ctx context.Context, workspaceID int64, o ListOptions, f Filter, now time.Time) (int64, error) {
+// capped counts a filter's keys, up to CountCap.
+func (s *Service) capped(ctx context.Context, workspaceID int64, o ListOptions, f Filter, now time.Time) (Count, error) {
 	sub := f.where(inWorkspace(s.db.WithContext(ctx), workspaceID, o), now).Select("1").Limit(CountCap + 1)
 	var n int64
 	err := s.db.WithContext(ctx).Table("(?) AS capped", sub).Count(&n).Error
-	return n, err
+	if n > CountCap {
+		return Count{N: CountCap, Capped: true}, err
+	}
+	return Count{N: n}, err
 }
 
 // countEach counts every filter in one pass over the keys o selects. Its
@@ -263,8 +272,8 @@ func (s *Service) countEach(ctx context.Context, workspaceID int64, o ListOption
 			AND (expires_at IS NULL OR expires_at > @now) THEN 1 ELSE 0 END), 0) AS unused`,
 		map[string]any{"now": now, "soon": now.Add(ExpiringSoon), "stale": now.Add(-UnusedAfter)},
 	).Scan(&row).Error
-	return Counts{FilterAll: row.All, FilterActive: row.Active, FilterExpiring: row.Expiring,
-		FilterExpired: row.Expired, FilterRevoked: row.Revoked, FilterUnused: row.Unused}, err
+	return Counts{FilterAll: {N: row.All}, FilterActive: {N: row.Active}, FilterExpiring: {N: row.Expiring},
+		FilterExpired: {N: row.Expired}, FilterRevoked: {N: row.Revoked}, FilterUnused: {N: row.Unused}}, err
 }
 
 // tally moves a key in key_counts, in the transaction of the change: +1
