@@ -39,7 +39,7 @@ func (u *Usage) Record(keyID int64, at time.Time, ip, agent string) {
 	u.mu.Unlock()
 }
 
-// Flush writes every buffered use with one statement (per thousand keys;
+// Flush writes every buffered use with one statement (per 8,000 keys;
 // see models.WriteLastUses). On error the uses go back into the buffer for
 // the next flush.
 func (u *Usage) Flush(ctx context.Context) error {

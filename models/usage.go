@@ -15,12 +15,13 @@ type LastUse struct {
 	UserAgent string
 }
 
-// lastUsesPerStatement keeps a statement's parameters (4 a row) well under
-// SQLite's limit of 32,766 and PostgreSQL's of 65,535.
-const lastUsesPerStatement = 1000
+// lastUsesPerStatement keeps a statement's parameters (4 a row) under
+// SQLite's limit of 32,766 and PostgreSQL's of 65,535: a flush of up to
+// 8,000 keys used since the last one is one statement.
+const lastUsesPerStatement = 8000
 
 // WriteLastUses records uses with one UPDATE … FROM a VALUES list per
-// thousand keys, never one statement per key. A use never moves
+// 8,000 keys, never one statement per key. A use never moves
 // last_used_at backwards (another replica may have written a later one),
 // and updated_at stays: a use is not a change to the key.
 func WriteLastUses(tx *gorm.DB, uses []LastUse) error {
