@@ -15,21 +15,33 @@ import (
 	"keysmith/accounts"
 	"keysmith/app"
 	"keysmith/clock"
+	"keysmith/config"
 	"keysmith/keys"
 	"keysmith/models"
+	"keysmith/tokens"
 )
+
+// configuredDB loads the settings a command reads (refusing problems in
+// those alone) and opens its database, migrated; the caller closes it.
+func configuredDB(settings ...string) (config.Config, *gorm.DB, int, error) {
+	cfg, err := loadConfig(settings...)
+	if err != nil {
+		return cfg, nil, 0, err
+	}
+	db, applied, err := app.OpenDB(cfg, clock.Real{})
+	if err != nil {
+		return cfg, nil, 0, fmt.Errorf("database: %w", err)
+	}
+	return cfg, db, applied, nil
+}
 
 type migrateCmd struct{}
 
 // Run applies the migrations the database lacks.
 func (migrateCmd) Run(s *streams) error {
-	cfg, err := loadConfig("KEYSMITH_DATABASE_URL")
+	_, db, applied, err := configuredDB("KEYSMITH_DATABASE_URL")
 	if err != nil {
 		return err
-	}
-	db, applied, err := app.OpenDB(cfg, clock.Real{})
-	if err != nil {
-		return fmt.Errorf("database: %w", err)
 	}
 	defer models.Close(db)
 	fmt.Fprintf(s.stdout, "database at schema version %d (%d migrations applied now)\n", models.SchemaVersion(), applied)
@@ -44,10 +56,6 @@ type userCreateCmd struct {
 
 // Run creates the user with a personal workspace, as signing up does.
 func (c *userCreateCmd) Run(s *streams) error {
-	cfg, err := loadConfig("KEYSMITH_DATABASE_URL", "KEYSMITH_BCRYPT_COST")
-	if err != nil {
-		return err
-	}
 	password := c.Password
 	if password == "-" {
 		line, err := bufio.NewReader(s.stdin).ReadString('\n')
@@ -56,9 +64,9 @@ func (c *userCreateCmd) Run(s *streams) error {
 		}
 		password = strings.TrimRight(line, "\r\n")
 	}
-	db, _, err := app.OpenDB(cfg, clock.Real{})
+	cfg, db, _, err := configuredDB("KEYSMITH_DATABASE_URL", "KEYSMITH_BCRYPT_COST")
 	if err != nil {
-		return fmt.Errorf("database: %w", err)
+		return err
 	}
 	defer models.Close(db)
 	user, err := accounts.New(db, clock.Real{}, cfg.BcryptCost).SignUp(context.Background(), accounts.SignUpInput{
@@ -71,6 +79,27 @@ func (c *userCreateCmd) Run(s *streams) error {
 		return err
 	}
 	fmt.Fprintf(s.stdout, "created user %s (id %d) with a personal workspace\n", user.Email, user.ID)
+	return nil
+}
+
+type signingKeyRotateCmd struct{}
+
+// Run adds a signing key; running servers sign with it within a minute.
+func (signingKeyRotateCmd) Run(s *streams) error {
+	cfg, db, _, err := configuredDB("KEYSMITH_DATABASE_URL", "KEYSMITH_BASE_URL", "KEYSMITH_ENCRYPTION_KEY")
+	if err != nil {
+		return err
+	}
+	defer models.Close(db)
+	ts, err := app.NewTokens(cfg, db, clock.Real{})
+	if err != nil {
+		return err
+	}
+	kid, err := ts.Rotate(context.Background())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(s.stdout, "new signing key %s: running servers sign with it within %s; tokens signed before verify until they expire\n", kid, tokens.RefreshEvery)
 	return nil
 }
 
@@ -112,13 +141,9 @@ func (c *keyCreateCmd) Run(s *streams) error {
 			return usagef("%s %d: %s", q.flag, *q.n, msg)
 		}
 	}
-	cfg, err := loadConfig("KEYSMITH_DATABASE_URL", "KEYSMITH_KEY_PREFIX", "KEYSMITH_SCOPES_FILE", "KEYSMITH_MAX_KEY_LIFETIME")
+	cfg, db, _, err := configuredDB("KEYSMITH_DATABASE_URL", "KEYSMITH_KEY_PREFIX", "KEYSMITH_SCOPES_FILE", "KEYSMITH_MAX_KEY_LIFETIME")
 	if err != nil {
 		return err
-	}
-	db, _, err := app.OpenDB(cfg, clock.Real{})
-	if err != nil {
-		return fmt.Errorf("database: %w", err)
 	}
 	defer models.Close(db)
 	svc, err := app.NewKeys(cfg, db, clock.Real{})

@@ -55,6 +55,9 @@ type commandLine struct {
 	Key struct {
 		Create keyCreateCmd `cmd:"" help:"Create an API key and print only its secret."`
 	} `cmd:"" help:"Manage API keys."`
+	SigningKey struct {
+		Rotate signingKeyRotateCmd `cmd:"" help:"Start signing tokens with a new key; the old one verifies until its tokens expire."`
+	} `cmd:"" name:"signing-key" help:"Manage the keys that sign the tokens derived from API keys."`
 }
 
 const description = `Self-hosted API-key management: the dashboard and API, and the admin commands.

@@ -20,6 +20,7 @@ import (
 	"keysmith/clock"
 	"keysmith/keys"
 	"keysmith/models"
+	"keysmith/tokens"
 )
 
 // testVersion is the release the test binary is linked as.
@@ -359,6 +360,31 @@ func TestMigrateCommand(t *testing.T) {
 	code, out, _ = cli(t, db, "", "migrate")
 	if code != 0 || !strings.Contains(out, "(0 migrations applied now)") {
 		t.Fatalf("second migrate: %d %q", code, out)
+	}
+}
+
+// signing-key rotate adds a key beside the first one, which the first
+// command made along with the key file that encrypts both.
+func TestSigningKeyRotateCommand(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "k.db")
+	for range 2 {
+		code, out, stderr := cli(t, db, "", "signing-key", "rotate")
+		if code != 0 || !strings.HasPrefix(out, "new signing key ") {
+			t.Fatalf("signing-key rotate: %d %q %q", code, out, stderr)
+		}
+	}
+	gdb, err := models.Open(db, clock.Real{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer models.Close(gdb)
+	var n int64
+	gdb.Model(&models.SigningKey{}).Count(&n)
+	if n != 3 {
+		t.Errorf("%d signing keys, want the first and two rotations", n)
+	}
+	if fi, err := os.Stat(db + tokens.KeyFileSuffix); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("key file: %v %v", fi, err)
 	}
 }
 

@@ -27,14 +27,7 @@ func newService(t *testing.T, dbURL string) (*accounts.Service, *clock.Fake) {
 func newServiceDB(t *testing.T, dbURL string) (*accounts.Service, *clock.Fake, *gorm.DB) {
 	t.Helper()
 	clk := clock.NewFake(testutil.Epoch)
-	db, err := models.Open(dbURL, clk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := models.Migrate(db); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { models.Close(db) })
+	db := testutil.OpenDB(t, dbURL, clk)
 	return accounts.New(db, clk, 4), clk, db
 }
 

@@ -32,6 +32,7 @@ import (
 	"keysmith/ratelimit"
 	"keysmith/scheduler"
 	"keysmith/teams"
+	"keysmith/tokens"
 )
 
 // Demo account seeded on a development database (KEYSMITH_DEMO).
@@ -59,6 +60,7 @@ type App struct {
 	Sessions  *scs.SessionManager
 	Accounts  *accounts.Service
 	Keys      *keys.Service
+	Tokens    *tokens.Service // signs and verifies the tokens derived from keys
 	Verifier  *keys.Verifier
 	Usage     *keys.Usage
 	Mailer    *mailer.Mailer
@@ -108,6 +110,25 @@ func OpenDB(cfg config.Config, clk clock.Clock) (*gorm.DB, int, error) {
 	return db, applied, nil
 }
 
+// NewTokens builds the token service and loads its signing keys, making
+// the first one on a new database. Its encryption key comes from
+// KEYSMITH_ENCRYPTION_KEY, or on SQLite from a key file beside the
+// database; PostgreSQL without one is a configuration error.
+func NewTokens(cfg config.Config, db *gorm.DB, clk clock.Clock) (*tokens.Service, error) {
+	encKey, source, err := tokens.LoadEncryptionKey(cfg.EncryptionKey, cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("signing keys: %w", err)
+	}
+	ts, err := tokens.New(db, clk, tokens.Options{Issuer: cfg.BaseURL, EncryptionKey: encKey, KeySource: source, Covers: keys.Covers})
+	if err == nil {
+		err = ts.Load(context.Background())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("signing keys: %w", err)
+	}
+	return ts, nil
+}
+
 // NewKeys builds the keys service with the operator's scope catalog (or
 // the demo one), key prefix and maximum lifetime.
 func NewKeys(cfg config.Config, db *gorm.DB, clk clock.Clock) (*keys.Service, error) {
@@ -149,6 +170,11 @@ func New(cfg config.Config, opts Options) (*App, error) {
 	a.Sessions = handlers.NewSessionManager(cfg, a.sessionStore)
 	a.Accounts = accounts.New(db, a.Clock, cfg.BcryptCost)
 	if a.Keys, err = NewKeys(cfg, db, a.Clock); err != nil {
+		a.closeStores()
+		_ = models.Close(db)
+		return nil, err
+	}
+	if a.Tokens, err = NewTokens(cfg, db, a.Clock); err != nil {
 		a.closeStores()
 		_ = models.Close(db)
 		return nil, err
@@ -198,6 +224,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		Sessions:  a.Sessions,
 		Accounts:  a.Accounts,
 		Keys:      a.Keys,
+		Tokens:    a.Tokens,
 		Verifier:  a.Verifier,
 		Reminders: a.Reminders,
 		Teams:     a.Teams,

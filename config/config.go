@@ -3,6 +3,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net/mail"
 	"net/url"
@@ -46,6 +47,11 @@ type Config struct {
 	DBConnMaxLifetime time.Duration // KEYSMITH_DB_CONN_MAX_LIFETIME
 	MailConcurrency   int           // KEYSMITH_MAIL_CONCURRENCY: reminder deliveries sent at once
 	MetricsToken      string        // KEYSMITH_METRICS_TOKEN: serve /metrics to this bearer token; empty for no /metrics
+
+	// EncryptionKey (KEYSMITH_ENCRYPTION_KEY, 32 bytes in base64) encrypts
+	// the token signing keys at rest; nil for a key file beside a SQLite
+	// database (tokens.LoadEncryptionKey). PostgreSQL requires it.
+	EncryptionKey []byte
 }
 
 // Variable documents one setting; a test keeps the README's table in step.
@@ -82,6 +88,7 @@ var Variables = []Variable{
 	{"KEYSMITH_DB_CONN_MAX_LIFETIME", "30m", "a database connection is closed and reopened after this long"},
 	{"KEYSMITH_MAIL_CONCURRENCY", "4", "reminder emails sent at once, so one slow message does not hold up the rest"},
 	{"KEYSMITH_METRICS_TOKEN", "", "serve Prometheus metrics at /metrics to Authorization: Bearer <this token> (at least 32 characters); empty for no /metrics"},
+	{"KEYSMITH_ENCRYPTION_KEY", "a key file beside the SQLite database; required with PostgreSQL", "32 random bytes in base64 (openssl rand -base64 32) that encrypt the token signing keys in the database; the same on every replica"},
 }
 
 var prefixPattern = regexp.MustCompile(`^[a-z][a-z0-9]{1,9}$`)
@@ -125,6 +132,7 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 		DBConnMaxLifetime: p.duration("KEYSMITH_DB_CONN_MAX_LIFETIME", 30*time.Minute),
 		MailConcurrency:   p.integer("KEYSMITH_MAIL_CONCURRENCY", 4),
 		MetricsToken:      p.str("KEYSMITH_METRICS_TOKEN", ""),
+		EncryptionKey:     p.base64Key("KEYSMITH_ENCRYPTION_KEY", 32),
 	}
 	// PostgreSQL serves many connections; SQLite has one writer, and more
 	// connections only wait for it.
@@ -139,6 +147,9 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 		p.fail("KEYSMITH_DATABASE_URL", "must not be empty")
 	} else if scheme, _, ok := strings.Cut(c.DatabaseURL, "://"); ok && !c.IsPostgres() {
 		p.fail("KEYSMITH_DATABASE_URL", fmt.Sprintf("is a %s:// URL: give a SQLite file path or a postgres:// URL", scheme))
+	}
+	if c.IsPostgres() && c.EncryptionKey == nil && !p.failed("KEYSMITH_ENCRYPTION_KEY") {
+		p.fail("KEYSMITH_ENCRYPTION_KEY", "is required with PostgreSQL, the same on every replica: 32 random bytes in base64 (openssl rand -base64 32)")
 	}
 	switch {
 	case c.SMTPURL != "" && c.DevMailbox:
@@ -264,6 +275,11 @@ func (p *parser) fail(name, msg string) {
 	p.problems = append(p.problems, Problem{Variable: name, Reason: msg})
 }
 
+// failed reports whether name has a problem already.
+func (p *parser) failed(name string) bool {
+	return slices.ContainsFunc(p.problems, func(q Problem) bool { return q.Variable == name })
+}
+
 func (p *parser) str(name, def string) string {
 	if v, ok := p.lookup(name); ok && v != "" {
 		return v
@@ -299,6 +315,26 @@ func (p *parser) lifetime(name string) time.Duration {
 	}
 	p.fail(name, fmt.Sprintf("is %q, not a lifetime of at least a day such as 90d or 2160h", v))
 	return 0
+}
+
+// base64Key reads a secret of size bytes in base64 (standard or URL-safe,
+// padded or not); unset is nil. The problem never repeats the value.
+func (p *parser) base64Key(name string, size int) []byte {
+	v := strings.TrimSpace(p.str(name, ""))
+	if v == "" {
+		return nil
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(v); err == nil {
+			if len(b) == size {
+				return b
+			}
+			p.fail(name, fmt.Sprintf("must be %d random bytes in base64 (openssl rand -base64 %d), not %d bytes", size, size, len(b)))
+			return nil
+		}
+	}
+	p.fail(name, fmt.Sprintf("is not base64: give %d random bytes in base64 (openssl rand -base64 %d)", size, size))
+	return nil
 }
 
 func (p *parser) integer(name string, def int) int {

@@ -1,9 +1,11 @@
 package config_test
 
 import (
+	"encoding/base64"
 	"errors"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -30,9 +32,10 @@ func TestDefaults(t *testing.T) {
 
 func TestPostgresAndHTTPS(t *testing.T) {
 	c, err := config.Load(testutil.Env(map[string]string{
-		"KEYSMITH_DATABASE_URL": "postgres://u@db/keysmith",
-		"KEYSMITH_BASE_URL":     "https://keys.example.com/",
-		"KEYSMITH_SMTP_URL":     "smtps://u:p@mail.example.com",
+		"KEYSMITH_DATABASE_URL":   "postgres://u@db/keysmith",
+		"KEYSMITH_BASE_URL":       "https://keys.example.com/",
+		"KEYSMITH_SMTP_URL":       "smtps://u:p@mail.example.com",
+		"KEYSMITH_ENCRYPTION_KEY": testutil.EncryptionKey,
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -84,9 +87,10 @@ func TestBaseURLSetRecordsTheOperatorsChoice(t *testing.T) {
 // migration sends no mail, so it must not need SMTP.
 func TestProblemsConcerningSomeVariables(t *testing.T) {
 	_, err := config.Load(testutil.Env(map[string]string{
-		"KEYSMITH_DATABASE_URL": "postgres://u@db/keysmith",
-		"KEYSMITH_BCRYPT_COST":  "40",
-		"KEYSMITH_KEY_PREFIX":   "Keys!",
+		"KEYSMITH_DATABASE_URL":   "postgres://u@db/keysmith",
+		"KEYSMITH_BCRYPT_COST":    "40",
+		"KEYSMITH_KEY_PREFIX":     "Keys!",
+		"KEYSMITH_ENCRYPTION_KEY": testutil.EncryptionKey,
 	}))
 	var problems config.Problems
 	if !errors.As(err, &problems) || len(problems) != 3 {
@@ -176,5 +180,52 @@ func TestDatabaseURLOfAnotherEngineIsAConfigurationError(t *testing.T) {
 	})
 	if err == nil || !strings.Contains(err.Error(), "KEYSMITH_DATABASE_URL is a mysql:// URL") {
 		t.Fatalf("mysql:// URL: %v", err)
+	}
+}
+
+func TestEncryptionKey(t *testing.T) {
+	c, err := config.Load(testutil.Env(nil))
+	if err != nil || c.EncryptionKey != nil {
+		t.Fatalf("unset: %v, %v; want nil (a key file beside SQLite)", c.EncryptionKey, err)
+	}
+	key := make([]byte, 32)
+	for i := range key {
+		key[i] = byte(250 - i) // URL-safe and standard base64 differ on these bytes
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		c, err := config.Load(testutil.Env(map[string]string{"KEYSMITH_ENCRYPTION_KEY": enc.EncodeToString(key) + "\n"}))
+		if err != nil || !slices.Equal(c.EncryptionKey, key) {
+			t.Errorf("%s: %v, %v", enc.EncodeToString(key), c.EncryptionKey, err)
+		}
+	}
+	for value, reason := range map[string]string{
+		base64.StdEncoding.EncodeToString(key[:16]): "must be 32 random bytes in base64 (openssl rand -base64 32), not 16 bytes",
+		"correct horse battery staple!":             "is not base64",
+	} {
+		_, err := config.Load(testutil.Env(map[string]string{"KEYSMITH_ENCRYPTION_KEY": value}))
+		var problems config.Problems
+		if !errors.As(err, &problems) || len(problems) != 1 || problems[0].Variable != "KEYSMITH_ENCRYPTION_KEY" ||
+			!strings.Contains(problems[0].Reason, reason) {
+			t.Errorf("%q: %v; want %q", value, err, reason)
+		}
+		if strings.Contains(err.Error(), value) {
+			t.Errorf("the problem repeats the secret: %v", err)
+		}
+	}
+}
+
+// Several replicas must share the key that encrypts the signing keys, so
+// PostgreSQL without one is refused; SQLite keeps a key file instead.
+func TestPostgresNeedsAnEncryptionKey(t *testing.T) {
+	_, err := config.Load(testutil.Env(map[string]string{
+		"KEYSMITH_DATABASE_URL": "postgres://u@db/keysmith",
+		"KEYSMITH_SMTP_URL":     "smtps://u:p@mail.example.com",
+	}))
+	var problems config.Problems
+	if !errors.As(err, &problems) || len(problems) != 1 || problems[0].Variable != "KEYSMITH_ENCRYPTION_KEY" {
+		t.Fatalf("got %v", err)
+	}
+	if err := problems.Concerning("KEYSMITH_DATABASE_URL"); err != nil {
+		t.Errorf("keysmith migrate needs no encryption key: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"bytes"
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,7 @@ import (
 
 	"keysmith/keys"
 	"keysmith/ratelimit"
+	"keysmith/tokens"
 )
 
 // Error types and codes of SPEC §6.
@@ -57,18 +59,57 @@ var codeErrors = map[keys.Code]struct{ code, msg string }{
 	keys.CodeDisabled:  {"disabled_api_key", "The API key is disabled."},
 }
 
-// authContextKey is where requireKey leaves the authenticated key on the
-// echo context (not the request's context: that would copy the request on
-// the hot path). Read it only through apiKeyOf.
-const authContextKey = "keysmith.api_key"
+// tokenErrors are codeErrors for a token derived from a key (SPEC §9).
+var tokenErrors = map[keys.Code]struct{ code, msg string }{
+	keys.CodeMalformed: {"invalid_api_key", "The token is not valid here: Keysmith did not sign it, it was changed, or it is meant for another audience."},
+	keys.CodeNotFound:  {"invalid_api_key", "The token is not valid: its API key no longer exists."},
+	keys.CodeExpired:   {"expired_api_key", "The token has expired. Exchange the API key for a new one at POST /oauth/token."},
+	keys.CodeRevoked:   {"revoked_api_key", "The API key this token was derived from has been revoked."},
+	keys.CodeDisabled:  {"disabled_api_key", "The API key this token was derived from is disabled."},
+}
+
+// authenticate checks what a request presented: an API key, or a token
+// derived from one (SPEC §9). One verifier for both: a token must be
+// signed by Keysmith, unexpired and meant for audience (any when empty),
+// and its key must still work, so revoking a key ends its tokens at once.
+func (h *Handlers) authenticate(ctx context.Context, presented, ip, audience string) (*keys.Authenticated, keys.Code, error) {
+	if !tokens.LooksLikeJWT(presented) {
+		return h.Verifier.Authenticate(ctx, presented, ip)
+	}
+	tok, err := h.Tokens.Verify(ctx, presented, audience)
+	switch {
+	case errors.Is(err, tokens.ErrExpiredToken):
+		return nil, keys.CodeExpired, nil
+	case errors.Is(err, tokens.ErrInvalidToken), errors.Is(err, tokens.ErrWrongAudience):
+		return nil, keys.CodeMalformed, nil
+	case err != nil:
+		return nil, "", err
+	}
+	k, code, err := h.Verifier.AuthenticateKeyID(ctx, tok.KeyID)
+	if err != nil || k == nil {
+		return nil, code, err
+	}
+	if k.WorkspaceID != tok.WorkspaceID { // a key id of another workspace: never signed by us
+		return nil, keys.CodeMalformed, nil
+	}
+	return k.Derived(tok.Scopes, tok.ExpiresAt, tok.ID), code, nil
+}
+
+// keyContext is the echo context requireKey hands on: it carries the
+// authenticated key itself, where echo's store (c.Set) would cost a map
+// per request and the request's context a copy of the request, on the hot
+// path. Read the key only through apiKeyOf.
+type keyContext struct {
+	echo.Context
+	key *keys.Authenticated
+}
 
 // apiKeyOf is the key that authenticated this request.
 func apiKeyOf(c echo.Context) *keys.Authenticated {
-	k, _ := c.Get(authContextKey).(*keys.Authenticated)
-	if k == nil {
-		return &keys.Authenticated{}
+	if kc, ok := c.(*keyContext); ok && kc.key != nil {
+		return kc.key
 	}
-	return k
+	return &keys.Authenticated{}
 }
 
 // bearer extracts the key from "Authorization: Bearer <key>".
@@ -84,17 +125,19 @@ func bearer(r *http.Request) (string, bool) {
 	return strings.TrimSpace(token), true
 }
 
-// queryKey finds a key in the query string, where SPEC §6 refuses it
-// unless the operator allows it.
+// queryKey finds a key (api_key, accesskey) or a derived token (token) in
+// the query string, where SPEC §6 refuses it unless the operator allows it.
 func queryKey(r *http.Request) string {
 	if r.URL.RawQuery == "" {
 		return ""
 	}
 	q := r.URL.Query()
-	if k := q.Get("api_key"); k != "" {
-		return k
+	for _, name := range []string{"api_key", "accesskey", "token"} {
+		if k := q.Get(name); k != "" {
+			return k
+		}
 	}
-	return q.Get("accesskey")
+	return ""
 }
 
 // requireKey authenticates an API request with its key (SPEC §6): the key
@@ -115,7 +158,7 @@ func (h *Handlers) requireKey(next echo.HandlerFunc) echo.HandlerFunc {
 			return apiFail(c, http.StatusUnauthorized, errAuthentication, "missing_api_key", "No API key. Send it as Authorization: Bearer <key>.")
 		}
 		start, ip := time.Now(), c.RealIP()
-		k, code, err := h.Verifier.Authenticate(r.Context(), presented, ip)
+		k, code, err := h.authenticate(r.Context(), presented, ip, h.Config.BaseURL)
 		if throttled := (*keys.ThrottledError)(nil); errors.As(err, &throttled) {
 			c.Response().Header().Set("Retry-After", strconv.Itoa(ceilSeconds(throttled.RetryAfter)))
 			return apiFail(c, http.StatusTooManyRequests, errRateLimit, "rate_limit_exceeded",
@@ -126,6 +169,9 @@ func (h *Handlers) requireKey(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		if code != keys.CodeValid {
 			e := codeErrors[code]
+			if tokens.LooksLikeJWT(presented) {
+				e = tokenErrors[code]
+			}
 			return apiFail(c, http.StatusUnauthorized, errAuthentication, e.code, e.msg)
 		}
 		d, err := h.Verifier.Admit(r.Context(), k, ip, r.UserAgent())
@@ -133,14 +179,13 @@ func (h *Handlers) requireKey(next echo.HandlerFunc) echo.HandlerFunc {
 			return err
 		}
 		h.Metrics.Verification(time.Since(start))
-		setRateLimitHeaders(c, k.Limits(), d)
+		setRateLimitHeaders(c, k.RateLimitPolicy(), d)
 		if !d.Allowed {
 			h.Metrics.RateLimited()
 			c.Response().Header().Set("Retry-After", strconv.Itoa(ceilSeconds(d.RetryAfter)))
 			return apiFail(c, http.StatusTooManyRequests, errRateLimit, "rate_limit_exceeded", limitExceeded(d))
 		}
-		c.Set(authContextKey, k)
-		return next(c)
+		return next(&keyContext{Context: c, key: k})
 	}
 }
 
@@ -148,56 +193,33 @@ func (h *Handlers) requireKey(next echo.HandlerFunc) echo.HandlerFunc {
 // RateLimit-Limit, -Remaining and -Reset for the tightest window (the one
 // that refused, or the one with the fewest requests left), and the
 // structured fields of draft-ietf-httpapi-ratelimit-headers-10:
-// RateLimit-Policy lists each of the key's windows, RateLimit the
-// tightest:
+// RateLimit-Policy lists each of the key's windows (formatted once per
+// cached key), RateLimit the tightest:
 //
 //	RateLimit-Policy: "minute";q=1000;w=60, "hour";q=5000;w=3600
 //	RateLimit: "minute";r=999;t=1
 //
 // The keys are stored in their canonical form directly: Header.Set would
-// canonicalise them again on every request of the hot path. The five
-// values share one string and one slice: two allocations instead of ten.
-func setRateLimitHeaders(c echo.Context, l ratelimit.Limits, d ratelimit.Decision) {
-	var buf [256]byte
-	reset := int64(ceilSeconds(d.Reset))
+// canonicalise them again on every request of the hot path. The values
+// share one string and one slice: two allocations instead of ten.
+func setRateLimitHeaders(c echo.Context, policy string, d ratelimit.Decision) {
+	var buf [128]byte
+	reset := ceilSeconds(d.Reset)
 	b := strconv.AppendInt(buf[:0], int64(d.Limit), 10)
 	i := len(b)
 	b = strconv.AppendInt(b, int64(d.Remaining), 10)
 	j := len(b)
-	b = strconv.AppendInt(b, reset, 10)
+	b = strconv.AppendInt(b, int64(reset), 10)
 	k := len(b)
-	for w := ratelimit.Minute; w <= ratelimit.Day; w++ {
-		if q := l.Of(w); q > 0 {
-			if len(b) > k {
-				b = append(b, ", "...)
-			}
-			b = appendPolicyItem(b, w, ";q=", q)
-			b = append(b, ";w="...)
-			b = strconv.AppendInt(b, int64(w.Period()/time.Second), 10)
-		}
-	}
-	m := len(b)
-	b = appendPolicyItem(b, d.Window, ";r=", d.Remaining)
-	b = append(b, ";t="...)
-	b = strconv.AppendInt(b, reset, 10)
+	b = d.AppendField(b, reset)
 	all := string(b)
-	vals := []string{all[:i], all[i:j], all[j:k], all[k:m], all[m:]}
+	vals := []string{all[:i], all[i:j], all[j:k], policy, all[k:]}
 	hd := c.Response().Header()
 	hd["Ratelimit-Limit"] = vals[0:1:1]
 	hd["Ratelimit-Remaining"] = vals[1:2:2]
 	hd["Ratelimit-Reset"] = vals[2:3:3]
 	hd["Ratelimit-Policy"] = vals[3:4:4]
 	hd["Ratelimit"] = vals[4:5:5]
-}
-
-// appendPolicyItem appends a structured-field item naming window w, with
-// its first parameter: "hour";q=5000.
-func appendPolicyItem(b []byte, w ratelimit.Window, param string, n int) []byte {
-	b = append(b, '"')
-	b = append(b, w.String()...)
-	b = append(b, '"')
-	b = append(b, param...)
-	return strconv.AppendInt(b, int64(n), 10)
 }
 
 // limitExceeded is the 429's message, naming the window that refused.
@@ -243,7 +265,8 @@ func (h *Handlers) requireServiceToken(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 type authTestResponse struct {
-	Authenticated bool `json:"authenticated"`
+	Authenticated bool           `json:"authenticated"`
+	TokenType     keys.TokenType `json:"token_type"` // api_key, or jwt for a derived token
 	Workspace     struct {
 		ID   int64  `json:"id"`
 		Name string `json:"name"`
@@ -267,7 +290,7 @@ func (h *Handlers) authTest(c echo.Context) error {
 	k := apiKeyOf(c)
 	body := k.Memo(func() []byte {
 		var res authTestResponse
-		res.Authenticated = true
+		res.Authenticated, res.TokenType = true, k.Type()
 		res.Workspace.ID, res.Workspace.Name = k.WorkspaceID, k.WorkspaceName
 		res.Key.ID, res.Key.Name, res.Key.Kind, res.Key.Environment = k.ID, k.Name, k.Kind, k.Env
 		res.Key.Permission, res.Key.Scopes, res.Key.CreatedAt, res.Key.ExpiresAt = k.Permission, k.Scopes, k.CreatedAt, k.ExpiresAt
@@ -281,19 +304,21 @@ func (h *Handlers) authTest(c echo.Context) error {
 }
 
 type verifyRequest struct {
-	Key    string   `json:"key"`
-	Scopes []string `json:"scopes"`
+	Key      string   `json:"key"` // an API key or a token derived from one
+	Scopes   []string `json:"scopes"`
+	Audience string   `json:"audience"` // a token must name it in aud; empty: any
 }
 
 type verifyResponse struct {
-	Valid       bool        `json:"valid"`
-	Code        keys.Code   `json:"code"`
-	KeyID       *int64      `json:"key_id"`
-	WorkspaceID *int64      `json:"workspace_id"`
-	Environment *keys.Env   `json:"environment"`
-	Scopes      []string    `json:"scopes"`
-	ExpiresAt   *time.Time  `json:"expires_at"`
-	RateLimit   *rateLimits `json:"ratelimit"`
+	Valid       bool           `json:"valid"`
+	Code        keys.Code      `json:"code"`
+	TokenType   keys.TokenType `json:"token_type"`
+	KeyID       *int64         `json:"key_id"`
+	WorkspaceID *int64         `json:"workspace_id"`
+	Environment *keys.Env      `json:"environment"`
+	Scopes      []string       `json:"scopes"`
+	ExpiresAt   *time.Time     `json:"expires_at"`
+	RateLimit   *rateLimits    `json:"ratelimit"`
 }
 
 type rateLimits struct {
@@ -316,11 +341,14 @@ func (h *Handlers) verify(c echo.Context) error {
 	}
 	// The operator's own services are never throttled for unknown keys.
 	start := time.Now()
-	k, code, err := h.Verifier.Authenticate(c.Request().Context(), req.Key, "")
+	k, code, err := h.authenticate(c.Request().Context(), req.Key, "", req.Audience)
 	if err != nil {
 		return err
 	}
-	res := verifyResponse{Code: code, Scopes: []string{}}
+	res := verifyResponse{Code: code, TokenType: keys.TokenAPIKey, Scopes: []string{}}
+	if tokens.LooksLikeJWT(req.Key) {
+		res.TokenType = keys.TokenJWT
+	}
 	if code == keys.CodeMalformed || code == keys.CodeNotFound {
 		return c.JSON(http.StatusOK, res)
 	}

@@ -24,7 +24,8 @@ type apiErrorBody struct {
 }
 
 // handleError is echo's one error handler: JSON in SPEC §6's shape under
-// /v1/, an HTML page elsewhere. A 500 never shows internals; the error is
+// /v1/, in OAuth's (RFC 6749 §5.2) under /oauth/ and /.well-known/, an
+// HTML page elsewhere. A 500 never shows internals; the error is
 // logged (by the request logger) with the request id the user sees.
 func (h *Handlers) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
@@ -41,6 +42,19 @@ func (h *Handlers) handleError(err error, c echo.Context) {
 	}
 	requestID := c.Response().Header().Get(echo.HeaderXRequestID)
 
+	if oauthPath(c.Request().URL.Path) {
+		code, desc := "invalid_request", msg
+		switch {
+		case status == http.StatusNotFound:
+			desc = "No such endpoint."
+		case status == http.StatusMethodNotAllowed:
+			desc = "This endpoint does not accept " + c.Request().Method + "."
+		case status >= 500:
+			code, desc = "server_error", "Something went wrong on our side. Quote the request id ("+requestID+") if you contact support."
+		}
+		_ = oauthFail(c, status, code, desc)
+		return
+	}
 	if strings.HasPrefix(c.Request().URL.Path, "/v1/") {
 		body := apiErrorBody{Type: "invalid_request_error", Code: "not_found", Message: msg, RequestID: requestID}
 		switch {

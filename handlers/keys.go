@@ -241,7 +241,7 @@ func (h *Handlers) showKey(c echo.Context) error {
 
 // keyPage renders a key's page; after a refused form, errs and the
 // submitted values (edit) go back into it.
-func (h *Handlers) keyPage(c echo.Context, status int, id int64, errs validate.Errors, edit func(*views.KeyRow)) error {
+func (h *Handlers) keyPage(c echo.Context, status int, id int64, errs validate.Errors, edit func(*views.KeyDetailView)) error {
 	k, err := h.Keys.Get(c.Request().Context(), currentViewer(c).Current.WorkspaceID, id)
 	if err != nil {
 		return keyError(err)
@@ -251,9 +251,10 @@ func (h *Handlers) keyPage(c echo.Context, status int, id int64, errs validate.E
 		return err
 	}
 	actor := h.keyActor(c)
-	view := views.KeyDetailView{Row: keyRowIn(k, h.Clock.Now(), actor, members), Grace: graceChoices(), CanCreate: actor.CanCreate(), Errors: views.FieldErrors(errs)}
+	view := views.KeyDetailView{Row: keyRowIn(k, h.Clock.Now(), actor, members), Grace: graceChoices(), CanCreate: actor.CanCreate(),
+		Errors: views.FieldErrors(errs), TokenLifetimes: tokenLifetimeChoices(0)}
 	if edit != nil {
-		edit(&view.Row)
+		edit(&view)
 	}
 	return h.app(c, status, "api-keys", k.Name, views.KeyDetailPage(view))
 }
@@ -294,7 +295,7 @@ func (h *Handlers) renameKey(c echo.Context) error {
 	if errors.As(err, &ve) {
 		keep := func(r *views.KeyRow) { r.Name, r.Description = name, description }
 		if !inPlace {
-			return h.keyPage(c, http.StatusUnprocessableEntity, id, ve, keep)
+			return h.keyPage(c, http.StatusUnprocessableEntity, id, ve, func(v *views.KeyDetailView) { keep(&v.Row) })
 		}
 		current, gerr := h.Keys.Get(ctx, ws, id)
 		if gerr != nil {
@@ -370,8 +371,8 @@ func (h *Handlers) setRateLimit(c echo.Context) error {
 	k, err := h.Keys.SetRateLimits(c.Request().Context(), ws, h.keyActor(c), id, in)
 	var ve validate.Errors
 	if errors.As(err, &ve) {
-		return h.keyPage(c, http.StatusUnprocessableEntity, id, ve, func(r *views.KeyRow) {
-			r.RateLimitInput, r.HourlyInput, r.DailyInput = c.FormValue("rate_limit"), c.FormValue("hourly_quota"), c.FormValue("daily_quota")
+		return h.keyPage(c, http.StatusUnprocessableEntity, id, ve, func(v *views.KeyDetailView) {
+			v.Row.RateLimitInput, v.Row.HourlyInput, v.Row.DailyInput = c.FormValue("rate_limit"), c.FormValue("hourly_quota"), c.FormValue("daily_quota")
 		})
 	}
 	if err != nil {

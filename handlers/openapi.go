@@ -32,7 +32,8 @@ type openAPIOperation struct {
 	Summary     string                        `json:"summary"`
 	Description string                        `json:"description"`
 	Scope       string                        `json:"x-scope"`
-	Security    []map[string][]string         `json:"security"`
+	GoExample   string                        `json:"x-go-example"`
+	Security    *[]map[string][]string        `json:"security"` // nil: the document's (a key); empty: none
 	Responses   map[string]openAPIResponseRef `json:"responses"`
 }
 
@@ -42,7 +43,7 @@ type openAPIResponseRef struct {
 }
 
 // referenceEndpoints turns the OpenAPI document into the reference page's
-// list, in a reading order: check a key, verify, then keys.
+// list, in a reading order: check a key, verify, keys, then tokens.
 func referenceEndpoints(baseURL string) ([]views.Endpoint, error) {
 	var doc openAPIDoc
 	if err := json.Unmarshal(openAPI, &doc); err != nil {
@@ -58,8 +59,11 @@ func referenceEndpoints(baseURL string) ([]views.Endpoint, error) {
 			if err := json.Unmarshal(raw, &op); err != nil {
 				return nil, err
 			}
-			ep := views.Endpoint{Method: strings.ToUpper(method), Path: path, Summary: op.Summary, Description: op.Description, Scope: op.Scope}
-			ep.ServiceToken = len(op.Security) > 0 && op.Security[0]["serviceToken"] != nil
+			ep := views.Endpoint{Method: strings.ToUpper(method), Path: path, Summary: op.Summary, Description: op.Description, Scope: op.Scope, GoExample: op.GoExample}
+			if op.Security != nil {
+				ep.Public = len(*op.Security) == 0
+				ep.ServiceToken = !ep.Public && (*op.Security)[0]["serviceToken"] != nil
+			}
 			for code := range op.Responses {
 				ep.Statuses = append(ep.Statuses, code)
 			}
@@ -84,22 +88,33 @@ func pathRank(p string) string {
 		return "0"
 	case "/v1/keys/verify":
 		return "1"
+	case "/oauth/token":
+		return "3"
+	}
+	if strings.HasPrefix(p, "/.well-known/") {
+		return "4" + p
 	}
 	return "2" + p
 }
 
 func curlExample(base string, ep views.Endpoint) string {
 	path := strings.ReplaceAll(ep.Path, "{id}", "42")
-	auth := `-H "Authorization: Bearer $KEYSMITH_KEY"`
-	if ep.ServiceToken {
-		auth = `-H "Authorization: Bearer $KEYSMITH_SERVICE_TOKEN"`
+	auth := " \\\n  -H \"Authorization: Bearer $KEYSMITH_KEY\""
+	switch {
+	case ep.ServiceToken:
+		auth = " \\\n  -H \"Authorization: Bearer $KEYSMITH_SERVICE_TOKEN\""
+	case ep.Public:
+		auth = ""
 	}
 	cmd := "curl"
 	if ep.Method != "GET" {
 		cmd += " -X " + ep.Method
 	}
-	cmd += " " + base + path + " \\\n  " + auth
+	cmd += " " + base + path + auth
 	switch {
+	case ep.Path == "/oauth/token":
+		cmd += " \\\n  -d grant_type=urn:ietf:params:oauth:grant-type:token-exchange \\\n  -d subject_token_type=urn:keysmith:token-type:api-key \\\n" +
+			"  --data-urlencode \"subject_token=$KEYSMITH_KEY\" \\\n  -d scope=files:read -d expires_in=600"
 	case ep.Path == "/v1/keys/verify":
 		cmd += " \\\n  -H 'Content-Type: application/json' \\\n  -d '{\"key\":\"ks_sk_live_…\",\"scopes\":[\"files:write\"]}'"
 	case ep.Path == "/v1/keys" && ep.Method == "POST":

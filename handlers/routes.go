@@ -8,6 +8,7 @@ import (
 
 	"keysmith/assets"
 	"keysmith/models"
+	"keysmith/tokens"
 )
 
 // csrfContextKey is where echo's CSRF middleware leaves the token for
@@ -37,6 +38,10 @@ func (h *Handlers) routes(e *echo.Echo) {
 	e.GET("/v1/keys/:id", h.apiGetKey, key, requireScope("keys:read"))
 	e.POST("/v1/keys/:id/rotate", h.apiRotateKey, key, requireScope("keys:write"))
 	e.DELETE("/v1/keys/:id", h.apiRevokeKey, key, requireScope("keys:write"))
+	// OAuth (SPEC §9): the token exchange, and what offline verifiers need.
+	e.POST(tokens.TokenPath, h.oauthToken)
+	e.GET(tokens.JWKSPath, h.jwks)
+	e.GET(tokens.MetadataPath, h.authServerMetadata)
 
 	// Dashboard routes carry their middleware themselves rather than
 	// through a group: an echo group with middleware adds a catch-all route
@@ -80,6 +85,7 @@ func (h *Handlers) routes(e *echo.Echo) {
 	e.POST("/settings/api-keys/:id/rotate", h.rotateKey, web(login)...)
 	e.POST("/settings/api-keys/:id/revoke", h.revokeKey, web(login)...)
 	e.POST("/settings/api-keys/:id/rate-limit", h.setRateLimit, web(login)...)
+	e.POST("/settings/api-keys/:id/token", h.issueToken, web(login)...)
 	e.GET("/settings/api-reference", h.apiReference, web(login)...)
 	e.GET("/settings/team", h.team, web(login)...)
 	e.POST("/settings/team/invitations", h.invite, web(login)...)

@@ -5,7 +5,6 @@ package handlers
 import (
 	"log/slog"
 	"net/http"
-	"strings"
 
 	"github.com/alexedwards/scs/v2"
 	"github.com/labstack/echo/v4"
@@ -21,6 +20,7 @@ import (
 	"keysmith/ratelimit"
 	"keysmith/scheduler"
 	"keysmith/teams"
+	"keysmith/tokens"
 	"keysmith/views"
 )
 
@@ -31,6 +31,7 @@ type Deps struct {
 	Sessions  *scs.SessionManager
 	Accounts  *accounts.Service
 	Keys      *keys.Service
+	Tokens    *tokens.Service
 	Verifier  *keys.Verifier
 	Reminders *scheduler.Reminders
 	Teams     *teams.Service
@@ -89,9 +90,7 @@ func New(d Deps) *echo.Echo {
 		e.IPExtractor = echo.ExtractIPDirect()
 	}
 
-	e.Pre(middleware.RequestIDWithConfig(middleware.RequestIDConfig{
-		Generator: func() string { return "req_" + strings.ToLower(randomID()) },
-	}))
+	e.Pre(middleware.RequestIDWithConfig(middleware.RequestIDConfig{Generator: newRequestID}))
 	e.Use(h.logRequests())
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{
 		DisableStackAll:   true,

@@ -390,12 +390,23 @@ func describeNew(k models.APIKey) string {
 }
 
 func (s *Service) audit(tx *gorm.DB, workspaceID int64, actor Actor, action string, k models.APIKey, detail string) error {
+	ev := auditEvent(workspaceID, actor, action, k.ID, k.Name+" ("+k.Hint+")", detail)
+	if err := tx.Create(&ev).Error; err != nil {
+		return err
+	}
+	// Every change to a key is audited: announcing it here, in the same
+	// transaction, tells every replica exactly when it commits.
+	return s.feed.AnnounceKeys(tx, k.ID)
+}
+
+// auditEvent is what the audit log records of an actor's action on a key.
+func auditEvent(workspaceID int64, actor Actor, action string, keyID int64, keyLabel, detail string) models.AuditEvent {
 	ev := models.AuditEvent{
 		WorkspaceID: workspaceID,
 		ActorLabel:  actor.Label,
 		Action:      action,
-		KeyID:       &k.ID,
-		KeyLabel:    k.Name + " (" + k.Hint + ")",
+		KeyID:       &keyID,
+		KeyLabel:    keyLabel,
 		Detail:      detail,
 		IP:          actor.IP,
 		UserAgent:   models.StorableText(actor.UserAgent, 300),
@@ -406,12 +417,7 @@ func (s *Service) audit(tx *gorm.DB, workspaceID int64, actor Actor, action stri
 	if actor.KeyID != 0 {
 		ev.ActorKeyID = &actor.KeyID
 	}
-	if err := tx.Create(&ev).Error; err != nil {
-		return err
-	}
-	// Every change to a key is audited: announcing it here, in the same
-	// transaction, tells every replica exactly when it commits.
-	return s.feed.AnnounceKeys(tx, k.ID)
+	return ev
 }
 
 // Get loads one key of a workspace, with its creator and rotation links.

@@ -30,14 +30,7 @@ type fixture struct {
 func setup(t *testing.T, dbURL string, maxLifetime time.Duration) *fixture {
 	t.Helper()
 	clk := clock.NewFake(testutil.Epoch)
-	db, err := models.Open(dbURL, clk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { models.Close(db) })
-	if _, err := models.Migrate(db); err != nil {
-		t.Fatal(err)
-	}
+	db := testutil.OpenDB(t, dbURL, clk)
 	f := &fixture{db: db, clk: clk, svc: keys.NewService(db, clk, keys.DemoCatalog(), "ks", maxLifetime)}
 	u, m := f.member(t, "owner@example.com", 0, models.RoleOwner)
 	f.ws = m.WorkspaceID

@@ -49,7 +49,13 @@ type Authenticated struct {
 	HourlyQuota   int // 0: none
 	DailyQuota    int // 0: none
 
-	memo *memo // shared by the copies of one cached version of the key
+	// A request authenticated by a derived token (SPEC §9) carries the
+	// token's scopes and expiry above, and its kind and id here.
+	TokenType TokenType // "" for the key itself
+	TokenID   string    // the token's jti
+
+	memo   *memo  // shared by the copies of one cached version of the key
+	policy string // Limits().Policy(), formatted once per cached version
 }
 
 type memo struct{ body atomic.Pointer[[]byte] }
@@ -71,6 +77,15 @@ func (a *Authenticated) Memo(build func() []byte) []byte {
 	b := build()
 	a.memo.body.Store(&b)
 	return b
+}
+
+// RateLimitPolicy is the RateLimit-Policy field of the key's limits. A
+// cached key formats it once, not on every request.
+func (a *Authenticated) RateLimitPolicy() string {
+	if a.policy == "" {
+		return a.Limits().Policy()
+	}
+	return a.policy
 }
 
 // How stale a cached key may be. While every change reaches this process
@@ -106,9 +121,12 @@ type Verifier struct {
 	// one may predate the change, so its result is used but not cached.
 	epoch atomic.Uint64
 
+	// cache holds the known keys, by SHA-256 of the key, as *cacheEntry:
+	// read without a lock (every API request does, on every core), changed
+	// only under mu, together with byID.
+	cache    sync.Map
 	mu       sync.RWMutex
-	cache    map[[sha256.Size]byte]cacheEntry // known keys, by SHA-256 of the key
-	byID     map[int64][sha256.Size]byte      // the same entries, by key id
+	byID     map[int64][sha256.Size]byte // the entries of cache, by key id
 	unknown  *lru.Cache[[sha256.Size]byte, time.Time]
 	failures *FailedAuths
 	group    singleflight.Group
@@ -125,7 +143,7 @@ type cacheEntry struct {
 func NewVerifier(db *gorm.DB, clk clock.Clock, prefix string, limiter Limiter, usage *Usage, m *metrics.Metrics) *Verifier {
 	unknown, _ := lru.New[[sha256.Size]byte, time.Time](NegativeCacheSize)
 	return &Verifier{db: db, clock: clk, prefix: prefix, limiter: limiter, usage: usage, metrics: m,
-		cache: map[[sha256.Size]byte]cacheEntry{}, byID: map[int64][sha256.Size]byte{}, unknown: unknown, failures: NewFailedAuths()}
+		byID: map[int64][sha256.Size]byte{}, unknown: unknown, failures: NewFailedAuths()}
 }
 
 // SetComplete tells whether every change to a key now reaches Evict: the
@@ -158,7 +176,7 @@ func (v *Verifier) Evict(ids ...int64) {
 	v.mu.Lock()
 	for _, id := range ids {
 		if sum, ok := v.byID[id]; ok {
-			delete(v.cache, sum)
+			v.cache.Delete(sum)
 			delete(v.byID, id)
 		}
 	}
@@ -169,10 +187,10 @@ func (v *Verifier) Evict(ids ...int64) {
 func (v *Verifier) EvictWorkspace(id int64) {
 	v.epoch.Add(1)
 	v.mu.Lock()
-	for sum, e := range v.cache {
-		if e.key.WorkspaceID == id {
-			delete(v.cache, sum)
-			delete(v.byID, e.key.ID)
+	for sum, e := range v.cache.Range {
+		if k := e.(*cacheEntry).key; k.WorkspaceID == id {
+			v.cache.Delete(sum)
+			delete(v.byID, k.ID)
 		}
 	}
 	v.mu.Unlock()
@@ -182,7 +200,7 @@ func (v *Verifier) EvictWorkspace(id int64) {
 func (v *Verifier) Clear() {
 	v.epoch.Add(1)
 	v.mu.Lock()
-	clear(v.cache)
+	v.cache.Clear()
 	clear(v.byID)
 	v.mu.Unlock()
 	v.unknown.Purge()
@@ -210,8 +228,17 @@ func (v *Verifier) Authenticate(ctx context.Context, presented, clientIP string)
 	if _, err := Parse(presented, v.prefix); err != nil {
 		return nil, CodeMalformed, nil
 	}
+	// A parsed key is short: hashing a copy on the stack, rather than
+	// []byte(presented), spares the hot path an allocation.
+	var buf [128]byte
+	sum := sha256.Sum256(append(buf[:0], presented...))
 	now := v.clock.Now()
-	e, found, err := v.lookup(ctx, sha256.Sum256([]byte(presented)), clientIP, now)
+	e, found, err := v.lookup(ctx, sum, clientIP, now)
+	return e.status(found, err, now)
+}
+
+// status is what a lookup's result says of the key at now.
+func (e cacheEntry) status(found bool, err error, now time.Time) (*Authenticated, Code, error) {
 	switch {
 	case err != nil:
 		return nil, "", err
@@ -242,12 +269,11 @@ func (v *Verifier) Admit(ctx context.Context, k *Authenticated, ip, userAgent st
 
 func (v *Verifier) lookup(ctx context.Context, sum [sha256.Size]byte, clientIP string, now time.Time) (e cacheEntry, found bool, err error) {
 	ttl := v.ttl()
-	v.mu.RLock()
-	e, ok := v.cache[sum]
-	v.mu.RUnlock()
-	if ok && now.Sub(e.fetchedAt) < ttl {
-		v.metrics.CacheLookup(true)
-		return e, true, nil
+	if c, ok := v.cache.Load(sum); ok {
+		if e := c.(*cacheEntry); now.Sub(e.fetchedAt) < ttl {
+			v.metrics.CacheLookup(true)
+			return *e, true, nil
+		}
 	}
 	// Past the known keys: an unknown one is likelier from here on.
 	if clientIP != "" {
@@ -282,7 +308,7 @@ func (v *Verifier) lookup(ctx context.Context, sum [sha256.Size]byte, clientIP s
 		}
 		v.mu.Lock()
 		if v.epoch.Load() == epoch {
-			v.cache[sum] = e
+			v.cache.Store(sum, &e)
 			v.byID[e.key.ID] = sum
 		}
 		v.mu.Unlock()
@@ -312,14 +338,12 @@ func (v *Verifier) load(ctx context.Context, hash string, now time.Time) (cacheE
 		return cacheEntry{}, false, err
 	}
 	k := row.APIKey
-	return cacheEntry{
-		revoked:   k.RevokedAt != nil,
-		fetchedAt: now,
-		key: &Authenticated{
-			ID: k.ID, WorkspaceID: k.WorkspaceID, WorkspaceName: row.WorkspaceName, Name: k.Name, Hint: k.Hint,
-			Kind: Kind(k.Kind), Env: Env(k.Environment), Permission: k.Permission, Scopes: k.ScopeList(),
-			CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt, RateLimit: LimitFor(k.Kind, k.RateLimit),
-			HourlyQuota: quota(k.HourlyQuota), DailyQuota: quota(k.DailyQuota), memo: &memo{},
-		},
-	}, true, nil
+	a := &Authenticated{
+		ID: k.ID, WorkspaceID: k.WorkspaceID, WorkspaceName: row.WorkspaceName, Name: k.Name, Hint: k.Hint,
+		Kind: Kind(k.Kind), Env: Env(k.Environment), Permission: k.Permission, Scopes: k.ScopeList(),
+		CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt, RateLimit: LimitFor(k.Kind, k.RateLimit),
+		HourlyQuota: quota(k.HourlyQuota), DailyQuota: quota(k.DailyQuota), memo: &memo{},
+	}
+	a.policy = a.Limits().Policy()
+	return cacheEntry{revoked: k.RevokedAt != nil, fetchedAt: now, key: a}, true, nil
 }

@@ -31,14 +31,7 @@ type fixture struct {
 func setup(t *testing.T, dbURL string) *fixture {
 	t.Helper()
 	clk := clock.NewFake(testutil.Epoch)
-	db, err := models.Open(dbURL, clk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { models.Close(db) })
-	if _, err := models.Migrate(db); err != nil {
-		t.Fatal(err)
-	}
+	db := testutil.OpenDB(t, dbURL, clk)
 	f := &fixture{db: db, clk: clk, svc: teams.New(db, clk, 90*24*time.Hour), acc: accounts.New(db, clk, 4), users: map[models.Role]teams.Actor{}}
 	for _, role := range models.Roles {
 		u, err := f.acc.SignUp(ctx, accounts.SignUpInput{Email: string(role) + "@example.com", Password: "long enough pw"})

@@ -74,6 +74,9 @@ func WithClock(clk *clock.Fake) Option {
 	return func(_ *config.Config, o *app.Options) { o.Clock = clk }
 }
 
+// EncryptionKey is the tests' KEYSMITH_ENCRYPTION_KEY on PostgreSQL.
+const EncryptionKey = "a2V5c21pdGgtdGVzdHMtZW5jcnlwdGlvbi1rZXkhISE="
+
 // StartApp builds Keysmith on dbURL exactly as main does (configuration
 // from KEYSMITH_* variables, migrations, services, routes), with a fake
 // clock, debug logs captured in memory and fast password hashing, and
@@ -81,12 +84,17 @@ func WithClock(clk *clock.Fake) Option {
 func StartApp(t testing.TB, dbURL string, opts ...Option) *App {
 	t.Helper()
 	srv := httptest.NewUnstartedServer(nil)
-	cfg, err := config.Load(Env(map[string]string{
+	env := map[string]string{
 		"KEYSMITH_DATABASE_URL": dbURL,
 		"KEYSMITH_BASE_URL":     "http://" + srv.Listener.Addr().String(),
 		"KEYSMITH_LOG_LEVEL":    "debug",
 		"KEYSMITH_DEV_MAILBOX":  "true",
-	}))
+	}
+	if strings.HasPrefix(dbURL, "postgres") {
+		// Replicas of one test share it, as an operator's would.
+		env["KEYSMITH_ENCRYPTION_KEY"] = EncryptionKey
+	}
+	cfg, err := config.Load(Env(env))
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}

@@ -14,6 +14,9 @@ import (
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
+
+	"keysmith/clock"
+	"keysmith/models"
 )
 
 // PostgresEnv names the variable holding a PostgreSQL URL for tests.
@@ -90,4 +93,19 @@ func Env(vars map[string]string) func(string) (string, bool) {
 		v, ok := vars[k]
 		return v, ok
 	}
+}
+
+// OpenDB opens the database at dbURL with clk as its clock, migrated, and
+// closes it when the test ends.
+func OpenDB(t testing.TB, dbURL string, clk clock.Clock) *gorm.DB {
+	t.Helper()
+	db, err := models.Open(dbURL, clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { models.Close(db) })
+	if _, err := models.Migrate(db); err != nil {
+		t.Fatal(err)
+	}
+	return db
 }

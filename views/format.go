@@ -59,8 +59,10 @@ func Duration(d time.Duration) string {
 		return "immediately"
 	case d%(24*time.Hour) == 0:
 		return plural(int(d/(24*time.Hour)), "day")
-	default:
+	case d%time.Hour == 0:
 		return plural(int(d/time.Hour), "hour")
+	default:
+		return plural(int(d/time.Minute), "minute")
 	}
 }
 

@@ -31,7 +31,7 @@ func TestRelative(t *testing.T) {
 }
 
 func TestDuration(t *testing.T) {
-	for d, want := range map[time.Duration]string{0: "immediately", time.Hour: "1 hour", 24 * time.Hour: "1 day", 72 * time.Hour: "3 days"} {
+	for d, want := range map[time.Duration]string{0: "immediately", time.Hour: "1 hour", 24 * time.Hour: "1 day", 72 * time.Hour: "3 days", 15 * time.Minute: "15 minutes"} {
 		if got := Duration(d); got != want {
 			t.Errorf("Duration(%s) = %q, want %q", d, got, want)
 		}
