@@ -349,7 +349,7 @@ func (h *Handlers) verify(c echo.Context) error {
 	if tokens.LooksLikeJWT(req.Key) {
 		res.TokenType = keys.TokenJWT
 	}
-	if code == keys.CodeMalformed || code == keys.CodeNotFound {
+	if k == nil { // malformed, unknown, or an expired token (whose key it no longer names)
 		return c.JSON(http.StatusOK, res)
 	}
 	res.KeyID, res.WorkspaceID, res.Environment, res.Scopes, res.ExpiresAt = &k.ID, &k.WorkspaceID, &k.Env, k.Scopes, k.ExpiresAt

@@ -24,6 +24,9 @@ import (
 const (
 	maxAudiences      = 10
 	maxAudienceLength = 512
+	// All of them together: the token must stay under tokens.MaxTokenLength,
+	// which Keysmith's own verifier accepts.
+	maxAudiencesLength = 1024
 )
 
 // oauthError is RFC 6749 §5.2's error body.
@@ -135,7 +138,8 @@ func (h *Handlers) oauthToken(c echo.Context) error {
 		return oauthFail(c, http.StatusBadRequest, "invalid_target", problem)
 	}
 	var scopes []string
-	if fields := strings.Fields(form.Get("scope")); len(fields) > 0 {
+	// RFC 6749 §3.3: scopes are separated by spaces (%x20) alone.
+	if fields := strings.FieldsFunc(form.Get("scope"), func(r rune) bool { return r == ' ' }); len(fields) > 0 {
 		var err error
 		if scopes, err = h.Keys.Catalog().Normalize(fields); err != nil {
 			return oauthFail(c, http.StatusBadRequest, "invalid_scope", err.Error())
@@ -203,15 +207,20 @@ func audiences(form url.Values) ([]string, string) {
 		out = append(out, res)
 	}
 	for _, aud := range form["audience"] {
-		if strings.TrimSpace(aud) == "" {
-			return nil, "audience must not be empty."
+		if aud == "" || strings.IndexFunc(aud, func(r rune) bool { return r <= ' ' || r > '~' || r == ',' }) >= 0 {
+			return nil, "audience must be a name of printable ASCII characters, without spaces or commas."
 		}
 		out = append(out, aud)
 	}
 	slices.Sort(out)
 	out = slices.Compact(out)
-	if len(out) > maxAudiences || slices.ContainsFunc(out, func(a string) bool { return len(a) > maxAudienceLength }) {
-		return nil, "Name at most " + strconv.Itoa(maxAudiences) + " resources and audiences, each at most " + strconv.Itoa(maxAudienceLength) + " characters."
+	total := 0
+	for _, a := range out {
+		total += len(a)
+	}
+	if len(out) > maxAudiences || total > maxAudiencesLength || slices.ContainsFunc(out, func(a string) bool { return len(a) > maxAudienceLength }) {
+		return nil, "Name at most " + strconv.Itoa(maxAudiences) + " resources and audiences, each at most " + strconv.Itoa(maxAudienceLength) +
+			" characters and " + strconv.Itoa(maxAudiencesLength) + " in all."
 	}
 	return out, ""
 }

@@ -131,8 +131,8 @@ func TestTokenExchangeVerifyAndRevoke(t *testing.T) {
 		if r.Status != 200 || r.Body["token_type"] != "jwt" {
 			t.Fatalf("auth/test with the token: %d %s", r.Status, r.Raw)
 		}
-		if got := r.Body["key"].(map[string]any)["scopes"]; len(got.([]any)) != 1 || got.([]any)[0] != "files:read" {
-			t.Errorf("token scopes %v", got)
+		if got := r.Body["key"].(map[string]any); fmt.Sprint(got["scopes"]) != "[files:read]" || got["permission"] != "custom" {
+			t.Errorf("token scopes %v, permission %v", got["scopes"], got["permission"])
 		}
 		if r := call(t, f.app, "GET", "/v1/keys", token, nil); r.Status != 403 {
 			t.Errorf("a files:read token listing keys: %d %s", r.Status, r.Raw)
@@ -177,6 +177,9 @@ func TestTokenExchangeVerifyAndRevoke(t *testing.T) {
 		f.app.Clock.Advance(10*time.Minute + tokens.Leeway + time.Second)
 		if _, _, err := offline(t, f.app, token, f.app.Config.BaseURL); err == nil {
 			t.Error("offline past exp: verified")
+		}
+		if r := verify(map[string]any{"key": token}); r.Status != 200 || r.Body["code"] != "EXPIRED" || r.Body["token_type"] != "jwt" {
+			t.Errorf("verify past exp: %d %s", r.Status, r.Raw)
 		}
 	})
 }
@@ -246,6 +249,9 @@ func TestTokenExchangeRefusals(t *testing.T) {
 		{"more than the key", form(read.Secret, "scope", "files:write"), "invalid_scope"},
 		{"unknown scope", form(read.Secret, "scope", "nope:read"), "invalid_scope"},
 		{"bad resource", form(read.Secret, "resource", "files"), "invalid_target"},
+		{"audience with a comma", form(read.Secret, "audience", "x, scopes *"), "invalid_target"},
+		{"audiences too long", form(read.Secret, "audience", strings.Repeat("a", 500), "audience", strings.Repeat("b", 500), "audience", strings.Repeat("c", 500)), "invalid_target"},
+		{"scopes split by a tab", form(read.Secret, "scope", "files:read\tprojects:read"), "invalid_scope"},
 		{"bad lifetime", form(read.Secret, "expires_in", "-5"), "invalid_request"},
 		{"repeated scope", form(read.Secret, "scope", "files:read", "scope", "files:write"), "invalid_request"},
 		{"malformed key", form("ks_sk_live_nope"), "invalid_grant"},
@@ -405,5 +411,32 @@ func TestOAuthErrorsAreJSON(t *testing.T) {
 		if res.StatusCode != tc.status || err != nil || body["error"] != "invalid_request" || body["error_description"] == "" {
 			t.Errorf("%s %s: %d %v (%v)", tc.method, tc.path, res.StatusCode, body, err)
 		}
+	}
+}
+
+// A token never becomes a lasting secret: it cannot create keys or rotate
+// one, even with keys:write. What it may do is audited under its id.
+func TestTokenCannotMintKeys(t *testing.T) {
+	f := newAPIFixture(t, testutil.DatabaseURL(t, "sqlite"))
+	admin := f.key(t, func(in *keys.CreateInput) { in.Permission = keys.PermAdmin })
+	other := f.key(t, nil)
+	_, body, _ := exchange(t, f.app, admin.Secret)
+	token := body["access_token"].(string)
+	r := call(t, f.app, "POST", "/v1/keys", token, map[string]any{"name": "forever", "scopes": []string{"files:read"}})
+	if _, code := r.errorCode(t); r.Status != 403 || code != "insufficient_scope" || !strings.Contains(r.Raw, "temporary token") {
+		t.Errorf("create with a token: %d %s", r.Status, r.Raw)
+	}
+	for _, id := range []int64{admin.Key.ID, other.Key.ID} {
+		if r := call(t, f.app, "POST", fmt.Sprintf("/v1/keys/%d/rotate", id), token, map[string]any{}); r.Status != 403 {
+			t.Errorf("rotate key %d with a token: %d %s", id, r.Status, r.Raw)
+		}
+	}
+	if r := call(t, f.app, "DELETE", fmt.Sprintf("/v1/keys/%d", other.Key.ID), token, nil); r.Status != 200 {
+		t.Fatalf("revoke with a token: %d %s", r.Status, r.Raw)
+	}
+	var ev models.AuditEvent
+	f.app.DB.Where("action = ?", keys.ActionRevoked).Take(&ev)
+	if !strings.Contains(ev.ActorLabel, "(token ") || ev.ActorKeyID == nil || *ev.ActorKeyID != admin.Key.ID {
+		t.Errorf("revocation by a token audited as %q", ev.ActorLabel)
 	}
 }

@@ -111,12 +111,19 @@ type Actor struct {
 	Held      []string // the scopes the actor may hand out
 	IP        string
 	UserAgent string
+	Token     string // the jti when a temporary token derived from the key acts
 }
 
 // KeyActor is a key acting through the API: it holds its own scopes, may
-// change keys only with keys:write, and never keys broader than itself.
+// change keys only with keys:write, and never keys broader than itself. A
+// temporary token derived from it acts with the token's scopes, and the
+// audit log names the token.
 func KeyActor(k Authenticated, ip, userAgent string) Actor {
-	return Actor{KeyID: k.ID, Env: k.Env, Label: k.Hint, Held: k.Scopes, IP: ip, UserAgent: userAgent}
+	a := Actor{KeyID: k.ID, Env: k.Env, Label: k.Hint, Held: k.Scopes, IP: ip, UserAgent: userAgent}
+	if k.TokenType == TokenJWT {
+		a.Token, a.Label = k.TokenID, k.Hint+" (token "+k.TokenID+")"
+	}
+	return a
 }
 
 // UserActor is a member acting in the dashboard. Owners and admins hold
@@ -134,6 +141,9 @@ func (s *Service) UserActor(user models.User, role models.Role, ip, userAgent st
 
 // CanCreate reports whether the actor may create keys at all.
 func (a Actor) CanCreate() bool {
+	if a.Token != "" {
+		return false // a new secret would outlive the token
+	}
 	if a.KeyID != 0 {
 		return Allows(a.Held, "keys:write")
 	}
@@ -154,6 +164,9 @@ func (a Actor) CanManage(k models.APIKey) bool {
 }
 
 func (a Actor) cannotCreate() error {
+	if a.Token != "" {
+		return errTokenMints
+	}
 	if a.KeyID != 0 {
 		return forbidden("this key lacks the keys:write scope")
 	}
@@ -496,6 +509,9 @@ func (s *Service) Rotate(ctx context.Context, workspaceID int64, actor Actor, id
 		old, err := s.manageable(tx, workspaceID, actor, id)
 		if err != nil {
 			return err
+		}
+		if actor.Token != "" {
+			return errTokenMints
 		}
 		if StatusOf(old, now).Dead() || old.RotatedToID != nil {
 			return ErrNotActive

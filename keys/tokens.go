@@ -2,6 +2,7 @@ package keys
 
 import (
 	"context"
+	"slices"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -53,7 +54,7 @@ func (s *Service) RecordExchange(ctx context.Context, actor Actor, k KeyRef, x E
 	detail := fmt.Sprintf("token %s, scopes %s, for %s, until %s", x.JTI, strings.Join(x.Scopes, " "),
 		x.ExpiresAt.Sub(x.IssuedAt).Round(time.Second), x.ExpiresAt.UTC().Format(time.RFC3339))
 	if len(x.Audience) > 0 {
-		detail += ", audience " + strings.Join(x.Audience, " ")
+		detail += fmt.Sprintf(", audience %q", x.Audience)
 	}
 	ev := auditEvent(k.WorkspaceID, actor, ActionTokenIssued, k.ID, k.Name+" ("+k.Hint+")", detail)
 	return s.db.WithContext(ctx).Create(&ev).Error
@@ -117,14 +118,24 @@ func (v *Verifier) AuthenticateKeyID(ctx context.Context, id int64) (*Authentica
 }
 
 // Derived is the key a derived token stands for: the parent's identity and
-// rate limits, the token's narrower scopes and earlier end. It is built
-// per request, with no memo of the parent's answers.
+// rate limits, the token's narrower scopes and end (or the key's, if that
+// comes first: a rotation may have shortened it). It is built per
+// request, with no memo of the parent's answers.
 func (a *Authenticated) Derived(scopes []string, expires time.Time, jti string) *Authenticated {
 	d := *a
-	d.Scopes, d.ExpiresAt, d.memo = scopes, &expires, nil
-	d.TokenType, d.TokenID = TokenJWT, jti
+	d.memo, d.TokenType, d.TokenID = nil, TokenJWT, jti
+	if !slices.Equal(scopes, a.Scopes) {
+		d.Scopes, d.Permission = scopes, string(PermCustom)
+	}
+	if a.ExpiresAt == nil || expires.Before(*a.ExpiresAt) {
+		d.ExpiresAt = &expires
+	}
 	return &d
 }
+
+// errTokenMints refuses what would turn a temporary token into a lasting
+// secret: creating a key, or rotating one.
+var errTokenMints = forbidden("a temporary token cannot create or rotate keys, since the new secret would outlive it; use the API key itself")
 
 // Type is what authenticated: an API key or a derived token.
 func (a *Authenticated) Type() TokenType {
