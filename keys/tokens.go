@@ -2,10 +2,10 @@ package keys
 
 import (
 	"context"
-	"slices"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
