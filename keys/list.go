@@ -202,59 +202,43 @@ func inWorkspace(db *gorm.DB, workspaceID int64, o ListOptions) *gorm.DB {
 }
 
 // count reads All and Revoked from key_counts, and counts the
-// time-dependent filters through their index ranges, each up to CountCap.
-// One creator's keys (o.CreatorID) are counted in one pass over them.
+// time-dependent filters through their index ranges, each up to CountCap:
+// one statement of scalar subqueries, one round trip. One creator's keys
+// (o.CreatorID) are counted in one pass over them.
 func (s *Service) count(ctx context.Context, workspaceID int64, o ListOptions, now time.Time) (Counts, error) {
 	if o.CreatorID != 0 {
 		return s.countEach(ctx, workspaceID, o, now)
 	}
-	var rows []struct {
-		Revoked int
-		N       int64
+	db := s.db.WithContext(ctx)
+	kept := func(revoked int) *gorm.DB {
+		q := db.Table("key_counts").Select("COALESCE(SUM(n), 0)").Where("workspace_id = ? AND revoked = ?", workspaceID, revoked)
+		if o.Env != "" {
+			q = q.Where("environment = ?", string(o.Env))
+		}
+		return q
 	}
-	q := s.db.WithContext(ctx).Table("key_counts").Select("revoked, SUM(n) AS n").Where("workspace_id = ?", workspaceID)
-	if o.Env != "" {
-		q = q.Where("environment = ?", string(o.Env))
+	capped := func(f Filter) *gorm.DB {
+		sub := f.where(inWorkspace(db, workspaceID, o), now).Select("1").Limit(CountCap + 1)
+		return db.Table("(?) AS capped", sub).Select("COUNT(*)")
 	}
-	if err := q.Group("revoked").Scan(&rows).Error; err != nil {
+	var row struct{ All, Revoked, Expired, Expiring, Unused, Active int64 }
+	err := db.Raw(`SELECT (?) AS "all", (?) AS revoked, (?) AS expired, (?) AS expiring, (?) AS unused, (?) AS active`,
+		kept(0), kept(1), capped(FilterExpired), capped(FilterExpiring), capped(FilterUnused), capped(FilterActive)).Scan(&row).Error
+	if err != nil {
 		return nil, err
 	}
-	out := Counts{FilterAll: {}, FilterRevoked: {}}
-	for _, r := range rows {
-		if r.Revoked == 1 {
-			out[FilterRevoked] = Count{N: r.N}
-		} else {
-			out[FilterAll] = Count{N: r.N}
+	count := func(n int64) Count {
+		if n > CountCap {
+			return Count{N: CountCap, Capped: true}
 		}
+		return Count{N: n}
 	}
-	for _, f := range []Filter{FilterExpired, FilterExpiring, FilterUnused} {
-		n, err := s.capped(ctx, workspaceID, o, f, now)
-		if err != nil {
-			return nil, err
-		}
-		out[f] = n
-	}
-	if out[FilterExpired].Capped {
-		n, err := s.capped(ctx, workspaceID, o, FilterActive, now)
-		if err != nil {
-			return nil, err
-		}
-		out[FilterActive] = n
-	} else {
-		out[FilterActive] = Count{N: out[FilterAll].N - out[FilterExpired].N}
+	out := Counts{FilterAll: {N: row.All}, FilterRevoked: {N: row.Revoked}, FilterExpired: count(row.Expired),
+		FilterExpiring: count(row.Expiring), FilterUnused: count(row.Unused), FilterActive: count(row.Active)}
+	if !out[FilterExpired].Capped { // then Active is exact at any size
+		out[FilterActive] = Count{N: row.All - row.Expired}
 	}
 	return out, nil
-}
-
-// capped counts a filter's keys, up to CountCap.
-func (s *Service) capped(ctx context.Context, workspaceID int64, o ListOptions, f Filter, now time.Time) (Count, error) {
-	sub := f.where(inWorkspace(s.db.WithContext(ctx), workspaceID, o), now).Select("1").Limit(CountCap + 1)
-	var n int64
-	err := s.db.WithContext(ctx).Table("(?) AS capped", sub).Count(&n).Error
-	if n > CountCap {
-		return Count{N: CountCap, Capped: true}, err
-	}
-	return Count{N: n}, err
 }
 
 // countEach counts every filter in one pass over the keys o selects. Its
