@@ -54,6 +54,13 @@ type Config struct {
 	EncryptionKey []byte
 }
 
+// The default of KEYSMITH_DB_MAX_OPEN_CONNS per engine: PostgreSQL serves
+// many connections; SQLite has one writer, and more connections only wait.
+const (
+	DefaultPostgresConns = 25
+	DefaultSQLiteConns   = 8
+)
+
 // Variable documents one setting; a test keeps the README's table in step.
 type Variable struct {
 	Name, Default, Help string
@@ -136,9 +143,9 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 	}
 	// PostgreSQL serves many connections; SQLite has one writer, and more
 	// connections only wait for it.
-	defaultOpen := 8
+	defaultOpen := DefaultSQLiteConns
 	if c.IsPostgres() {
-		defaultOpen = 25
+		defaultOpen = DefaultPostgresConns
 	}
 	c.DBMaxOpenConns = p.integer("KEYSMITH_DB_MAX_OPEN_CONNS", defaultOpen)
 	c.DBMaxIdleConns = p.integer("KEYSMITH_DB_MAX_IDLE_CONNS", c.DBMaxOpenConns)

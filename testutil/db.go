@@ -16,6 +16,7 @@ import (
 	"gorm.io/gorm/logger"
 
 	"keysmith/clock"
+	"keysmith/config"
 	"keysmith/models"
 )
 
@@ -104,6 +105,13 @@ func OpenDB(t testing.TB, dbURL string, clk clock.Clock) *gorm.DB {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { models.Close(db) })
+	if models.IsPostgres(db) {
+		// As the app's pool is by default: a test's burst must not take
+		// more of the shared server's connections than a replica would.
+		if err := models.SetPool(db, models.Pool{MaxOpen: config.DefaultPostgresConns}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if _, err := models.Migrate(db); err != nil {
 		t.Fatal(err)
 	}
