@@ -519,9 +519,12 @@ func (s *Service) Rotate(ctx context.Context, workspaceID int64, actor Actor, id
 		if !Covers(actor.Held, old.ScopeList()) {
 			return forbidden("this key has more access than you have, so you cannot rotate it")
 		}
+		// Everything set on the key carries over, its limits included: a
+		// rotation changes the secret, nothing else.
 		fresh := models.APIKey{
 			Name: old.Name, Description: old.Description, Kind: old.Kind, Environment: old.Environment,
 			Permission: old.Permission, Scopes: old.Scopes, ReplacesID: &old.ID, CreatedAt: now,
+			RateLimit: old.RateLimit, HourlyQuota: old.HourlyQuota, DailyQuota: old.DailyQuota,
 		}
 		if old.ExpiresAt != nil {
 			at := now.Add(old.ExpiresAt.Sub(old.CreatedAt))

@@ -208,6 +208,30 @@ func TestRolesAndEscalation(t *testing.T) {
 	}
 }
 
+// A rotation changes the secret and nothing else: a key's own rate limit
+// and quotas carry over to the new key.
+func TestRotateKeepsLimits(t *testing.T) {
+	testutil.ForEachEngine(t, func(t *testing.T, dbURL string) {
+		f := setup(t, dbURL, 0)
+		c, err := f.svc.Create(ctx, f.ws, f.owner, valid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		perMinute, perHour, perDay := 1, 60, 1000
+		if _, err := f.svc.SetRateLimits(ctx, f.ws, f.owner, c.Key.ID, keys.LimitSettings{PerMinute: &perMinute, PerHour: &perHour, PerDay: &perDay}); err != nil {
+			t.Fatal(err)
+		}
+		r, err := f.svc.Rotate(ctx, f.ws, f.owner, c.Key.ID, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresh, _ := f.svc.Get(ctx, f.ws, r.Key.ID)
+		if fresh.RateLimit == nil || *fresh.RateLimit != 1 || fresh.HourlyQuota == nil || *fresh.HourlyQuota != 60 || fresh.DailyQuota == nil || *fresh.DailyQuota != 1000 {
+			t.Errorf("rotated key's limits: %v %v %v", fresh.RateLimit, fresh.HourlyQuota, fresh.DailyQuota)
+		}
+	})
+}
+
 func TestRotate(t *testing.T) {
 	testutil.ForEachEngine(t, func(t *testing.T, dbURL string) {
 		f := setup(t, dbURL, 0)
