@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"sort"
@@ -28,6 +29,8 @@ type keyJSON struct {
 	Hint        string     `json:"hint"`
 	Status      string     `json:"status"`
 	RateLimit   int        `json:"rate_limit"`
+	HourlyQuota *int       `json:"hourly_quota"` // null: none
+	DailyQuota  *int       `json:"daily_quota"`  // null: none
 	CreatedAt   time.Time  `json:"created_at"`
 	ExpiresAt   *time.Time `json:"expires_at"`
 	LastUsedAt  *time.Time `json:"last_used_at"`
@@ -41,7 +44,8 @@ func toJSON(k models.APIKey, now time.Time) keyJSON {
 	return keyJSON{
 		ID: k.ID, Name: k.Name, Description: k.Description, Kind: k.Kind, Environment: k.Environment,
 		Permission: k.Permission, Scopes: k.ScopeList(), Hint: k.Hint, Status: string(keys.StatusOf(k, now)),
-		RateLimit: keys.LimitFor(k.Kind, k.RateLimit), CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt,
+		RateLimit: keys.LimitFor(k.Kind, k.RateLimit), HourlyQuota: k.HourlyQuota, DailyQuota: k.DailyQuota,
+		CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt,
 		LastUsedAt: k.LastUsedAt, RevokedAt: k.RevokedAt, Replaces: k.ReplacesID, ReplacedBy: k.RotatedToID,
 	}
 }
@@ -197,6 +201,46 @@ func (h *Handlers) apiRotateKey(c echo.Context) error {
 }
 
 // apiRevokeKey is DELETE /v1/keys/{id}.
+// apiUpdateKey is PATCH /v1/keys/{id}: the fields present change, the rest
+// stay. name and description need what renaming in the dashboard needs;
+// rate_limit, hourly_quota and daily_quota (null: the default, or none) an
+// admin key. One transaction: all change, or none.
+func (h *Handlers) apiUpdateKey(c echo.Context) error {
+	const example = `{"name":"uploader","rate_limit":500,"daily_quota":null}`
+	var raw map[string]json.RawMessage
+	if ok, err := decodeJSON(c, &raw, example); !ok {
+		return err
+	}
+	var in keys.UpdateInput
+	for field, v := range raw {
+		var err error
+		switch field {
+		case "name":
+			in.Name.Set, err = true, json.Unmarshal(v, &in.Name.Value)
+		case "description":
+			in.Description.Set, err = true, json.Unmarshal(v, &in.Description.Value)
+		case "rate_limit":
+			in.RateLimit.Set, err = true, json.Unmarshal(v, &in.RateLimit.Value)
+		case "hourly_quota":
+			in.HourlyQuota.Set, err = true, json.Unmarshal(v, &in.HourlyQuota.Value)
+		case "daily_quota":
+			in.DailyQuota.Set, err = true, json.Unmarshal(v, &in.DailyQuota.Value)
+		default:
+			return apiFail(c, http.StatusBadRequest, errInvalidRequest, "invalid_body",
+				"Unknown field "+strconv.Quote(field)+": send name, description, rate_limit, hourly_quota or daily_quota, like "+example+".")
+		}
+		if err != nil {
+			return apiFail(c, http.StatusBadRequest, errInvalidRequest, "invalid_body",
+				strconv.Quote(field)+" has the wrong type: names are strings, limits whole numbers or null. Send JSON like "+example+".")
+		}
+	}
+	updated, err := h.Keys.Update(c.Request().Context(), apiKeyOf(c).WorkspaceID, h.apiActor(c), pathID(c, "id"), in)
+	if err != nil {
+		return apiKeyError(c, err)
+	}
+	return c.JSON(http.StatusOK, toJSON(updated, h.Clock.Now()))
+}
+
 func (h *Handlers) apiRevokeKey(c echo.Context) error {
 	revoked, err := h.Keys.Revoke(c.Request().Context(), apiKeyOf(c).WorkspaceID, h.apiActor(c), pathID(c, "id"))
 	if err != nil {

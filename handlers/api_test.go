@@ -2,6 +2,7 @@ package handlers_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -532,4 +533,59 @@ func otherLast(secret string) string {
 		last = "y"
 	}
 	return secret[:len(secret)-1] + last
+}
+
+// PATCH /v1/keys/{id} changes the fields sent and no others, all or none;
+// limits need an admin key; null returns a limit to its default.
+func TestUpdateKeyAPI(t *testing.T) {
+	testutil.ForEachEngine(t, func(t *testing.T, dbURL string) {
+		f := newAPIFixture(t, dbURL)
+		admin := f.key(t, func(in *keys.CreateInput) { in.Permission = keys.PermAdmin })
+		writer := f.key(t, func(in *keys.CreateInput) {
+			in.Permission, in.Scopes = keys.PermCustom, []string{"keys:*", "files:read", "projects:read", "members:read", "webhooks:read"}
+		})
+		target := f.key(t, func(in *keys.CreateInput) { in.Name = "uploader" })
+		path := fmt.Sprintf("/v1/keys/%d", target.Key.ID)
+
+		r := call(t, f.app, "PATCH", path, admin.Secret, map[string]any{"description": "nightly", "rate_limit": 5, "daily_quota": 1000})
+		if r.Status != 200 || r.Body["name"] != "uploader" || r.Body["description"] != "nightly" || r.Body["rate_limit"] != 5.0 ||
+			r.Body["daily_quota"] != 1000.0 || r.Body["hourly_quota"] != nil {
+			t.Fatalf("patch: %d %s", r.Status, r.Raw)
+		}
+		// The limit is in force at once: the sixth request in a minute is refused.
+		for i := range 6 {
+			if r := call(t, f.app, "GET", "/v1/auth/test", target.Secret, nil); (i < 5) != (r.Status == 200) {
+				t.Fatalf("request %d under a limit of 5: %d", i+1, r.Status)
+			}
+		}
+		if r := call(t, f.app, "PATCH", path, admin.Secret, map[string]any{"rate_limit": nil}); r.Status != 200 || r.Body["rate_limit"] != 1000.0 || r.Body["daily_quota"] != 1000.0 {
+			t.Errorf("rate_limit null: %d %s", r.Status, r.Raw)
+		}
+		// A keys:write key may rename a key it covers, but not change limits.
+		if r := call(t, f.app, "PATCH", path, writer.Secret, map[string]any{"name": "renamed"}); r.Status != 200 || r.Body["name"] != "renamed" {
+			t.Errorf("rename with a write key: %d %s", r.Status, r.Raw)
+		}
+		r = call(t, f.app, "PATCH", path, writer.Secret, map[string]any{"name": "again", "rate_limit": 10})
+		if _, code := r.errorCode(t); r.Status != 403 || code != "insufficient_scope" {
+			t.Errorf("limits with a write key: %d %s", r.Status, r.Raw)
+		}
+		// All or none: a bad quota leaves the name as it was.
+		r = call(t, f.app, "PATCH", path, admin.Secret, map[string]any{"name": "half", "hourly_quota": 1})
+		if _, code := r.errorCode(t); r.Status != 422 || code != "validation_failed" {
+			t.Errorf("hourly quota under the limit: %d %s", r.Status, r.Raw)
+		}
+		for _, body := range []any{map[string]any{"nme": "typo"}, map[string]any{"rate_limit": "fast"}} {
+			if r := call(t, f.app, "PATCH", path, admin.Secret, body); r.Status != 400 {
+				t.Errorf("bad body %v: %d %s", body, r.Status, r.Raw)
+			}
+		}
+		if got := call(t, f.app, "GET", path, admin.Secret, nil); got.Body["name"] != "renamed" {
+			t.Errorf("after refused patches the name is %v", got.Body["name"])
+		}
+		var limited int64
+		f.app.DB.Model(&models.AuditEvent{}).Where("action = ? AND key_id = ?", keys.ActionLimited, target.Key.ID).Count(&limited)
+		if limited != 2 {
+			t.Errorf("%d limit changes audited, want 2", limited)
+		}
+	})
 }

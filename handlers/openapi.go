@@ -72,7 +72,7 @@ func referenceEndpoints(baseURL string) ([]views.Endpoint, error) {
 			out = append(out, ep)
 		}
 	}
-	order := map[string]int{"GET": 0, "POST": 1, "DELETE": 2}
+	order := map[string]int{"GET": 0, "POST": 1, "PATCH": 2, "DELETE": 3}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Path != out[j].Path {
 			return pathRank(out[i].Path) < pathRank(out[j].Path)
@@ -119,6 +119,8 @@ func curlExample(base string, ep views.Endpoint) string {
 		cmd += " \\\n  -H 'Content-Type: application/json' \\\n  -d '{\"key\":\"ks_sk_live_…\",\"scopes\":[\"files:write\"]}'"
 	case ep.Path == "/v1/keys" && ep.Method == "POST":
 		cmd += " \\\n  -H 'Content-Type: application/json' \\\n  -d '{\"name\":\"uploader\",\"scopes\":[\"files:read\"],\"expires_in\":\"30\"}'"
+	case ep.Method == "PATCH":
+		cmd += " \\\n  -H 'Content-Type: application/json' \\\n  -d '{\"name\":\"uploader\",\"rate_limit\":500}'"
 	case strings.HasSuffix(ep.Path, "/rotate"):
 		cmd += " \\\n  -H 'Content-Type: application/json' \\\n  -d '{\"grace_period\":\"24h\"}'"
 	}

@@ -119,7 +119,9 @@ type Actor struct {
 // temporary token derived from it acts with the token's scopes, and the
 // audit log names the token.
 func KeyActor(k Authenticated, ip, userAgent string) Actor {
-	a := Actor{KeyID: k.ID, Env: k.Env, Label: k.Hint, Held: k.Scopes, IP: ip, UserAgent: userAgent}
+	// A key holding every scope is an admin key: it may set rate limits,
+	// as owners and admins may.
+	a := Actor{KeyID: k.ID, Env: k.Env, Label: k.Hint, Held: k.Scopes, Admin: Covers(k.Scopes, []string{"*"}), IP: ip, UserAgent: userAgent}
 	if k.TokenType == TokenJWT {
 		a.Token, a.Label = k.TokenID, k.Hint+" (token "+k.TokenID+")"
 	}
@@ -468,10 +470,35 @@ func (s *Service) manageable(tx *gorm.DB, workspaceID int64, actor Actor, id int
 
 // Rename changes a key's name and description.
 func (s *Service) Rename(ctx context.Context, workspaceID int64, actor Actor, id int64, name, description string) (models.APIKey, error) {
-	errs := validate.Errors{}
-	validateText(errs, name, description)
-	if err := errs.Err(); err != nil {
-		return models.APIKey{}, err
+	return s.Update(ctx, workspaceID, actor, id, UpdateInput{Name: Set(name), Description: Set(description)})
+}
+
+// Change is one setting an update may change: left alone unless Set.
+type Change[T any] struct {
+	Set   bool
+	Value T
+}
+
+// Set is a Change to v.
+func Set[T any](v T) Change[T] { return Change[T]{Set: true, Value: v} }
+
+// UpdateInput is what an update changes (the API's PATCH, the key page's
+// forms); a nil limit returns to the kind's default, or to no quota.
+type UpdateInput struct {
+	Name, Description                  Change[string]
+	RateLimit, HourlyQuota, DailyQuota Change[*int]
+}
+
+func (in UpdateInput) limits() bool {
+	return in.RateLimit.Set || in.HourlyQuota.Set || in.DailyQuota.Set
+}
+
+// Update changes some of a key's settings in one transaction, each kind of
+// change audited: a rename by whoever may manage the key, limits by owners
+// and admins (or an admin key) only.
+func (s *Service) Update(ctx context.Context, workspaceID int64, actor Actor, id int64, in UpdateInput) (models.APIKey, error) {
+	if in.limits() && !actor.Admin {
+		return models.APIKey{}, forbidden("only owners and admins can change rate limits")
 	}
 	var k models.APIKey
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
@@ -479,16 +506,52 @@ func (s *Service) Rename(ctx context.Context, workspaceID int64, actor Actor, id
 		if k, err = s.manageable(tx, workspaceID, actor, id); err != nil {
 			return err
 		}
-		before := k.Name
-		k.Name, k.Description = strings.TrimSpace(name), strings.TrimSpace(description)
-		if err := tx.Model(&k).Select("name", "description", "updated_at").Updates(&k).Error; err != nil {
-			return err
+		if in.Name.Set || in.Description.Set {
+			name, description := k.Name, k.Description
+			if in.Name.Set {
+				name = in.Name.Value
+			}
+			if in.Description.Set {
+				description = in.Description.Value
+			}
+			errs := validate.Errors{}
+			validateText(errs, name, description)
+			if err := errs.Err(); err != nil {
+				return err
+			}
+			before := k.Name
+			k.Name, k.Description = strings.TrimSpace(name), strings.TrimSpace(description)
+			if err := tx.Model(&k).Select("name", "description", "updated_at").Updates(&k).Error; err != nil {
+				return err
+			}
+			detail := "description changed"
+			if before != k.Name {
+				detail = fmt.Sprintf("renamed from %q", before)
+			}
+			if err := s.audit(tx, workspaceID, actor, ActionRenamed, k, detail); err != nil {
+				return err
+			}
 		}
-		detail := "description changed"
-		if before != k.Name {
-			detail = fmt.Sprintf("renamed from %q", before)
+		if in.limits() {
+			limits := LimitSettings{PerMinute: k.RateLimit, PerHour: k.HourlyQuota, PerDay: k.DailyQuota}
+			for _, c := range []struct {
+				change Change[*int]
+				to     **int
+			}{{in.RateLimit, &limits.PerMinute}, {in.HourlyQuota, &limits.PerHour}, {in.DailyQuota, &limits.PerDay}} {
+				if c.change.Set {
+					*c.to = c.change.Value
+				}
+			}
+			if errs := CheckLimits(Kind(k.Kind), limits); errs != nil {
+				return errs
+			}
+			k.RateLimit, k.HourlyQuota, k.DailyQuota = limits.PerMinute, limits.PerHour, limits.PerDay
+			if err := tx.Model(&k).Select("rate_limit", "hourly_quota", "daily_quota", "updated_at").Updates(&k).Error; err != nil {
+				return err
+			}
+			return s.audit(tx, workspaceID, actor, ActionLimited, k, describeLimits(k.Kind, limits))
 		}
-		return s.audit(tx, workspaceID, actor, ActionRenamed, k, detail)
+		return nil
 	})
 	if err == nil {
 		s.changed(k.ID)
@@ -610,28 +673,7 @@ func (s *Service) Revoke(ctx context.Context, workspaceID int64, actor Actor, id
 // returns the limit to its kind's default, or leaves the key without that
 // quota. Owners and admins only.
 func (s *Service) SetRateLimits(ctx context.Context, workspaceID int64, actor Actor, id int64, in LimitSettings) (models.APIKey, error) {
-	if !actor.Admin {
-		return models.APIKey{}, forbidden("only owners and admins can change rate limits")
-	}
-	var k models.APIKey
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		var err error
-		if k, err = s.manageable(tx, workspaceID, actor, id); err != nil {
-			return err
-		}
-		if errs := CheckLimits(Kind(k.Kind), in); errs != nil {
-			return errs
-		}
-		k.RateLimit, k.HourlyQuota, k.DailyQuota = in.PerMinute, in.PerHour, in.PerDay
-		if err := tx.Model(&k).Select("rate_limit", "hourly_quota", "daily_quota", "updated_at").Updates(&k).Error; err != nil {
-			return err
-		}
-		return s.audit(tx, workspaceID, actor, ActionLimited, k, describeLimits(k.Kind, in))
-	})
-	if err == nil {
-		s.changed(k.ID)
-	}
-	return k, err
+	return s.Update(ctx, workspaceID, actor, id, UpdateInput{RateLimit: Set(in.PerMinute), HourlyQuota: Set(in.PerHour), DailyQuota: Set(in.PerDay)})
 }
 
 func days(d time.Duration) string {
