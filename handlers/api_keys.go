@@ -98,9 +98,10 @@ func (h *Handlers) apiListKeys(c echo.Context) error {
 	}
 	page, _ := strconv.Atoi(c.QueryParam("page"))
 	perPage, err := strconv.Atoi(c.QueryParam("per_page"))
-	if err != nil || perPage < 1 || perPage > 100 {
+	if err != nil || perPage < 1 {
 		perPage = 25
 	}
+	perPage = min(perPage, 100) // as the OpenAPI document says
 	p, err := h.Keys.List(c.Request().Context(), k.WorkspaceID, keys.ListOptions{Filter: filter, Env: k.Env, Page: page, PerPage: perPage})
 	if err != nil {
 		return err
