@@ -242,6 +242,22 @@ func (h *Handlers) apiUpdateKey(c echo.Context) error {
 	return c.JSON(http.StatusOK, toJSON(updated, h.Clock.Now()))
 }
 
+// apiSetDisabled is POST /v1/keys/{id}/disable and /enable: idempotent,
+// it answers the key as it now is.
+func (h *Handlers) apiSetDisabled(disabled bool) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ws, id := apiKeyOf(c).WorkspaceID, pathID(c, "id")
+		k, err := h.Keys.SetDisabled(c.Request().Context(), ws, h.apiActor(c), id, disabled)
+		if errors.Is(err, keys.ErrAlreadyThat) {
+			k, err = h.Keys.Get(c.Request().Context(), ws, id)
+		}
+		if err != nil {
+			return apiKeyError(c, err)
+		}
+		return c.JSON(http.StatusOK, toJSON(k, h.Clock.Now()))
+	}
+}
+
 func (h *Handlers) apiRevokeKey(c echo.Context) error {
 	revoked, err := h.Keys.Revoke(c.Request().Context(), apiKeyOf(c).WorkspaceID, h.apiActor(c), pathID(c, "id"))
 	if err != nil {

@@ -589,3 +589,44 @@ func TestUpdateKeyAPI(t *testing.T) {
 		}
 	})
 }
+
+// Disabling pauses a key over the API: refused as disabled_api_key (and
+// DISABLED by verify, invalid_grant by the token exchange) until enabled;
+// both idempotent; a revoked key can be neither.
+func TestDisableEnableAPI(t *testing.T) {
+	testutil.ForEachEngine(t, func(t *testing.T, dbURL string) {
+		f := newAPIFixture(t, dbURL)
+		admin := f.key(t, func(in *keys.CreateInput) { in.Permission = keys.PermAdmin })
+		target := f.key(t, nil)
+		path := fmt.Sprintf("/v1/keys/%d", target.Key.ID)
+		for range 2 {
+			if r := call(t, f.app, "POST", path+"/disable", admin.Secret, nil); r.Status != 200 || r.Body["status"] != "disabled" {
+				t.Fatalf("disable: %d %s", r.Status, r.Raw)
+			}
+		}
+		r := call(t, f.app, "GET", "/v1/auth/test", target.Secret, nil)
+		if _, code := r.errorCode(t); r.Status != 401 || code != "disabled_api_key" {
+			t.Errorf("a disabled key: %d %s", r.Status, r.Raw)
+		}
+		if r := call(t, f.app, "POST", "/v1/keys/verify", serviceToken, map[string]any{"key": target.Secret}); r.Body["code"] != "DISABLED" {
+			t.Errorf("verify a disabled key: %s", r.Raw)
+		}
+		if status, body, _ := exchange(t, f.app, target.Secret); status != 400 || body["error"] != "invalid_grant" {
+			t.Errorf("exchange a disabled key: %d %v", status, body)
+		}
+		if r := call(t, f.app, "GET", "/v1/keys?status=disabled", admin.Secret, nil); r.Body["total"] != 1.0 {
+			t.Errorf("status=disabled: %s", r.Raw)
+		}
+		if r := call(t, f.app, "POST", path+"/enable", admin.Secret, nil); r.Status != 200 || r.Body["status"] != "active" {
+			t.Fatalf("enable: %d %s", r.Status, r.Raw)
+		}
+		if r := call(t, f.app, "GET", "/v1/auth/test", target.Secret, nil); r.Status != 200 {
+			t.Errorf("an enabled key: %d %s", r.Status, r.Raw)
+		}
+		call(t, f.app, "DELETE", path, admin.Secret, nil)
+		r = call(t, f.app, "POST", path+"/disable", admin.Secret, nil)
+		if _, code := r.errorCode(t); r.Status != 422 || code != "key_not_active" {
+			t.Errorf("disable a revoked key: %d %s", r.Status, r.Raw)
+		}
+	})
+}

@@ -85,7 +85,9 @@ func (h *Handlers) listKeys(c echo.Context) error {
 		}
 	}
 	for _, k := range p.Keys {
-		view.Rows = append(view.Rows, keyRowIn(k, p.Now, actor, members))
+		r := keyRowIn(k, p.Now, actor, members)
+		r.Back = c.Request().URL.RequestURI() // where a row's Disable or Enable returns
+		view.Rows = append(view.Rows, r)
 	}
 	return h.app(c, http.StatusOK, "api-keys", "API Keys", views.KeysPage(view))
 }
@@ -334,6 +336,31 @@ func (h *Handlers) rotateKey(c echo.Context) error {
 		return keyError(err)
 	}
 	return h.showSecret(c, created, created.Replaced, *created.Replaced.ExpiresAt)
+}
+
+// setDisabled answers the Disable and Enable buttons of the key page and
+// the list's rows (from=list goes back to the list the row was in).
+func (h *Handlers) setDisabled(disabled bool) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id := pathID(c, "id")
+		k, err := h.Keys.SetDisabled(c.Request().Context(), currentViewer(c).Current.WorkspaceID, h.keyActor(c), id, disabled)
+		switch {
+		case errors.Is(err, keys.ErrNotActive):
+			h.flash(c, "error", "A revoked key cannot be disabled or enabled.")
+		case errors.Is(err, keys.ErrAlreadyThat):
+			h.flash(c, "info", "That key was already "+map[bool]string{true: "disabled", false: "enabled"}[disabled]+".")
+		case err != nil:
+			return keyError(err)
+		case disabled:
+			h.flash(c, "success", fmt.Sprintf("Disabled %s (%s). Requests using it now fail with disabled_api_key, until you enable it.", k.Name, k.Hint))
+		default:
+			h.flash(c, "success", fmt.Sprintf("Enabled %s (%s). It works again.", k.Name, k.Hint))
+		}
+		if back := c.FormValue("back"); strings.HasPrefix(back, "/settings/api-keys") && !strings.HasPrefix(back, "//") {
+			return redirect(c, back)
+		}
+		return redirect(c, fmt.Sprintf("/settings/api-keys/%d", id))
+	}
 }
 
 func (h *Handlers) revokeKey(c echo.Context) error {

@@ -509,7 +509,7 @@ func TestAPIReferencePage(t *testing.T) {
 	page.Doc.Find("section.endpoint h2").Each(func(_ int, s *goquery.Selection) {
 		got = append(got, strings.Join(strings.Fields(s.Text()), " "))
 	})
-	want := "GET /v1/auth/test|POST /v1/keys/verify|GET /v1/keys|POST /v1/keys|GET /v1/keys/{id}|PATCH /v1/keys/{id}|DELETE /v1/keys/{id}|POST /v1/keys/{id}/rotate|POST /oauth/token|GET /.well-known/jwks.json|GET /.well-known/oauth-authorization-server"
+	want := "GET /v1/auth/test|POST /v1/keys/verify|GET /v1/keys|POST /v1/keys|GET /v1/keys/{id}|PATCH /v1/keys/{id}|DELETE /v1/keys/{id}|POST /v1/keys/{id}/disable|POST /v1/keys/{id}/enable|POST /v1/keys/{id}/rotate|POST /oauth/token|GET /.well-known/jwks.json|GET /.well-known/oauth-authorization-server"
 	if strings.Join(got, "|") != want {
 		t.Fatalf("endpoints:\n%s\nwant\n%s", strings.Join(got, "|"), want)
 	}
@@ -557,5 +557,27 @@ func TestKeyLinkAsksBeforeSwitchingWorkspace(t *testing.T) {
 	}
 	if p := admin.Get(fmt.Sprintf("/settings/api-keys/%d?workspace=%d", id, 999)); p.Status != 200 || p.Text("main h1") != "Shared key" {
 		t.Fatalf("a foreign workspace in the link is ignored, not an error: %d", p.Status)
+	}
+}
+
+// Disable and Enable follow revoke's role rules: an editor may pause only
+// the keys they created; the key page offers the button only to them.
+func TestDisableFollowsRevokeRoles(t *testing.T) {
+	app := testutil.StartApp(t, testutil.DatabaseURL(t, "sqlite"))
+	owner := signUp(t, app, "owner@example.com")
+	createKey(t, owner, nil)
+	id := keyIDByName(t, app, "Billing worker")
+	editor := addMember(t, app, "owner@example.com", "ed@example.com", models.RoleEditor)
+	page := editor.Get(fmt.Sprintf("/settings/api-keys/%d", id))
+	if page.Doc.Find("#pause").Length() != 0 {
+		t.Error("an editor is offered Disable on the owner's key")
+	}
+	csrf, _ := editor.Get("/settings/account").Doc.Find(`input[name=_csrf]`).Attr("value")
+	if p := editor.PostForm(fmt.Sprintf("/settings/api-keys/%d/disable", id), url.Values{"_csrf": {csrf}}); p.Status != 403 {
+		t.Errorf("an editor disabling the owner's key: %d", p.Status)
+	}
+	done := owner.Submit(owner.Get(fmt.Sprintf("/settings/api-keys/%d", id)), `#pause form`, nil)
+	if !strings.Contains(done.Text(".flash"), "Disabled Billing worker") || done.Text(".badge.status") != "Disabled" {
+		t.Errorf("owner disabling: %q / %q", done.Text(".flash"), done.Text(".badge.status"))
 	}
 }

@@ -39,6 +39,7 @@ func keyRow(k models.APIKey, now time.Time, actor keys.Actor) views.KeyRow {
 		CanManage:    actor.CanManage(k),
 		CanLimit:     actor.Admin,
 		Dead:         status.Dead(),
+		Disabled:     status == keys.StatusDisabled,
 		RateLimit:    keys.LimitFor(k.Kind, k.RateLimit),
 		RateDefault:  k.RateLimit == nil,
 	}
@@ -99,6 +100,7 @@ var filterLabels = map[keys.Filter]string{
 	keys.FilterExpiring: "Expiring soon",
 	keys.FilterExpired:  "Expired",
 	keys.FilterRevoked:  "Revoked",
+	keys.FilterDisabled: "Disabled",
 	keys.FilterUnused:   "Unused 30+ days",
 }
 

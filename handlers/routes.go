@@ -39,6 +39,8 @@ func (h *Handlers) routes(e *echo.Echo) {
 	e.POST("/v1/keys/:id/rotate", h.apiRotateKey, key, requireScope("keys:write"))
 	e.PATCH("/v1/keys/:id", h.apiUpdateKey, key, requireScope("keys:write"))
 	e.DELETE("/v1/keys/:id", h.apiRevokeKey, key, requireScope("keys:write"))
+	e.POST("/v1/keys/:id/disable", h.apiSetDisabled(true), key, requireScope("keys:write"))
+	e.POST("/v1/keys/:id/enable", h.apiSetDisabled(false), key, requireScope("keys:write"))
 	// OAuth (SPEC §9): the token exchange, and what offline verifiers need.
 	e.POST(tokens.TokenPath, h.oauthToken)
 	e.GET(tokens.JWKSPath, h.jwks)
@@ -87,6 +89,8 @@ func (h *Handlers) routes(e *echo.Echo) {
 	e.POST("/settings/api-keys/:id/revoke", h.revokeKey, web(login)...)
 	e.POST("/settings/api-keys/:id/rate-limit", h.setRateLimit, web(login)...)
 	e.POST("/settings/api-keys/:id/token", h.issueToken, web(login)...)
+	e.POST("/settings/api-keys/:id/disable", h.setDisabled(true), web(login)...)
+	e.POST("/settings/api-keys/:id/enable", h.setDisabled(false), web(login)...)
 	e.GET("/settings/api-reference", h.apiReference, web(login)...)
 	e.GET("/settings/team", h.team, web(login)...)
 	e.POST("/settings/team/invitations", h.invite, web(login)...)

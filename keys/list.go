@@ -18,11 +18,12 @@ const (
 	FilterExpiring Filter = "expiring" // works now, expires within 14 days, not already replaced
 	FilterExpired  Filter = "expired"
 	FilterRevoked  Filter = "revoked"
-	FilterUnused   Filter = "unused" // works now, not used for 30 days (or never, and 30 days old)
+	FilterUnused   Filter = "unused"   // works now, not used for 30 days (or never, and 30 days old)
+	FilterDisabled Filter = "disabled" // paused, and not expired meanwhile
 )
 
 // Filters lists the filters in the order the dashboard shows them.
-var Filters = []Filter{FilterAll, FilterActive, FilterExpiring, FilterExpired, FilterRevoked, FilterUnused}
+var Filters = []Filter{FilterAll, FilterActive, FilterExpiring, FilterExpired, FilterDisabled, FilterRevoked, FilterUnused}
 
 // UnusedAfter is how long without use makes a key stale.
 const UnusedAfter = 30 * 24 * time.Hour
@@ -44,18 +45,20 @@ func (f Filter) Valid() bool {
 // api_keys_workspace_expires_idx and api_keys_workspace_used_idx, which
 // the capped counts read.
 func (f Filter) where(db *gorm.DB, now time.Time) *gorm.DB {
-	live := "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)"
+	live := "revoked_at IS NULL AND disabled_at IS NULL AND (expires_at IS NULL OR expires_at > ?)"
 	switch f {
 	case FilterActive:
 		return db.Where(live, now)
 	case FilterExpiring:
-		return db.Where("revoked_at IS NULL AND rotated_to_id IS NULL AND expires_at > ? AND expires_at <= ?", now, now.Add(ExpiringSoon))
+		return db.Where("revoked_at IS NULL AND disabled_at IS NULL AND rotated_to_id IS NULL AND expires_at > ? AND expires_at <= ?", now, now.Add(ExpiringSoon))
 	case FilterExpired:
 		return db.Where("revoked_at IS NULL AND expires_at <= ?", now)
 	case FilterRevoked:
 		return db.Where("revoked_at IS NOT NULL")
 	case FilterUnused:
-		return db.Where("revoked_at IS NULL AND COALESCE(last_used_at, created_at) <= ? AND (expires_at IS NULL OR expires_at > ?)", now.Add(-UnusedAfter), now)
+		return db.Where("revoked_at IS NULL AND disabled_at IS NULL AND COALESCE(last_used_at, created_at) <= ? AND (expires_at IS NULL OR expires_at > ?)", now.Add(-UnusedAfter), now)
+	case FilterDisabled:
+		return db.Where("revoked_at IS NULL AND disabled_at IS NOT NULL AND (expires_at IS NULL OR expires_at > ?)", now)
 	}
 	return db.Where("revoked_at IS NULL")
 }
@@ -221,9 +224,9 @@ func (s *Service) count(ctx context.Context, workspaceID int64, o ListOptions, n
 		sub := f.where(inWorkspace(db, workspaceID, o), now).Select("1").Limit(CountCap + 1)
 		return db.Table("(?) AS capped", sub).Select("COUNT(*)")
 	}
-	var row struct{ All, Revoked, Expired, Expiring, Unused, Active int64 }
-	err := db.Raw(`SELECT (?) AS "all", (?) AS revoked, (?) AS expired, (?) AS expiring, (?) AS unused, (?) AS active`,
-		kept(0), kept(1), capped(FilterExpired), capped(FilterExpiring), capped(FilterUnused), capped(FilterActive)).Scan(&row).Error
+	var row struct{ All, Revoked, Expired, Expiring, Unused, Active, Disabled int64 }
+	err := db.Raw(`SELECT (?) AS "all", (?) AS revoked, (?) AS expired, (?) AS expiring, (?) AS unused, (?) AS active, (?) AS disabled`,
+		kept(0), kept(1), capped(FilterExpired), capped(FilterExpiring), capped(FilterUnused), capped(FilterActive), capped(FilterDisabled)).Scan(&row).Error
 	if err != nil {
 		return nil, err
 	}
@@ -234,9 +237,10 @@ func (s *Service) count(ctx context.Context, workspaceID int64, o ListOptions, n
 		return Count{N: n}
 	}
 	out := Counts{FilterAll: {N: row.All}, FilterRevoked: {N: row.Revoked}, FilterExpired: count(row.Expired),
-		FilterExpiring: count(row.Expiring), FilterUnused: count(row.Unused), FilterActive: count(row.Active)}
-	if !out[FilterExpired].Capped { // then Active is exact at any size
-		out[FilterActive] = Count{N: row.All - row.Expired}
+		FilterExpiring: count(row.Expiring), FilterUnused: count(row.Unused), FilterActive: count(row.Active),
+		FilterDisabled: count(row.Disabled)}
+	if !out[FilterExpired].Capped && !out[FilterDisabled].Capped { // then Active is exact at any size
+		out[FilterActive] = Count{N: row.All - row.Expired - row.Disabled}
 	}
 	return out, nil
 }
@@ -245,19 +249,20 @@ func (s *Service) count(ctx context.Context, workspaceID int64, o ListOptions, n
 // conditions are Filter.where's, folded into one aggregate; the tests
 // check each filter's count against its list and against count.
 func (s *Service) countEach(ctx context.Context, workspaceID int64, o ListOptions, now time.Time) (Counts, error) {
-	var row struct{ All, Active, Expiring, Expired, Revoked, Unused int64 }
+	var row struct{ All, Active, Expiring, Expired, Revoked, Unused, Disabled int64 }
 	err := inWorkspace(s.db.WithContext(ctx), workspaceID, o).Select(`
 		COALESCE(SUM(CASE WHEN revoked_at IS NULL THEN 1 ELSE 0 END), 0) AS "all",
-		COALESCE(SUM(CASE WHEN revoked_at IS NULL AND (expires_at IS NULL OR expires_at > @now) THEN 1 ELSE 0 END), 0) AS active,
-		COALESCE(SUM(CASE WHEN revoked_at IS NULL AND rotated_to_id IS NULL AND expires_at > @now AND expires_at <= @soon THEN 1 ELSE 0 END), 0) AS expiring,
+		COALESCE(SUM(CASE WHEN revoked_at IS NULL AND disabled_at IS NULL AND (expires_at IS NULL OR expires_at > @now) THEN 1 ELSE 0 END), 0) AS active,
+		COALESCE(SUM(CASE WHEN revoked_at IS NULL AND disabled_at IS NULL AND rotated_to_id IS NULL AND expires_at > @now AND expires_at <= @soon THEN 1 ELSE 0 END), 0) AS expiring,
 		COALESCE(SUM(CASE WHEN revoked_at IS NULL AND expires_at <= @now THEN 1 ELSE 0 END), 0) AS expired,
 		COALESCE(SUM(CASE WHEN revoked_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS revoked,
-		COALESCE(SUM(CASE WHEN revoked_at IS NULL AND COALESCE(last_used_at, created_at) <= @stale
-			AND (expires_at IS NULL OR expires_at > @now) THEN 1 ELSE 0 END), 0) AS unused`,
+		COALESCE(SUM(CASE WHEN revoked_at IS NULL AND disabled_at IS NULL AND COALESCE(last_used_at, created_at) <= @stale
+			AND (expires_at IS NULL OR expires_at > @now) THEN 1 ELSE 0 END), 0) AS unused,
+		COALESCE(SUM(CASE WHEN revoked_at IS NULL AND disabled_at IS NOT NULL AND (expires_at IS NULL OR expires_at > @now) THEN 1 ELSE 0 END), 0) AS disabled`,
 		map[string]any{"now": now, "soon": now.Add(ExpiringSoon), "stale": now.Add(-UnusedAfter)},
 	).Scan(&row).Error
 	return Counts{FilterAll: {N: row.All}, FilterActive: {N: row.Active}, FilterExpiring: {N: row.Expiring},
-		FilterExpired: {N: row.Expired}, FilterRevoked: {N: row.Revoked}, FilterUnused: {N: row.Unused}}, err
+		FilterExpired: {N: row.Expired}, FilterRevoked: {N: row.Revoked}, FilterUnused: {N: row.Unused}, FilterDisabled: {N: row.Disabled}}, err
 }
 
 // tally moves a key in key_counts, in the transaction of the change: +1

@@ -116,6 +116,15 @@ func TestCountsAgreeWithARecount(t *testing.T) {
 			t.Fatal(err)
 		}
 		check("rotated")
+		for _, k := range []models.APIKey{made[0], made[3], made[5]} {
+			if _, err := f.svc.SetDisabled(ctx, f.ws, f.owner, k.ID, true); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := f.svc.SetDisabled(ctx, f.ws, f.owner, made[5].ID, false); err != nil {
+			t.Fatal(err)
+		}
+		check("disabled two")
 		f.db.Model(&models.APIKey{}).Where("id = ?", made[4].ID).Update("last_used_at", f.clk.Now())
 		f.clk.Advance(8 * 24 * time.Hour) // the 7-day keys and the rotated one expire
 		check("a week later")
@@ -212,7 +221,7 @@ func TestCountsStopAtTheCap(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := keys.Counts{keys.FilterAll: {N: keys.CountCap + 5}, keys.FilterExpired: {N: keys.CountCap, Capped: true},
-			keys.FilterActive: {}, keys.FilterExpiring: {}, keys.FilterRevoked: {}, keys.FilterUnused: {}}
+			keys.FilterActive: {}, keys.FilterExpiring: {}, keys.FilterRevoked: {}, keys.FilterUnused: {}, keys.FilterDisabled: {}}
 		if fmt.Sprint(counts) != fmt.Sprint(want) {
 			t.Fatalf("counts %v, want %v", counts, want)
 		}

@@ -38,11 +38,13 @@ func forbidden(format string, args ...any) error {
 
 // Audit actions.
 const (
-	ActionCreated = "key.created"
-	ActionRenamed = "key.renamed"
-	ActionRotated = "key.rotated"
-	ActionRevoked = "key.revoked"
-	ActionLimited = "key.rate_limit_changed"
+	ActionCreated  = "key.created"
+	ActionRenamed  = "key.renamed"
+	ActionRotated  = "key.rotated"
+	ActionRevoked  = "key.revoked"
+	ActionLimited  = "key.rate_limit_changed"
+	ActionDisabled = "key.disabled"
+	ActionEnabled  = "key.enabled"
 )
 
 // Grace periods a rotation may leave the old key (SPEC §5).
@@ -631,6 +633,50 @@ func validGrace(d time.Duration) bool {
 		}
 	}
 	return false
+}
+
+// ErrAlreadyThat: a disable of a disabled key, or an enable of an enabled one.
+var ErrAlreadyThat = errors.New("keys: the key is that already")
+
+// SetDisabled pauses a key (disabled) or resumes it: a reversible revoke,
+// to find out whether anything still uses it. The same people may do it
+// as may revoke it, and it takes effect as fast. A disabled key keeps its
+// expiry and reminder schedule but gets no reminders while disabled.
+func (s *Service) SetDisabled(ctx context.Context, workspaceID int64, actor Actor, id int64, disabled bool) (models.APIKey, error) {
+	now := s.clock.Now()
+	var k models.APIKey
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var err error
+		if k, err = s.manageable(tx, workspaceID, actor, id); err != nil {
+			return err
+		}
+		if k.RevokedAt != nil {
+			return ErrNotActive
+		}
+		updates, cond, action := map[string]any{"disabled_at": nil, "disabled_by_id": nil, "updated_at": now}, "disabled_at IS NOT NULL", ActionEnabled
+		if disabled {
+			updates, cond, action = map[string]any{"disabled_at": now, "disabled_by_id": nil, "updated_at": now}, "disabled_at IS NULL", ActionDisabled
+			if actor.UserID != 0 {
+				updates["disabled_by_id"] = actor.UserID
+			}
+		}
+		res := tx.Model(&models.APIKey{}).Where("id = ? AND revoked_at IS NULL AND "+cond, k.ID).Updates(updates)
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			return ErrAlreadyThat
+		}
+		k.DisabledAt = nil
+		if disabled {
+			k.DisabledAt = &now
+		}
+		return s.audit(tx, workspaceID, actor, action, k, "")
+	})
+	if err == nil {
+		s.changed(k.ID)
+	}
+	return k, err
 }
 
 // Revoke stops a key at once and for good.

@@ -208,6 +208,63 @@ func TestRolesAndEscalation(t *testing.T) {
 	}
 }
 
+// Disabling pauses a key: the verifier refuses it as DISABLED at once, it
+// leaves the working tabs, and enabling resumes it; both are audited, and
+// neither works on a revoked key or twice in a row.
+func TestDisableAndEnable(t *testing.T) {
+	testutil.ForEachEngine(t, func(t *testing.T, dbURL string) {
+		f := setup(t, dbURL, 0)
+		c, err := f.svc.Create(ctx, f.ws, f.owner, valid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := keys.NewVerifier(f.db, f.clk, "ks", nil, nil, nil)
+		f.svc.OnChange(v.Evict)
+		code := func() keys.Code {
+			t.Helper()
+			_, code, err := v.Authenticate(ctx, c.Secret, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return code
+		}
+		if code() != keys.CodeValid {
+			t.Fatal("a new key does not verify")
+		}
+		k, err := f.svc.SetDisabled(ctx, f.ws, f.owner, c.Key.ID, true)
+		if err != nil || keys.StatusOf(k, f.clk.Now()) != keys.StatusDisabled {
+			t.Fatalf("disable: %v, status %s", err, keys.StatusOf(k, f.clk.Now()))
+		}
+		if got := code(); got != keys.CodeDisabled {
+			t.Fatalf("a disabled key verifies as %s", got)
+		}
+		if _, err := f.svc.SetDisabled(ctx, f.ws, f.owner, c.Key.ID, true); !errors.Is(err, keys.ErrAlreadyThat) {
+			t.Errorf("disabling twice: %v", err)
+		}
+		counts, _ := f.svc.Count(ctx, f.ws)
+		if counts[keys.FilterDisabled].N != 1 || counts[keys.FilterActive].N != 0 || counts[keys.FilterAll].N != 1 {
+			t.Errorf("counts while disabled: %v", counts)
+		}
+		if _, err := f.svc.SetDisabled(ctx, f.ws, f.owner, c.Key.ID, false); err != nil {
+			t.Fatal(err)
+		}
+		if got := code(); got != keys.CodeValid {
+			t.Fatalf("an enabled key verifies as %s", got)
+		}
+		var actions []string
+		f.db.Model(&models.AuditEvent{}).Where("key_id = ?", c.Key.ID).Order("id").Pluck("action", &actions)
+		if strings.Join(actions, ",") != "key.created,key.disabled,key.enabled" {
+			t.Errorf("audited %v", actions)
+		}
+		if _, err := f.svc.Revoke(ctx, f.ws, f.owner, c.Key.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.svc.SetDisabled(ctx, f.ws, f.owner, c.Key.ID, true); !errors.Is(err, keys.ErrNotActive) {
+			t.Errorf("disabling a revoked key: %v", err)
+		}
+	})
+}
+
 // A rotation changes the secret and nothing else: a key's own rate limit
 // and quotas carry over to the new key.
 func TestRotateKeepsLimits(t *testing.T) {

@@ -15,6 +15,7 @@ const (
 	StatusExpired  Status = "expired"
 	StatusRevoked  Status = "revoked"
 	StatusRotating Status = "rotating" // replaced, in its grace period
+	StatusDisabled Status = "disabled" // paused: refused until enabled
 )
 
 // Label is the status as a badge shows it.
@@ -30,6 +31,8 @@ func (s Status) Label() string {
 		return "Revoked"
 	case StatusRotating:
 		return "Rotating"
+	case StatusDisabled:
+		return "Disabled"
 	}
 	return string(s)
 }
@@ -44,6 +47,8 @@ func StatusOf(k models.APIKey, now time.Time) Status {
 		return StatusRevoked
 	case k.ExpiresAt != nil && !k.ExpiresAt.After(now):
 		return StatusExpired
+	case k.DisabledAt != nil:
+		return StatusDisabled
 	case k.RotatedToID != nil:
 		return StatusRotating
 	case k.ExpiresAt != nil && k.ExpiresAt.Sub(now) <= ExpiringSoon:

@@ -72,7 +72,7 @@ func (s *Service) GrantToken(ctx context.Context, workspaceID int64, actor Actor
 	if err != nil {
 		return nil, nil, err
 	}
-	if StatusOf(k, s.clock.Now()).Dead() {
+	if st := StatusOf(k, s.clock.Now()); st.Dead() || st == StatusDisabled {
 		return nil, nil, ErrNotActive
 	}
 	if len(scopes) == 0 {

@@ -135,6 +135,7 @@ type Verifier struct {
 type cacheEntry struct {
 	key       *Authenticated // never changed once cached: a change loads a new one
 	revoked   bool
+	disabled  bool
 	fetchedAt time.Time
 }
 
@@ -248,6 +249,8 @@ func (e cacheEntry) status(found bool, err error, now time.Time) (*Authenticated
 		return e.key, CodeRevoked, nil
 	case e.key.ExpiresAt != nil && !e.key.ExpiresAt.After(now):
 		return e.key, CodeExpired, nil
+	case e.disabled:
+		return e.key, CodeDisabled, nil
 	}
 	return e.key, CodeValid, nil
 }
@@ -345,5 +348,5 @@ func (v *Verifier) load(ctx context.Context, hash string, now time.Time) (cacheE
 		HourlyQuota: quota(k.HourlyQuota), DailyQuota: quota(k.DailyQuota), memo: &memo{},
 	}
 	a.policy = a.Limits().Policy()
-	return cacheEntry{revoked: k.RevokedAt != nil, fetchedAt: now, key: a}, true, nil
+	return cacheEntry{revoked: k.RevokedAt != nil, disabled: k.DisabledAt != nil, fetchedAt: now, key: a}, true, nil
 }

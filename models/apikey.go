@@ -30,7 +30,10 @@ type APIKey struct {
 	LastUsedUserAgent string
 	RevokedAt         *time.Time
 	RevokedByID       *int64
-	RevokedBy         *User   `gorm:"foreignKey:RevokedByID"`
+	RevokedBy         *User      `gorm:"foreignKey:RevokedByID"`
+	DisabledAt        *time.Time // paused: refused until enabled again
+	DisabledByID      *int64
+	DisabledBy        *User   `gorm:"foreignKey:DisabledByID"`
 	ReplacesID        *int64  // the key this one was rotated from
 	Replaces          *APIKey `gorm:"foreignKey:ReplacesID"`
 	RotatedToID       *int64  // the key that replaced this one

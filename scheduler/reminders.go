@@ -93,7 +93,7 @@ func (r *Reminders) Plan(ctx context.Context) error {
 	for range 10_000 { // each batch moves its keys' due times past now
 		var due []models.APIKey
 		err := r.db.WithContext(ctx).Select("id, workspace_id, created_at, expires_at, created_by_id, reminder_due_at").
-			Where("reminder_due_at <= ? AND revoked_at IS NULL AND rotated_to_id IS NULL AND expires_at IS NOT NULL", now).
+			Where("reminder_due_at <= ? AND revoked_at IS NULL AND disabled_at IS NULL AND rotated_to_id IS NULL AND expires_at IS NOT NULL", now).
 			Order("reminder_due_at").Limit(r.Batch).Find(&due).Error // api_keys_reminder_due_idx
 		if err != nil {
 			return err

@@ -167,6 +167,30 @@ func TestCatchUpSendsOnlyTheMostUrgentReminder(t *testing.T) {
 	}
 }
 
+// A disabled key gets no reminders; enabled again, it gets the one that
+// fell due meanwhile, late (as after an outage), then the rest on time.
+func TestNoRemindersWhileDisabled(t *testing.T) {
+	app := testutil.StartApp(t, testutil.DatabaseURL(t, "sqlite"))
+	tm := newTeam(t, app)
+	app.Accounts.SetReminders(t.Context(), tm.admin.ID, false)
+	start := app.Clock.Now()
+	owner := tm.actor(tm.owner, models.RoleOwner)
+	paused := tm.key(t, owner, "paused", "20")
+	if _, err := app.Keys.SetDisabled(t.Context(), tm.ws, owner, paused.Key.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	walk(t, app, 10, nil) // the 14-day moment (day 6) passes while disabled
+	if _, err := app.Keys.SetDisabled(t.Context(), tm.ws, owner, paused.Key.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	walk(t, app, 4, nil)
+	got := arrived(app, start)
+	want := []string{`day 10: Your API key "paused" expires in 10 days → owner@example.com`, `day 13: Your API key "paused" expires in 7 days → owner@example.com`}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("mails:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
 func TestReminderMailOverSMTP(t *testing.T) {
 	smtp := testutil.StartSMTP(t)
 	app := testutil.StartApp(t, testutil.DatabaseURL(t, "sqlite"), testutil.WithSMTP(smtp))

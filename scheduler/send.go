@@ -180,7 +180,7 @@ func (p *sendPass) claim(ctx context.Context, n int) (int, []reminderMail, error
 
 // compose writes the claimed deliveries' mails, with one query or insert
 // per claim for keys, people, workspaces and unsubscribe tokens.
-// Deliveries of keys revoked or replaced meanwhile are cancelled.
+// Deliveries of keys revoked, replaced or disabled meanwhile are cancelled.
 func (p *sendPass) compose(db *gorm.DB, ds []models.ReminderDelivery, now time.Time) ([]reminderMail, error) {
 	keyIDs := make([]int64, 0, len(ds))
 	for _, d := range ds {
@@ -189,7 +189,7 @@ func (p *sendPass) compose(db *gorm.DB, ds []models.ReminderDelivery, now time.T
 		}
 	}
 	var ks []models.APIKey
-	err := db.Select("id, workspace_id, name, hint, environment, expires_at, last_used_at, revoked_at, rotated_to_id").
+	err := db.Select("id, workspace_id, name, hint, environment, expires_at, last_used_at, revoked_at, rotated_to_id, disabled_at").
 		Where("id IN ?", keyIDs).Find(&ks).Error
 	if err != nil {
 		return nil, err
@@ -202,7 +202,7 @@ func (p *sendPass) compose(db *gorm.DB, ds []models.ReminderDelivery, now time.T
 	var cancelled []int64
 	var live []models.ReminderDelivery
 	for _, d := range ds {
-		if d.Key.ID == 0 || d.Key.ExpiresAt == nil || d.Key.RevokedAt != nil || d.Key.RotatedToID != nil {
+		if d.Key.ID == 0 || d.Key.ExpiresAt == nil || d.Key.RevokedAt != nil || d.Key.RotatedToID != nil || d.Key.DisabledAt != nil {
 			cancelled = append(cancelled, d.ID)
 			delete(p.held, d.ID)
 		} else {
