@@ -1,13 +1,11 @@
 package e2e
 
 import (
-	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/chromedp/chromedp"
 
-	"keysmith/accounts"
 	"keysmith/keys"
 	"keysmith/testutil"
 	"keysmith/tokens"
@@ -19,24 +17,9 @@ import (
 func TestIssueATemporaryToken(t *testing.T) {
 	b := newTab(t)
 	app := testutil.StartApp(t, testutil.DatabaseURL(t, "sqlite"))
-	u, err := app.Accounts.SignUp(t.Context(), accounts.SignUpInput{Email: "grace@example.com", Name: "Grace", Password: "a long enough password"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ms, _ := app.Accounts.Memberships(t.Context(), u.ID)
-	k, err := app.Keys.Create(t.Context(), ms[0].WorkspaceID, app.Keys.UserActor(u, ms[0].Role, "", ""),
+	o := newOwner(t, app, "grace@example.com",
 		keys.CreateInput{Name: "uploader", Kind: keys.Secret, Env: keys.Live, Permission: keys.PermCustom, Scopes: []string{"files:read", "files:write"}, ExpiresIn: "30"})
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	b.do("log in",
-		chromedp.Navigate(app.URL("/login")),
-		chromedp.SendKeys(`#email`, "grace@example.com"),
-		chromedp.SendKeys(`#password`, "a long enough password"),
-		chromedp.Click(`button[type=submit]`),
-		chromedp.WaitVisible(`table.keys`),
-	)
+	o.logIn(b)
 	grantClipboard(t, b.ctx, app.Server.URL)
 	b.do("open the key", chromedp.Click(`//a[strong[normalize-space()="uploader"]]`), chromedp.WaitVisible(`#token`))
 	b.do("narrow the token",
@@ -56,23 +39,13 @@ func TestIssueATemporaryToken(t *testing.T) {
 	if err != nil || copied != token {
 		t.Fatalf("clipboard holds %q (%v), want the token", copied, err)
 	}
-	status := func() int {
-		req, _ := http.NewRequest(http.MethodGet, app.URL("/v1/auth/test"), nil)
-		req.Header.Set("Authorization", "Bearer "+token)
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
-		return res.StatusCode
-	}
-	if got := status(); got != 200 {
+	if got := apiStatus(t, app, token); got != 200 {
 		t.Fatalf("the token on the API: %d", got)
 	}
-	if _, err := app.Keys.Revoke(t.Context(), ms[0].WorkspaceID, app.Keys.UserActor(u, ms[0].Role, "", ""), k.Key.ID); err != nil {
+	if _, err := app.Keys.Revoke(t.Context(), o.ws, o.actor, o.key.Key.ID); err != nil {
 		t.Fatal(err)
 	}
-	if got := status(); got != 401 {
+	if got := apiStatus(t, app, token); got != 401 {
 		t.Fatalf("the token after its key was revoked: %d", got)
 	}
 }
