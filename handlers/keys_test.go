@@ -580,4 +580,7 @@ func TestDisableFollowsRevokeRoles(t *testing.T) {
 	if !strings.Contains(done.Text(".flash"), "Disabled Billing worker") || done.Text(".badge.status") != "Disabled" {
 		t.Errorf("owner disabling: %q / %q", done.Text(".flash"), done.Text(".badge.status"))
 	}
+	if facts := done.Text("dl.facts"); !strings.Contains(facts, "Disabled by") || !strings.Contains(facts, "Ada Lovelace") {
+		t.Errorf("key page facts after disabling: %q", facts)
+	}
 }

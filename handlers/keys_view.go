@@ -79,6 +79,12 @@ func keyRow(k models.APIKey, now time.Time, actor keys.Actor) views.KeyRow {
 			r.RevokedBy = k.RevokedBy.DisplayName() + ", " + r.RevokedBy
 		}
 	}
+	if k.DisabledAt != nil && k.RevokedAt == nil {
+		r.DisabledBy = views.Exact(*k.DisabledAt)
+		if k.DisabledBy != nil {
+			r.DisabledBy = k.DisabledBy.DisplayName() + ", " + r.DisabledBy
+		}
+	}
 	return r
 }
 

@@ -444,7 +444,7 @@ func (s *Service) Get(ctx context.Context, workspaceID, id int64) (models.APIKey
 
 func (s *Service) get(db *gorm.DB, workspaceID, id int64) (models.APIKey, error) {
 	var k models.APIKey
-	err := db.Preload("CreatedBy").Preload("RevokedBy").Preload("Replaces").Preload("RotatedTo").
+	err := db.Preload("CreatedBy").Preload("RevokedBy").Preload("DisabledBy").Preload("Replaces").Preload("RotatedTo").
 		Where("workspace_id = ? AND id = ?", workspaceID, id).Take(&k).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return k, ErrNotFound
