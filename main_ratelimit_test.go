@@ -7,6 +7,7 @@ import (
 
 	"keysmith/clock"
 	"keysmith/models"
+	"keysmith/testutil"
 )
 
 func TestKeyCreateSetsQuotas(t *testing.T) {
@@ -32,11 +33,7 @@ func TestKeyCreateSetsQuotas(t *testing.T) {
 	if code != 0 || strings.Count(out, "\n") != 1 {
 		t.Fatalf("key create with quotas: %d %q %q", code, out, stderr)
 	}
-	gdb, err := models.Open(db, clock.Real{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer models.Close(gdb)
+	gdb := testutil.OpenDB(t, db, clock.Real{})
 	var k models.APIKey
 	gdb.Take(&k)
 	if k.RateLimit == nil || *k.RateLimit != 100 || k.HourlyQuota == nil || *k.HourlyQuota != 6000 || k.DailyQuota == nil || *k.DailyQuota != 100000 {

@@ -20,6 +20,7 @@ import (
 	"keysmith/clock"
 	"keysmith/keys"
 	"keysmith/models"
+	"keysmith/testutil"
 	"keysmith/tokens"
 )
 
@@ -373,11 +374,7 @@ func TestSigningKeyRotateCommand(t *testing.T) {
 			t.Fatalf("signing-key rotate: %d %q %q", code, out, stderr)
 		}
 	}
-	gdb, err := models.Open(db, clock.Real{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer models.Close(gdb)
+	gdb := testutil.OpenDB(t, db, clock.Real{})
 	var n int64
 	gdb.Model(&models.SigningKey{}).Count(&n)
 	if n != 3 {
@@ -399,11 +396,7 @@ func TestUserCreateCommand(t *testing.T) {
 		t.Fatalf("user create with --password -: %d %q", code, out)
 	}
 
-	gdb, err := models.Open(db, clock.Real{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer models.Close(gdb)
+	gdb := testutil.OpenDB(t, db, clock.Real{})
 	svc := accounts.New(gdb, clock.Real{}, 10)
 	if _, err := svc.Authenticate(context.Background(), "ops@example.com", "long enough pw", "cli"); err != nil {
 		t.Fatalf("CLI-created user cannot log in: %v", err)
@@ -441,11 +434,7 @@ func TestKeyCreateCommandPrintsOnlyTheSecret(t *testing.T) {
 	if code != 0 || !regexp.MustCompile(`^ks_sk_test_[0-9A-Za-z]{38}$`).MatchString(secret) || strings.Count(out, "\n") != 1 {
 		t.Fatalf("key create: %d %q %q", code, out, stderr)
 	}
-	gdb, err := models.Open(db, clock.Real{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer models.Close(gdb)
+	gdb := testutil.OpenDB(t, db, clock.Real{})
 	var k models.APIKey
 	gdb.Take(&k)
 	if k.SecretHash != keys.Hash(secret) || k.Permission != "write" || k.ExpiresAt == nil || k.ExpiresAt.Sub(k.CreatedAt) != 36*time.Hour || k.RateLimit == nil || *k.RateLimit != 50000 {

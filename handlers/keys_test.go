@@ -583,4 +583,7 @@ func TestDisableFollowsRevokeRoles(t *testing.T) {
 	if facts := done.Text("dl.facts"); !strings.Contains(facts, "Disabled by") || !strings.Contains(facts, "Ada Lovelace") {
 		t.Errorf("key page facts after disabling: %q", facts)
 	}
+	if done.Doc.Find("#token").Length() != 0 {
+		t.Error("a disabled key's page offers a temporary token")
+	}
 }

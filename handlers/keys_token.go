@@ -21,25 +21,16 @@ import (
 // enough, and the token never holds more than they or the key do.
 func (h *Handlers) issueToken(c echo.Context) error {
 	id := pathID(c, "id")
-	ctx := c.Request().Context()
 	form, _ := c.FormParams()
 	scopes := slices.DeleteFunc(form["token_scopes"], func(s string) bool { return s == "" })
-	actor := h.keyActor(c)
 	lifetime, err := time.ParseDuration(c.FormValue("token_lifetime"))
 	if err != nil || !slices.Contains(keys.TokenLifetimes, lifetime) {
 		err = validate.Errors{"token_lifetime": "Choose how long the token works."}
 	} else {
 		var k *keys.Authenticated
-		var norm []string
-		if k, norm, err = h.Keys.GrantToken(ctx, currentViewer(c).Current.WorkspaceID, actor, id, scopes); err == nil {
-			var issued tokens.Issued
-			issued, err = h.Tokens.Issue(ctx, tokens.Parent{KeyID: k.ID, WorkspaceID: k.WorkspaceID, Environment: string(k.Env),
-				Scopes: k.Scopes, ExpiresAt: k.ExpiresAt}, tokens.Request{Scopes: norm, Lifetime: lifetime})
-			if err == nil {
-				if err = h.Keys.RecordExchange(ctx, actor, k.Ref(), exchangeOf(issued)); err == nil {
-					return h.showToken(c, k, issued)
-				}
-			}
+		var t tokens.Issued
+		if k, t, err = h.deriveToken(c, id, scopes, lifetime); err == nil {
+			return h.showToken(c, k, t)
 		}
 	}
 	var ve validate.Errors
@@ -57,6 +48,22 @@ func (h *Handlers) issueToken(c echo.Context) error {
 		return redirect(c, fmt.Sprintf("/settings/api-keys/%d", id))
 	}
 	return keyError(err)
+}
+
+// deriveToken checks the member may derive the token, issues it and
+// records it in the audit log.
+func (h *Handlers) deriveToken(c echo.Context, id int64, scopes []string, lifetime time.Duration) (*keys.Authenticated, tokens.Issued, error) {
+	ctx, actor := c.Request().Context(), h.keyActor(c)
+	k, scopes, err := h.Keys.GrantToken(ctx, currentViewer(c).Current.WorkspaceID, actor, id, scopes)
+	if err != nil {
+		return nil, tokens.Issued{}, err
+	}
+	t, err := h.Tokens.Issue(ctx, tokens.Parent{KeyID: k.ID, WorkspaceID: k.WorkspaceID, Environment: string(k.Env),
+		Scopes: k.Scopes, ExpiresAt: k.ExpiresAt}, tokens.Request{Scopes: scopes, Lifetime: lifetime})
+	if err != nil {
+		return nil, t, err
+	}
+	return k, t, h.Keys.RecordExchange(ctx, actor, k.Ref(), exchangeOf(t))
 }
 
 // showToken renders the one page that shows a derived token, kept out of

@@ -24,11 +24,17 @@ import (
 // fields in pairs.
 func exchange(t *testing.T, app *testutil.App, key string, extra ...string) (int, map[string]any, http.Header) {
 	t.Helper()
+	return postForm(t, app, exchangeForm(key, extra...))
+}
+
+// exchangeForm is the token exchange's form for key, with extra fields in
+// pairs.
+func exchangeForm(key string, extra ...string) url.Values {
 	form := url.Values{"grant_type": {tokens.GrantTokenExchange}, "subject_token": {key}, "subject_token_type": {tokens.TokenTypeAPIKey}}
 	for i := 0; i+1 < len(extra); i += 2 {
 		form.Add(extra[i], extra[i+1])
 	}
-	return postForm(t, app, form)
+	return form
 }
 
 func postForm(t *testing.T, app *testutil.App, form url.Values) (int, map[string]any, http.Header) {
@@ -229,13 +235,7 @@ func TestTokenExchangeRefusals(t *testing.T) {
 	if _, err := f.app.Keys.Revoke(t.Context(), f.ws, f.actor, revoked.Key.ID); err != nil {
 		t.Fatal(err)
 	}
-	form := func(key string, extra ...string) url.Values {
-		v := url.Values{"grant_type": {tokens.GrantTokenExchange}, "subject_token": {key}, "subject_token_type": {tokens.TokenTypeAPIKey}}
-		for i := 0; i+1 < len(extra); i += 2 {
-			v.Add(extra[i], extra[i+1])
-		}
-		return v
-	}
+	form := exchangeForm
 	for _, tc := range []struct {
 		name  string
 		form  url.Values

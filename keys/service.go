@@ -484,6 +484,14 @@ type Change[T any] struct {
 // Set is a Change to v.
 func Set[T any](v T) Change[T] { return Change[T]{Set: true, Value: v} }
 
+// Or is the changed value, or current when the change leaves it alone.
+func (c Change[T]) Or(current T) T {
+	if c.Set {
+		return c.Value
+	}
+	return current
+}
+
 // UpdateInput is what an update changes (the API's PATCH, the key page's
 // forms); a nil limit returns to the kind's default, or to no quota.
 type UpdateInput struct {
@@ -509,13 +517,7 @@ func (s *Service) Update(ctx context.Context, workspaceID int64, actor Actor, id
 			return err
 		}
 		if in.Name.Set || in.Description.Set {
-			name, description := k.Name, k.Description
-			if in.Name.Set {
-				name = in.Name.Value
-			}
-			if in.Description.Set {
-				description = in.Description.Value
-			}
+			name, description := in.Name.Or(k.Name), in.Description.Or(k.Description)
 			errs := validate.Errors{}
 			validateText(errs, name, description)
 			if err := errs.Err(); err != nil {
@@ -535,14 +537,10 @@ func (s *Service) Update(ctx context.Context, workspaceID int64, actor Actor, id
 			}
 		}
 		if in.limits() {
-			limits := LimitSettings{PerMinute: k.RateLimit, PerHour: k.HourlyQuota, PerDay: k.DailyQuota}
-			for _, c := range []struct {
-				change Change[*int]
-				to     **int
-			}{{in.RateLimit, &limits.PerMinute}, {in.HourlyQuota, &limits.PerHour}, {in.DailyQuota, &limits.PerDay}} {
-				if c.change.Set {
-					*c.to = c.change.Value
-				}
+			limits := LimitSettings{
+				PerMinute: in.RateLimit.Or(k.RateLimit),
+				PerHour:   in.HourlyQuota.Or(k.HourlyQuota),
+				PerDay:    in.DailyQuota.Or(k.DailyQuota),
 			}
 			if errs := CheckLimits(Kind(k.Kind), limits); errs != nil {
 				return errs

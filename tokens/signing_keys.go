@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"time"
 
@@ -20,6 +21,9 @@ const Algorithm = jose.EdDSA
 // signingLock serialises key generation and rotation among replicas on
 // PostgreSQL (SQLite's write transactions are serial already).
 const signingLock = 0x7369676e // "sign"
+
+// errNoCurrentKey: the database holds no key to sign with yet.
+var errNoCurrentKey = errors.New("tokens: no current signing key")
 
 // keyring is one loaded state of the signing keys; a reload replaces it
 // whole, so readers need no lock.
@@ -167,7 +171,7 @@ func (s *Service) reload(ctx context.Context, maxAge time.Duration) (*keyring, e
 		r.signer, r.current = signer, row.KID
 	}
 	if r.signer == nil {
-		return nil, fmt.Errorf("tokens: no current signing key")
+		return nil, errNoCurrentKey
 	}
 	s.ring.Store(r)
 	return r, nil

@@ -100,6 +100,11 @@ func New(db *gorm.DB, clk clock.Clock, opts Options) (*Service, error) {
 // encryption key (ErrWrongEncryptionKey), so a server refuses to start
 // rather than to sign.
 func (s *Service) Load(ctx context.Context) error {
+	// A start reads the keys; only the first one writes (ensureKey takes a
+	// write transaction, and on PostgreSQL a lock every replica waits on).
+	if _, err := s.reload(ctx, 0); !errors.Is(err, errNoCurrentKey) {
+		return err
+	}
 	if err := s.ensureKey(ctx); err != nil {
 		return err
 	}
