@@ -110,8 +110,9 @@ func OpenDB(cfg config.Config, clk clock.Clock) (*gorm.DB, int, error) {
 	return db, applied, nil
 }
 
-// NewTokens builds the token service and loads its signing keys, making
-// the first one on a new database. Its encryption key comes from
+// NewTokens builds the token service over the signing keys; it reads none
+// yet (the server calls Load; signing-key rotate need not, so it can start
+// over when the keys no longer decrypt). Its encryption key comes from
 // KEYSMITH_ENCRYPTION_KEY, or on SQLite from a key file beside the
 // database; PostgreSQL without one is a configuration error.
 func NewTokens(cfg config.Config, db *gorm.DB, clk clock.Clock) (*tokens.Service, error) {
@@ -119,14 +120,7 @@ func NewTokens(cfg config.Config, db *gorm.DB, clk clock.Clock) (*tokens.Service
 	if err != nil {
 		return nil, fmt.Errorf("signing keys: %w", err)
 	}
-	ts, err := tokens.New(db, clk, tokens.Options{Issuer: cfg.BaseURL, EncryptionKey: encKey, KeySource: source, Covers: keys.Covers})
-	if err == nil {
-		err = ts.Load(context.Background())
-	}
-	if err != nil {
-		return nil, fmt.Errorf("signing keys: %w", err)
-	}
-	return ts, nil
+	return tokens.New(db, clk, tokens.Options{Issuer: cfg.BaseURL, EncryptionKey: encKey, KeySource: source, Covers: keys.Covers})
 }
 
 // NewKeys builds the keys service with the operator's scope catalog (or
@@ -174,7 +168,10 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		_ = models.Close(db)
 		return nil, err
 	}
-	if a.Tokens, err = NewTokens(cfg, db, a.Clock); err != nil {
+	if a.Tokens, err = NewTokens(cfg, db, a.Clock); err == nil {
+		err = a.Tokens.Load(context.Background()) // makes the first signing key on a new database
+	}
+	if err != nil {
 		a.closeStores()
 		_ = models.Close(db)
 		return nil, err
