@@ -29,6 +29,7 @@ import (
 	"keysmith/mailer"
 	"keysmith/metrics"
 	"keysmith/models"
+	"keysmith/oauth"
 	"keysmith/ratelimit"
 	"keysmith/scheduler"
 	"keysmith/teams"
@@ -61,6 +62,7 @@ type App struct {
 	Accounts  *accounts.Service
 	Keys      *keys.Service
 	Tokens    *tokens.Service // signs and verifies the tokens derived from keys
+	OAuth     *oauth.Service  // the authorization server for third-party apps
 	Verifier  *keys.Verifier
 	Usage     *keys.Usage
 	Mailer    *mailer.Mailer
@@ -176,6 +178,11 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		_ = models.Close(db)
 		return nil, err
 	}
+	if a.OAuth, err = oauth.New(db, a.Clock, a.Tokens, a.Keys.Catalog(), oauth.Options{Issuer: cfg.BaseURL}); err != nil {
+		a.closeStores()
+		_ = models.Close(db)
+		return nil, err
+	}
 	a.Usage = keys.NewUsage(db, a.Metrics)
 	local := ratelimit.NewMemory()
 	var limiter ratelimit.Limiter = local
@@ -222,6 +229,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		Accounts:  a.Accounts,
 		Keys:      a.Keys,
 		Tokens:    a.Tokens,
+		OAuth:     a.OAuth,
 		Verifier:  a.Verifier,
 		Reminders: a.Reminders,
 		Teams:     a.Teams,

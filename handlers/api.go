@@ -18,6 +18,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"keysmith/keys"
+	"keysmith/oauth"
 	"keysmith/ratelimit"
 	"keysmith/tokens"
 )
@@ -85,6 +86,9 @@ func (h *Handlers) authenticate(ctx context.Context, presented, ip, audience str
 	case err != nil:
 		return nil, "", err
 	}
+	if tok.Family != "" {
+		return h.authenticateApp(ctx, tok)
+	}
 	k, code, err := h.Verifier.AuthenticateKeyID(ctx, tok.KeyID)
 	if err != nil || k == nil {
 		return nil, code, err
@@ -93,6 +97,24 @@ func (h *Handlers) authenticate(ctx context.Context, presented, ip, audience str
 		return nil, keys.CodeMalformed, nil
 	}
 	return k.Derived(tok.Scopes, tok.ExpiresAt, tok.ID), code, nil
+}
+
+// authenticateApp checks an OAuth access token's authorization, consent
+// and app (revoking any of them ends the token at once) and cuts its
+// scopes to what its user's role allows now.
+func (h *Handlers) authenticateApp(ctx context.Context, tok *tokens.Token) (*keys.Authenticated, keys.Code, error) {
+	p, err := h.OAuth.Principal(ctx, tok)
+	if errors.Is(err, oauth.ErrRevoked) {
+		return nil, keys.CodeRevoked, nil
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	return keys.AppAuthenticated(keys.AppAccess{
+		ClientPK: p.ClientPK, ClientID: p.ClientID, AppName: p.AppName, Label: p.Label(), UserID: p.UserID,
+		Admin: p.Role.IsAdmin(), WorkspaceID: p.WorkspaceID, WorkspaceName: p.WorkspaceName,
+		Scopes: p.Scopes(tok.Scopes), ExpiresAt: tok.ExpiresAt, TokenID: tok.ID, RateLimit: keys.DefaultSecretLimit,
+	}), keys.CodeValid, nil
 }
 
 // keyContext is the echo context requireKey hands on: it carries the

@@ -11,7 +11,10 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/ory/fosite"
+
 	"keysmith/keys"
+	"keysmith/oauth"
 	"keysmith/tokens"
 )
 
@@ -38,7 +41,7 @@ type oauthError struct {
 // oauthPath says whether a path is one of the OAuth endpoints, whose
 // errors take OAuth's shape.
 func oauthPath(p string) bool {
-	return strings.HasPrefix(p, "/oauth/") || strings.HasPrefix(p, "/.well-known/")
+	return strings.HasPrefix(p, "/oauth/") && p != tokens.AuthorizePath || strings.HasPrefix(p, "/.well-known/")
 }
 
 // oauthFail answers an RFC 6749 §5.2 error; handlers return its result.
@@ -101,6 +104,10 @@ func (h *Handlers) oauthToken(c echo.Context) error {
 		return oauthFail(c, http.StatusBadRequest, "invalid_request", "The form body could not be read.")
 	}
 	form := r.PostForm
+	switch form.Get("grant_type") {
+	case oauth.GrantAuthorizationCode, oauth.GrantRefreshToken, oauth.GrantClientCredentials:
+		return h.oauthGrant(c)
+	}
 	for _, name := range []string{"grant_type", "subject_token", "subject_token_type", "requested_token_type", "scope", "expires_in"} {
 		if len(form[name]) > 1 {
 			return oauthFail(c, http.StatusBadRequest, "invalid_request", "The parameter "+name+" is repeated.")
@@ -108,10 +115,12 @@ func (h *Handlers) oauthToken(c echo.Context) error {
 	}
 	switch grant := form.Get("grant_type"); grant {
 	case "":
-		return oauthFail(c, http.StatusBadRequest, "invalid_request", "grant_type is missing: use "+tokens.GrantTokenExchange+".")
+		return oauthFail(c, http.StatusBadRequest, "invalid_request",
+			"grant_type is missing: use authorization_code, refresh_token, client_credentials or "+tokens.GrantTokenExchange+".")
 	case tokens.GrantTokenExchange:
 	default:
-		return oauthFail(c, http.StatusBadRequest, "unsupported_grant_type", "Only "+tokens.GrantTokenExchange+" is supported.")
+		return oauthFail(c, http.StatusBadRequest, "unsupported_grant_type",
+			"Use authorization_code, refresh_token, client_credentials or "+tokens.GrantTokenExchange+".")
 	}
 	presented := form.Get("subject_token")
 	switch {
@@ -188,6 +197,135 @@ func (h *Handlers) oauthToken(c echo.Context) error {
 		AccessToken: issued.Token, IssuedTokenType: tokens.TokenTypeJWT, TokenType: "Bearer",
 		ExpiresIn: issued.ExpiresIn(), Scope: strings.Join(issued.Scopes, " "),
 	})
+}
+
+// oauthGrant answers the grants of third-party apps (SPEC §9) through
+// fosite: authorization_code (with the PKCE verifier), refresh_token
+// (rotating; a replay revokes the family) and client_credentials. Apps
+// authenticate with client_secret_basic or client_secret_post; public
+// apps with their client_id and PKCE alone.
+func (h *Handlers) oauthGrant(c echo.Context) error {
+	r := c.Request()
+	ctx := r.Context()
+	p := h.OAuth.Provider()
+	for _, name := range []string{"grant_type", "code", "refresh_token", "code_verifier", "redirect_uri", "client_id", "client_secret", "scope"} {
+		if len(r.PostForm[name]) > 1 {
+			return oauthFail(c, http.StatusBadRequest, "invalid_request", "The parameter "+name+" is repeated.")
+		}
+	}
+	ar, err := p.NewAccessRequest(ctx, r, oauth.NewSession())
+	if err != nil {
+		grant := r.PostForm.Get("grant_type")
+		if grant == oauth.GrantRefreshToken || grant == oauth.GrantAuthorizationCode {
+			presented := r.PostForm.Get("refresh_token")
+			if grant == oauth.GrantAuthorizationCode {
+				presented = r.PostForm.Get("code")
+			}
+			if rerr := h.OAuth.RecordReuse(ctx, grant, presented, c.RealIP(), r.UserAgent()); rerr != nil {
+				h.Log.Error("oauth: record a replayed grant", "err", rerr)
+			}
+		}
+		p.WriteAccessError(ctx, c.Response(), ar, err)
+		return nil
+	}
+	if ar.GetGrantTypes().ExactOne(oauth.GrantClientCredentials) {
+		h.OAuth.PrepareClientCredentials(ar)
+	}
+	resp, err := p.NewAccessResponse(ctx, ar)
+	if err != nil {
+		p.WriteAccessError(ctx, c.Response(), ar, err)
+		return nil
+	}
+	if err := h.OAuth.RecordIssue(ctx, ar, c.RealIP(), r.UserAgent()); err != nil {
+		return oauthInternal(c, err)
+	}
+	p.WriteAccessResponse(ctx, c.Response(), ar, resp)
+	return nil
+}
+
+// oauthRevoke is POST /oauth/revoke (RFC 7009): an app revokes one of its
+// tokens, and with it the whole authorization it descends from. An
+// unknown token is not an error.
+func (h *Handlers) oauthRevoke(c echo.Context) error {
+	r := c.Request()
+	ctx := r.Context()
+	p := h.OAuth.Provider()
+	presented := r.PostFormValue("token")
+	family, _ := h.OAuth.FamilyOf(ctx, presented)
+	err := p.NewRevocationRequest(ctx, r)
+	if err == nil && family != "" {
+		if rerr := h.OAuth.RecordRevocation(ctx, family, c.RealIP(), r.UserAgent()); rerr != nil {
+			h.Log.Error("oauth: record a revocation", "err", rerr)
+		}
+	}
+	noStore(c)
+	p.WriteRevocationResponse(ctx, c.Response(), err)
+	return nil
+}
+
+// introspection is RFC 7662's answer, with Keysmith's own fields.
+type introspection struct {
+	Active      bool           `json:"active"`
+	TokenType   keys.TokenType `json:"token_type,omitempty"`
+	Scope       string         `json:"scope,omitempty"`
+	ClientID    string         `json:"client_id,omitempty"`
+	Subject     string         `json:"sub,omitempty"`
+	Username    string         `json:"username,omitempty"`
+	Issuer      string         `json:"iss,omitempty"`
+	Audience    []string       `json:"aud,omitempty"`
+	IssuedAt    int64          `json:"iat,omitempty"`
+	ExpiresAt   int64          `json:"exp,omitempty"`
+	JTI         string         `json:"jti,omitempty"`
+	WorkspaceID int64          `json:"workspace_id,omitempty"`
+	KeyID       int64          `json:"key_id,omitempty"`
+	Environment keys.Env       `json:"environment,omitempty"`
+}
+
+// oauthIntrospect is POST /oauth/introspect (RFC 7662) for the operator's
+// services, with the service token: whether an API key, a derived or
+// OAuth access token, or an OAuth refresh token is live now, and what it
+// may do. It is not a use: nothing is rate-limited or recorded.
+func (h *Handlers) oauthIntrospect(c echo.Context) error {
+	r := c.Request()
+	noStore(c)
+	if ct, _, _ := strings.Cut(r.Header.Get(echo.HeaderContentType), ";"); !strings.EqualFold(strings.TrimSpace(ct), echo.MIMEApplicationForm) {
+		return oauthFail(c, http.StatusBadRequest, "invalid_request", "Send the token as application/x-www-form-urlencoded.")
+	}
+	presented := r.PostFormValue("token")
+	if presented == "" {
+		return oauthFail(c, http.StatusBadRequest, "invalid_request", "token is missing.")
+	}
+	ctx := r.Context()
+	if req, ok := h.OAuth.IntrospectRefresh(ctx, presented); ok {
+		sess, _ := req.GetSession().(*oauth.Session)
+		out := introspection{Active: true, TokenType: "refresh_token", Scope: strings.Join(req.GetGrantedScopes(), " "),
+			ClientID: req.GetClient().GetID(), Issuer: h.Config.BaseURL, ExpiresAt: sess.GetExpiresAt(fosite.RefreshToken).Unix(), WorkspaceID: sess.WorkspaceID}
+		out.Subject = sess.GetSubject()
+		return c.JSON(http.StatusOK, out)
+	}
+	k, code, err := h.authenticate(ctx, presented, c.RealIP(), "")
+	if throttled := (*keys.ThrottledError)(nil); errors.As(err, &throttled) || err == nil && code != keys.CodeValid {
+		return c.JSON(http.StatusOK, introspection{Active: false})
+	}
+	if err != nil {
+		return oauthInternal(c, err)
+	}
+	out := introspection{Active: true, TokenType: k.Type(), Scope: strings.Join(k.Scopes, " "), Issuer: h.Config.BaseURL,
+		WorkspaceID: k.WorkspaceID, JTI: k.TokenID, Environment: k.Env}
+	if k.ExpiresAt != nil {
+		out.ExpiresAt = k.ExpiresAt.Unix()
+	}
+	switch {
+	case k.App != nil:
+		out.ClientID, out.Username = k.App.ClientID, k.App.Label
+		out.Subject = k.App.ClientID
+		if k.App.UserID != 0 {
+			out.Subject = tokens.UserSubject(k.App.UserID)
+		}
+	default:
+		out.KeyID, out.Subject, out.ClientID = k.ID, tokens.Subject(k.ID), tokens.Subject(k.ID)
+	}
+	return c.JSON(http.StatusOK, out)
 }
 
 // exchangeOf is what the audit log records of an issued token.

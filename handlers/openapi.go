@@ -90,6 +90,12 @@ func pathRank(p string) string {
 		return "1"
 	case "/oauth/token":
 		return "3"
+	case "/oauth/authorize":
+		return "31"
+	case "/oauth/revoke":
+		return "32"
+	case "/oauth/introspect":
+		return "33"
 	}
 	if strings.HasPrefix(p, "/.well-known/") {
 		return "4" + p

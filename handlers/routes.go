@@ -45,6 +45,8 @@ func (h *Handlers) routes(e *echo.Echo) {
 	e.POST(tokens.TokenPath, h.oauthToken)
 	e.GET(tokens.JWKSPath, h.jwks)
 	e.GET(tokens.MetadataPath, h.authServerMetadata)
+	e.POST(tokens.RevokePath, h.oauthRevoke)
+	e.POST(tokens.IntrospectPath, h.oauthIntrospect, h.requireServiceToken)
 
 	// Dashboard routes carry their middleware themselves rather than
 	// through a group: an echo group with middleware adds a catch-all route
@@ -117,6 +119,10 @@ func (h *Handlers) routes(e *echo.Echo) {
 	e.GET("/settings/account", h.account, web(login)...)
 	e.POST("/settings/account/password", h.changePassword, web(login)...)
 	e.POST("/workspaces/switch", h.switchWorkspace, web(login)...)
+	// The consent screen of OAuth apps: a dashboard page, with its session
+	// and CSRF protection.
+	e.GET(tokens.AuthorizePath, h.oauthAuthorize, web(login)...)
+	e.POST(tokens.AuthorizePath, h.oauthAuthorize, web(login)...)
 
 	if h.Mailbox != nil {
 		e.GET("/dev/mailbox", h.mailbox, web()...)

@@ -17,6 +17,7 @@ import (
 	"keysmith/keys"
 	"keysmith/mailer"
 	"keysmith/metrics"
+	"keysmith/oauth"
 	"keysmith/ratelimit"
 	"keysmith/scheduler"
 	"keysmith/teams"
@@ -32,6 +33,7 @@ type Deps struct {
 	Accounts  *accounts.Service
 	Keys      *keys.Service
 	Tokens    *tokens.Service
+	OAuth     *oauth.Service
 	Verifier  *keys.Verifier
 	Reminders *scheduler.Reminders
 	Teams     *teams.Service

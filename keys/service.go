@@ -114,7 +114,12 @@ type Actor struct {
 	IP        string
 	UserAgent string
 	Token     string // the jti when a temporary token derived from the key acts
+	ClientID  string // the OAuth app when an app acts (for a user, or alone)
 }
+
+// keyLike is an actor held to its scopes alone: a key, or an app acting
+// for itself.
+func (a Actor) keyLike() bool { return a.KeyID != 0 || a.ClientID != "" && a.UserID == 0 }
 
 // KeyActor is a key acting through the API: it holds its own scopes, may
 // change keys only with keys:write, and never keys broader than itself. A
@@ -126,6 +131,12 @@ func KeyActor(k Authenticated, ip, userAgent string) Actor {
 	a := Actor{KeyID: k.ID, Env: k.Env, Label: k.Hint, Held: k.Scopes, Admin: Covers(k.Scopes, []string{"*"}), IP: ip, UserAgent: userAgent}
 	if k.TokenType == TokenJWT {
 		a.Token, a.Label = k.TokenID, k.Hint+" (token "+k.TokenID+")"
+	}
+	if app := k.App; app != nil {
+		// An app acting for a user acts as that user, within the scopes
+		// the user granted; acting for itself, it acts as a key would.
+		a = Actor{UserID: app.UserID, ClientID: app.ClientID, Label: app.Label, Held: k.Scopes,
+			Admin: app.Admin && Covers(k.Scopes, []string{"*"}), IP: ip, UserAgent: userAgent}
 	}
 	return a
 }
@@ -148,7 +159,7 @@ func (a Actor) CanCreate() bool {
 	if a.Token != "" {
 		return false // a new secret would outlive the token
 	}
-	if a.KeyID != 0 {
+	if a.keyLike() || a.ClientID != "" {
 		return Allows(a.Held, "keys:write")
 	}
 	return len(a.Held) > 0
@@ -159,8 +170,10 @@ func (a Actor) CanCreate() bool {
 // key no broader than themselves.
 func (a Actor) CanManage(k models.APIKey) bool {
 	switch {
-	case a.KeyID != 0:
+	case a.keyLike():
 		return Allows(a.Held, "keys:write") && Covers(a.Held, k.ScopeList())
+	case a.ClientID != "" && !Allows(a.Held, "keys:write"):
+		return false
 	case a.Admin:
 		return true
 	}
@@ -171,7 +184,7 @@ func (a Actor) cannotCreate() error {
 	if a.Token != "" {
 		return errTokenMints
 	}
-	if a.KeyID != 0 {
+	if a.keyLike() || a.ClientID != "" {
 		return forbidden("this key lacks the keys:write scope")
 	}
 	return forbidden("viewers cannot create keys; ask an admin for the editor role")

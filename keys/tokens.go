@@ -23,7 +23,39 @@ type TokenType string
 const (
 	TokenAPIKey TokenType = "api_key"
 	TokenJWT    TokenType = "jwt"
+	// TokenOAuth is an OAuth access token of a third-party app (SPEC §9).
+	TokenOAuth TokenType = "oauth_access_token"
 )
+
+// AppAccess is what an OAuth access token acts as: an app, for a user in
+// a workspace (or for itself, with client credentials).
+type AppAccess struct {
+	ClientPK      int64
+	ClientID      string
+	AppName       string
+	Label         string // "user@example.com via App", or "App (app)"
+	UserID        int64  // 0: the app acts for itself
+	Admin         bool   // the user is an owner or admin of the workspace
+	WorkspaceID   int64
+	WorkspaceName string
+	Scopes        []string // the token's, cut to what the user's role allows now
+	ExpiresAt     time.Time
+	TokenID       string // jti
+	RateLimit     int    // per minute, shared by every token of the app
+}
+
+// AppAuthenticated is the request's principal for an OAuth access token.
+// It has no key (ID 0) and acts on keys of both environments, as its user
+// does in the dashboard.
+func AppAuthenticated(a AppAccess) *Authenticated {
+	exp := a.ExpiresAt
+	return &Authenticated{
+		WorkspaceID: a.WorkspaceID, WorkspaceName: a.WorkspaceName, Name: a.AppName, Hint: a.Label,
+		Kind: Secret, Permission: string(PermCustom), Scopes: a.Scopes, ExpiresAt: &exp, RateLimit: a.RateLimit,
+		TokenType: TokenOAuth, TokenID: a.TokenID,
+		App: &a,
+	}
+}
 
 // Exchange is one token exchange, as the audit log records it: never the
 // token itself.

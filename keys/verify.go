@@ -53,6 +53,9 @@ type Authenticated struct {
 	// token's scopes and expiry above, and its kind and id here.
 	TokenType TokenType // "" for the key itself
 	TokenID   string    // the token's jti
+	// App is the OAuth app and user an OAuth access token acts for; nil
+	// for keys and the tokens derived from them.
+	App *AppAccess
 
 	memo   *memo  // shared by the copies of one cached version of the key
 	policy string // Limits().Policy(), formatted once per cached version
@@ -260,11 +263,15 @@ func (e cacheEntry) status(found bool, err error, now time.Time) (*Authenticated
 // limiter's call to Redis.
 func (v *Verifier) Admit(ctx context.Context, k *Authenticated, ip, userAgent string) (Decision, error) {
 	now := v.clock.Now()
-	d, err := v.limiter.Take(ctx, k.ID, k.Limits(), now)
+	id := k.ID
+	if k.App != nil { // an app's tokens share one budget, apart from every key's
+		id = -k.App.ClientPK
+	}
+	d, err := v.limiter.Take(ctx, id, k.Limits(), now)
 	if err != nil {
 		return d, err
 	}
-	if d.Allowed {
+	if d.Allowed && k.ID != 0 {
 		v.usage.Record(k.ID, now, ip, userAgent)
 	}
 	return d, nil

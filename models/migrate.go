@@ -258,6 +258,9 @@ var migrations = []string{
 	CREATE INDEX api_keys_workspace_expires_idx ON api_keys (workspace_id, expires_at, environment, rotated_to_id, disabled_at) WHERE revoked_at IS NULL;
 	CREATE INDEX api_keys_workspace_used_idx ON api_keys (workspace_id, (COALESCE(last_used_at, created_at)), expires_at, environment, disabled_at) WHERE revoked_at IS NULL;
 	CREATE INDEX api_keys_workspace_disabled_idx ON api_keys (workspace_id, expires_at, environment) WHERE revoked_at IS NULL AND disabled_at IS NOT NULL;`,
+
+	// 15: OAuth 2.1 for third-party apps (issue 11), models/oauth.go
+	oauthMigration,
 }
 
 var dialects = map[string]*strings.Replacer{

@@ -3,7 +3,9 @@ package tokens
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -135,4 +137,11 @@ func randomBytes(n int) []byte {
 	b := make([]byte, n)
 	rand.Read(b) // never fails (crypto/rand)
 	return b
+}
+
+// DeriveKey derives a 32-byte key for purpose from the encryption key
+// (HKDF-SHA256), so another part of Keysmith (OAuth's HMAC of codes and
+// refresh tokens) shares it across replicas without a setting of its own.
+func (s *Service) DeriveKey(purpose string) ([]byte, error) {
+	return hkdf.Key(sha256.New, s.encKey, nil, "keysmith "+purpose, 32)
 }

@@ -70,9 +70,14 @@ type claims struct {
 	jwt.Claims
 	ClientID    string `json:"client_id"`
 	Scope       string `json:"scope"`
-	KeyID       int64  `json:"ks_key"`
+	KeyID       int64  `json:"ks_key,omitempty"`
 	WorkspaceID int64  `json:"ks_workspace"`
-	Environment string `json:"ks_env"`
+	Environment string `json:"ks_env,omitempty"`
+	// An OAuth access token (SPEC §9) names its authorization instead of
+	// a key: the family its refresh tokens rotate in, and the user it acts
+	// for (none for client credentials).
+	Family string `json:"ks_family,omitempty"`
+	UserID int64  `json:"ks_user,omitempty"`
 }
 
 // Issue signs a token derived from key p, with the requested scopes (a
@@ -108,10 +113,6 @@ func (s *Service) Issue(ctx context.Context, p Parent, req Request) (Issued, err
 	if len(audience) == 0 {
 		audience = []string{s.issuer}
 	}
-	ring, err := s.keyring(ctx)
-	if err != nil {
-		return Issued{}, err
-	}
 	c := claims{
 		Claims: jwt.Claims{
 			Issuer:   s.issuer,
@@ -127,12 +128,58 @@ func (s *Service) Issue(ctx context.Context, p Parent, req Request) (Issued, err
 		WorkspaceID: p.WorkspaceID,
 		Environment: p.Environment,
 	}
+	return s.sign(ctx, c, scopes)
+}
+
+// sign signs c, whose scopes are scopes.
+func (s *Service) sign(ctx context.Context, c claims, scopes []string) (Issued, error) {
+	ring, err := s.keyring(ctx)
+	if err != nil {
+		return Issued{}, err
+	}
 	token, err := jwt.Signed(ring.signer).Claims(c).Serialize()
 	if err != nil {
 		return Issued{}, fmt.Errorf("sign token: %w", err)
 	}
 	return Issued{Token: token, ID: c.ID, KID: ring.current, Scopes: slices.Clone(scopes),
-		Audience: slices.Clone(audience), IssuedAt: now, ExpiresAt: exp}, nil
+		Audience: slices.Clone([]string(c.Audience)), IssuedAt: c.IssuedAt.Time().UTC(), ExpiresAt: c.Expiry.Time().UTC()}, nil
+}
+
+// Grant is what an OAuth access token carries (SPEC §9): the app, the
+// authorization it descends from, and for whom and where it acts.
+type Grant struct {
+	ClientID    string
+	Family      string // the authorization: revoking it ends the token
+	UserID      int64  // 0 for client credentials: the app acts for itself
+	WorkspaceID int64
+	Scopes      []string
+	ExpiresAt   time.Time
+}
+
+// UserSubject is an OAuth access token's sub for the user it acts for.
+func UserSubject(userID int64) string { return "user_" + strconv.FormatInt(userID, 10) }
+
+// IssueAccess signs the OAuth access token of g: sub is the user (or the
+// app, for client credentials), client_id the app.
+func (s *Service) IssueAccess(ctx context.Context, g Grant) (Issued, error) {
+	now := s.clock.Now().Truncate(time.Second)
+	exp := g.ExpiresAt.Truncate(time.Second)
+	if !exp.After(now) || exp.Sub(now) > MaxLifetime || g.Family == "" || g.ClientID == "" || g.WorkspaceID <= 0 {
+		return Issued{}, ErrInvalidLifetime
+	}
+	sub := g.ClientID
+	if g.UserID != 0 {
+		sub = UserSubject(g.UserID)
+	}
+	c := claims{
+		Claims: jwt.Claims{
+			Issuer: s.issuer, Subject: sub, Audience: jwt.Audience{s.issuer},
+			IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(exp), ID: rand.Text(),
+		},
+		ClientID: g.ClientID, Scope: strings.Join(g.Scopes, " "), WorkspaceID: g.WorkspaceID,
+		Family: g.Family, UserID: g.UserID,
+	}
+	return s.sign(ctx, c, g.Scopes)
 }
 
 func base64URL(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }

@@ -50,20 +50,44 @@ type Metadata struct {
 	ResponseTypesSupported            []string `json:"response_types_supported"`
 	GrantTypesSupported               []string `json:"grant_types_supported"`
 	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported"`
+
+	AuthorizationEndpoint                      string   `json:"authorization_endpoint"`
+	RevocationEndpoint                         string   `json:"revocation_endpoint"`
+	RevocationEndpointAuthMethodsSupported     []string `json:"revocation_endpoint_auth_methods_supported"`
+	IntrospectionEndpoint                      string   `json:"introspection_endpoint"`
+	IntrospectionEndpointAuthMethodsSupported  []string `json:"introspection_endpoint_auth_methods_supported"`
+	CodeChallengeMethodsSupported              []string `json:"code_challenge_methods_supported"`
+	ResponseModesSupported                     []string `json:"response_modes_supported"`
+	AuthorizationResponseISSParameterSupported bool     `json:"authorization_response_iss_parameter_supported"`
 }
 
-// Metadata describes this server; scopes are the catalog's
-// (keys.Catalog.Scopes). Only the token exchange exists so far, with the
-// API key in the request as the only credential, and no authorization
-// endpoint, so no response types.
+// Where the OAuth 2.1 endpoints for third-party apps live (SPEC §9).
+const (
+	AuthorizePath  = "/oauth/authorize"
+	RevokePath     = "/oauth/revoke"
+	IntrospectPath = "/oauth/introspect"
+)
+
+// Metadata describes this server (RFC 8414); scopes are the catalog's
+// (keys.Catalog.Scopes). The token exchange takes an API key as its
+// credential ("none"); apps authenticate with their secret, or with PKCE
+// alone when public. Introspection takes the operator's service token.
 func (s *Service) Metadata(scopes []string) Metadata {
 	return Metadata{
 		Issuer:                            s.issuer,
 		TokenEndpoint:                     s.issuer + TokenPath,
 		JWKSURI:                           s.issuer + JWKSPath,
 		ScopesSupported:                   scopes,
-		ResponseTypesSupported:            []string{},
-		GrantTypesSupported:               []string{GrantTokenExchange},
-		TokenEndpointAuthMethodsSupported: []string{"none"},
+		ResponseTypesSupported:            []string{"code"},
+		GrantTypesSupported:               []string{"authorization_code", "refresh_token", "client_credentials", GrantTokenExchange},
+		TokenEndpointAuthMethodsSupported: []string{"client_secret_basic", "client_secret_post", "none"},
+
+		AuthorizationEndpoint:                     s.issuer + AuthorizePath,
+		RevocationEndpoint:                        s.issuer + RevokePath,
+		RevocationEndpointAuthMethodsSupported:    []string{"client_secret_basic", "client_secret_post", "none"},
+		IntrospectionEndpoint:                     s.issuer + IntrospectPath,
+		IntrospectionEndpointAuthMethodsSupported: []string{"bearer"},
+		CodeChallengeMethodsSupported:             []string{"S256"},
+		ResponseModesSupported:                    []string{"query"},
 	}
 }

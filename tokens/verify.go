@@ -30,10 +30,16 @@ const unknownKidReload = time.Second
 
 // Token is what a verified token says.
 type Token struct {
-	ID          string // jti
-	KID         string // the signing key
-	Subject     string
-	KeyID       int64 // the parent key: the caller checks it still works
+	ID      string // jti
+	KID     string // the signing key
+	Subject string
+	KeyID   int64 // the parent key: the caller checks it still works
+	// An OAuth access token has no parent key (KeyID 0) but an app, an
+	// authorization the caller checks is not revoked, and a user unless
+	// the app acts for itself.
+	ClientID    string
+	Family      string
+	UserID      int64
 	WorkspaceID int64
 	Environment string
 	Scopes      []string
@@ -83,7 +89,7 @@ func (s *Service) Verify(ctx context.Context, raw, audience string) (*Token, err
 	if err := tok.Claims(key, &c); err != nil {
 		return nil, ErrInvalidToken
 	}
-	if c.Expiry == nil || c.IssuedAt == nil || c.ID == "" || c.KeyID <= 0 || c.Subject != Subject(c.KeyID) ||
+	if c.Expiry == nil || c.IssuedAt == nil || c.ID == "" || !c.wellFormed() ||
 		c.Expiry.Time().Sub(c.IssuedAt.Time()) > MaxLifetime {
 		return nil, ErrInvalidToken
 	}
@@ -101,9 +107,29 @@ func (s *Service) Verify(ctx context.Context, raw, audience string) (*Token, err
 	}
 	return &Token{
 		ID: c.ID, KID: h.KeyID, Subject: c.Subject, KeyID: c.KeyID, WorkspaceID: c.WorkspaceID,
+		ClientID: c.ClientID, Family: c.Family, UserID: c.UserID,
 		Environment: c.Environment, Scopes: strings.Fields(c.Scope), Audience: c.Audience,
 		IssuedAt: c.IssuedAt.Time().UTC(), ExpiresAt: c.Expiry.Time().UTC(),
 	}, nil
+}
+
+// wellFormed tells the two kinds of token apart: derived from a key
+// (ks_key, sub and client_id "key_<id>"), or an OAuth access token
+// (ks_family, the app's client_id, sub the user or the app itself).
+func (c claims) wellFormed() bool {
+	if c.WorkspaceID <= 0 {
+		return false
+	}
+	if c.Family == "" {
+		return c.KeyID > 0 && c.Subject == Subject(c.KeyID) && c.UserID == 0
+	}
+	if c.KeyID != 0 || c.ClientID == "" || strings.HasPrefix(c.ClientID, "key_") {
+		return false
+	}
+	if c.UserID != 0 {
+		return c.Subject == UserSubject(c.UserID)
+	}
+	return c.Subject == c.ClientID
 }
 
 // canonical reports whether raw is three segments of unpadded base64url
