@@ -65,7 +65,7 @@ var tokenErrors = map[keys.Code]struct{ code, msg string }{
 	keys.CodeMalformed: {"invalid_api_key", "The token is not valid here: Keysmith did not sign it, it was changed, or it is meant for another audience."},
 	keys.CodeNotFound:  {"invalid_api_key", "The token is not valid: its API key no longer exists."},
 	keys.CodeExpired:   {"expired_api_key", "The token has expired. Exchange the API key for a new one at POST /oauth/token."},
-	keys.CodeRevoked:   {"revoked_api_key", "The API key this token was derived from has been revoked."},
+	keys.CodeRevoked:   {"revoked_api_key", "The token has been revoked: the API key it was derived from, or the app's authorization, has been revoked."},
 	keys.CodeDisabled:  {"disabled_api_key", "The API key this token was derived from is disabled."},
 }
 
@@ -293,16 +293,28 @@ type authTestResponse struct {
 		ID   int64  `json:"id"`
 		Name string `json:"name"`
 	} `json:"workspace"`
-	Key struct {
-		ID          int64      `json:"id"`
-		Name        string     `json:"name"`
-		Kind        keys.Kind  `json:"kind"`
-		Environment keys.Env   `json:"environment"`
-		Permission  string     `json:"permission"`
-		Scopes      []string   `json:"scopes"`
-		CreatedAt   time.Time  `json:"created_at"`
-		ExpiresAt   *time.Time `json:"expires_at"`
-	} `json:"key"`
+	Key *authTestKey `json:"key"` // null for an OAuth access token
+	App *authTestApp `json:"app,omitempty"`
+}
+
+type authTestKey struct {
+	ID          int64      `json:"id"`
+	Name        string     `json:"name"`
+	Kind        keys.Kind  `json:"kind"`
+	Environment keys.Env   `json:"environment"`
+	Permission  string     `json:"permission"`
+	Scopes      []string   `json:"scopes"`
+	CreatedAt   time.Time  `json:"created_at"`
+	ExpiresAt   *time.Time `json:"expires_at"`
+}
+
+// authTestApp is who an OAuth access token acts for.
+type authTestApp struct {
+	ClientID  string    `json:"client_id"`
+	Name      string    `json:"name"`
+	UserID    *int64    `json:"user_id"` // null: the app acts for itself (client credentials)
+	Scopes    []string  `json:"scopes"`
+	ExpiresAt time.Time `json:"expires_at"`
 }
 
 // authTest is GET /v1/auth/test: who am I, for a client checking its key.
@@ -314,8 +326,15 @@ func (h *Handlers) authTest(c echo.Context) error {
 		var res authTestResponse
 		res.Authenticated, res.TokenType = true, k.Type()
 		res.Workspace.ID, res.Workspace.Name = k.WorkspaceID, k.WorkspaceName
-		res.Key.ID, res.Key.Name, res.Key.Kind, res.Key.Environment = k.ID, k.Name, k.Kind, k.Env
-		res.Key.Permission, res.Key.Scopes, res.Key.CreatedAt, res.Key.ExpiresAt = k.Permission, k.Scopes, k.CreatedAt, k.ExpiresAt
+		if app := k.App; app != nil {
+			res.App = &authTestApp{ClientID: app.ClientID, Name: app.AppName, Scopes: k.Scopes, ExpiresAt: app.ExpiresAt}
+			if app.UserID != 0 {
+				res.App.UserID = &app.UserID
+			}
+		} else {
+			res.Key = &authTestKey{ID: k.ID, Name: k.Name, Kind: k.Kind, Environment: k.Env,
+				Permission: k.Permission, Scopes: k.Scopes, CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt}
+		}
 		b, err := json.Marshal(&res)
 		if err != nil {
 			panic(err) // a struct of strings, numbers and times always encodes
@@ -335,6 +354,7 @@ type verifyResponse struct {
 	Valid       bool           `json:"valid"`
 	Code        keys.Code      `json:"code"`
 	TokenType   keys.TokenType `json:"token_type"`
+	ClientID    string         `json:"client_id,omitempty"` // an OAuth access token's app
 	KeyID       *int64         `json:"key_id"`
 	WorkspaceID *int64         `json:"workspace_id"`
 	Environment *keys.Env      `json:"environment"`
@@ -374,7 +394,12 @@ func (h *Handlers) verify(c echo.Context) error {
 	if k == nil { // malformed, unknown, or an expired token (whose key it no longer names)
 		return c.JSON(http.StatusOK, res)
 	}
-	res.KeyID, res.WorkspaceID, res.Environment, res.Scopes, res.ExpiresAt = &k.ID, &k.WorkspaceID, &k.Env, k.Scopes, k.ExpiresAt
+	res.TokenType, res.WorkspaceID, res.Scopes, res.ExpiresAt = k.Type(), &k.WorkspaceID, k.Scopes, k.ExpiresAt
+	if k.App == nil {
+		res.KeyID, res.Environment = &k.ID, &k.Env
+	} else {
+		res.ClientID = k.App.ClientID
+	}
 	if code != keys.CodeValid {
 		return c.JSON(http.StatusOK, res)
 	}

@@ -231,6 +231,13 @@ func (h *Handlers) oauthGrant(c echo.Context) error {
 	if ar.GetGrantTypes().ExactOne(oauth.GrantClientCredentials) {
 		h.OAuth.PrepareClientCredentials(ar)
 	}
+	switch err := h.OAuth.StillAllowed(ctx, ar); {
+	case errors.Is(err, oauth.ErrRevoked):
+		p.WriteAccessError(ctx, c.Response(), ar, fosite.ErrInvalidGrant.WithHint("The user no longer belongs to the workspace this app acts in."))
+		return nil
+	case err != nil:
+		return oauthInternal(c, err)
+	}
 	resp, err := p.NewAccessResponse(ctx, ar)
 	if err != nil {
 		p.WriteAccessError(ctx, c.Response(), ar, err)
@@ -272,8 +279,6 @@ type introspection struct {
 	Subject     string         `json:"sub,omitempty"`
 	Username    string         `json:"username,omitempty"`
 	Issuer      string         `json:"iss,omitempty"`
-	Audience    []string       `json:"aud,omitempty"`
-	IssuedAt    int64          `json:"iat,omitempty"`
 	ExpiresAt   int64          `json:"exp,omitempty"`
 	JTI         string         `json:"jti,omitempty"`
 	WorkspaceID int64          `json:"workspace_id,omitempty"`

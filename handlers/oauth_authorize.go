@@ -47,6 +47,7 @@ func (h *Handlers) oauthAuthorize(c echo.Context) error {
 	}
 	v := currentViewer(c)
 	view := h.consentView(c, app, v, requested)
+	allowRedirectTo(c, ar.GetRedirectURI())
 	if c.Request().Method != http.MethodPost {
 		return h.public(c, http.StatusOK, "Allow "+app.Name+"?", views.ConsentPage(view))
 	}
@@ -85,6 +86,18 @@ func (h *Handlers) oauthAuthorize(c echo.Context) error {
 	noStore(c)
 	p.WriteAuthorizeResponse(ctx, c.Response(), ar, resp)
 	return nil
+}
+
+// allowRedirectTo lets the consent screen's forms end at the app's
+// redirect URI: browsers hold the redirect that answers a form to the
+// page's CSP form-action too. fosite has matched the URI exactly by now.
+func allowRedirectTo(c echo.Context, u *url.URL) {
+	source := u.Scheme + ":"
+	if u.Host != "" {
+		source = u.Scheme + "://" + u.Host
+	}
+	c.Response().Header().Set(echo.HeaderContentSecurityPolicy,
+		strings.Replace(contentSecurityPolicy, "form-action 'self'", "form-action 'self' "+source, 1))
 }
 
 // consentView fills the consent screen.

@@ -101,10 +101,10 @@ func bearerStatus(t *testing.T, app *testutil.App, path, token string) (int, map
 	return r.Status, r.Body
 }
 
-// scopesOf reads the scopes GET /v1/auth/test reports.
+// scopesOf reads the scopes GET /v1/auth/test reports of an app's token.
 func scopesOf(body map[string]any) string {
-	k, _ := body["key"].(map[string]any)
-	return fmt.Sprint(k["scopes"])
+	a, _ := body["app"].(map[string]any)
+	return fmt.Sprint(a["scopes"])
 }
 
 func oauthErrorCode(err error) string {
@@ -293,6 +293,9 @@ func TestOAuthScopeCeilingByRole(t *testing.T) {
 		if status, _ := bearerStatus(t, app, "/v1/auth/test", tok.AccessToken); status != http.StatusUnauthorized {
 			t.Fatalf("the token after its user left the workspace: %d", status)
 		}
+		if _, err := f.conf.TokenSource(t.Context(), &oauth2.Token{RefreshToken: tok.RefreshToken}).Token(); oauthErrorCode(err) != "invalid_grant" {
+			t.Fatalf("a refresh after its user left the workspace: %v", err)
+		}
 	})
 }
 
@@ -308,6 +311,22 @@ func TestOAuthClientCredentialsRevokeAndIntrospect(t *testing.T) {
 		status, body := bearerStatus(t, f.apiFixture.app, "/v1/auth/test", tok.AccessToken)
 		if status != http.StatusOK || scopesOf(body) != "[files:read keys:read keys:write]" {
 			t.Fatalf("client credentials token: %d %v", status, body)
+		}
+		narrow := clientcredentials.Config{ClientID: f.conf.ClientID, ClientSecret: f.conf.ClientSecret, TokenURL: f.conf.Endpoint.TokenURL, Scopes: []string{"files:read"}}
+		small, err := narrow.Token(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if status, body := bearerStatus(t, f.apiFixture.app, "/v1/auth/test", small.AccessToken); status != http.StatusOK || scopesOf(body) != "[files:read]" {
+			t.Fatalf("client credentials asking for files:read: %d %v", status, body)
+		}
+		wide := clientcredentials.Config{ClientID: f.conf.ClientID, ClientSecret: f.conf.ClientSecret, TokenURL: f.conf.Endpoint.TokenURL, Scopes: []string{"members:write"}}
+		if _, err := wide.Token(ctx); oauthErrorCode(err) != "invalid_scope" {
+			t.Fatalf("client credentials asking beyond the app's scopes: %v", err)
+		}
+		verified := call(t, f.apiFixture.app, http.MethodPost, "/v1/keys/verify", serviceToken, map[string]any{"key": tok.AccessToken, "scopes": []string{"keys:read"}})
+		if verified.Body["valid"] != true || verified.Body["token_type"] != "oauth_access_token" || verified.Body["client_id"] != f.conf.ClientID || verified.Body["key_id"] != nil {
+			t.Fatalf("verify an app's token: %v", verified.Body)
 		}
 		bad := clientcredentials.Config{ClientID: f.conf.ClientID, ClientSecret: "ksapp_secret_wrong", TokenURL: f.conf.Endpoint.TokenURL}
 		if _, err := bad.Token(ctx); oauthErrorCode(err) != "invalid_client" {

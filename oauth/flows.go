@@ -94,11 +94,29 @@ func (s *Service) PrepareClientCredentials(ar fosite.AccessRequester) {
 		return
 	}
 	sess.ClientPK, sess.WorkspaceID = c.ID, c.WorkspaceID
-	if len(ar.GetGrantedScopes()) == 0 {
-		for _, sc := range c.ScopeList() {
-			ar.GrantScope(sc)
-		}
+	scopes := ar.GetRequestedScopes() // fosite has checked them against the app's
+	if len(scopes) == 0 {
+		scopes = c.ScopeList()
 	}
+	for _, sc := range scopes {
+		ar.GrantScope(sc)
+	}
+}
+
+// StillAllowed refuses a refresh for a user who has left the workspace the
+// app acts in: their access tokens would be refused anyway.
+func (s *Service) StillAllowed(ctx context.Context, ar fosite.AccessRequester) error {
+	sess, ok := ar.GetSession().(*Session)
+	if !ok || sess.GrantID == 0 {
+		return nil
+	}
+	var n int64
+	err := s.db.WithContext(ctx).Model(&models.Membership{}).
+		Where("workspace_id = ? AND user_id = ?", sess.WorkspaceID, sess.UserID).Count(&n).Error
+	if err == nil && n == 0 {
+		return ErrRevoked
+	}
+	return err
 }
 
 // RecordIssue audits tokens issued at the token endpoint (never the
