@@ -58,6 +58,9 @@ type commandLine struct {
 	SigningKey struct {
 		Rotate signingKeyRotateCmd `cmd:"" help:"Start signing tokens with a new key; the old one verifies until its tokens expire."`
 	} `cmd:"" name:"signing-key" help:"Manage the keys that sign the tokens derived from API keys."`
+	OAuthClient struct {
+		Create oauthClientCreateCmd `cmd:"" help:"Register an OAuth app and print its client_id and client_secret as JSON."`
+	} `cmd:"" name:"oauth-client" help:"Manage the OAuth apps that act for users."`
 }
 
 const description = `Self-hosted API-key management: the dashboard and API, and the admin commands.

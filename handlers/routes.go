@@ -118,6 +118,14 @@ func (h *Handlers) routes(e *echo.Echo) {
 	e.POST("/settings/workspace/key-policy", h.saveKeyPolicy, web(login)...)
 	e.GET("/settings/account", h.account, web(login)...)
 	e.POST("/settings/account/password", h.changePassword, web(login)...)
+	e.GET("/settings/oauth-apps", h.listOAuthApps, web(login)...)
+	e.GET("/settings/oauth-apps/new", h.newOAuthApp, web(login)...)
+	e.POST("/settings/oauth-apps", h.registerOAuthApp, web(login)...)
+	e.GET("/settings/oauth-apps/:id", h.showOAuthApp, web(login)...)
+	e.POST("/settings/oauth-apps/:id/rotate-secret", h.rotateOAuthAppSecret, web(login)...)
+	e.POST("/settings/oauth-apps/:id/revoke", h.revokeOAuthApp, web(login)...)
+	e.GET("/settings/authorized-apps", h.authorizedApps, web(login)...)
+	e.POST("/settings/authorized-apps/:id/revoke", h.revokeAuthorizedApp, web(login)...)
 	e.POST("/workspaces/switch", h.switchWorkspace, web(login)...)
 	// The consent screen of OAuth apps: a dashboard page, with its session
 	// and CSRF protection.
