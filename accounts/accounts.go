@@ -38,11 +38,23 @@ var (
 	ErrNotFound           = errors.New("accounts: not found")
 )
 
-// ThrottledError says login is refused for now, and for how long.
-type ThrottledError struct{ RetryAfter time.Duration }
+// ThrottledError says a login or an account email is refused for now, and
+// for how long. By names the limit that refused it.
+type ThrottledError struct {
+	RetryAfter time.Duration
+	By         ThrottledBy
+}
+
+// ThrottledBy names a limit: per account or email address, or per client IP.
+type ThrottledBy string
+
+const (
+	ByAddress ThrottledBy = "address"
+	ByIP      ThrottledBy = "ip"
+)
 
 func (e *ThrottledError) Error() string {
-	return fmt.Sprintf("accounts: too many failed logins, retry after %s", e.RetryAfter)
+	return fmt.Sprintf("accounts: too many requests per %s, retry after %s", e.By, e.RetryAfter)
 }
 
 // Limits on login attempts: failures counted in a sliding window, per
@@ -161,35 +173,64 @@ func createUser(tx *gorm.DB, email, name, passwordHash string) (models.User, err
 // SignUpLinkLifetime is how long an emailed sign-up confirmation works.
 const SignUpLinkLifetime = 24 * time.Hour
 
-// MailsPerAddressPerHour bounds the account emails (sign-up links, "you
-// already have an account", reset links) that the public forms send one
-// address, so they cannot flood an inbox. Past it the forms answer as
-// always and send nothing.
-const MailsPerAddressPerHour = 3
+// Limits on the account emails (sign-up links, "you already have an
+// account", reset links) the public forms send, so they cannot flood an
+// inbox, nor many inboxes from one place. Requests are counted, not mails:
+// one about an unknown address counts as one about an account does, so a
+// refusal tells nothing about which addresses have accounts.
+const (
+	MailWindow             = time.Hour
+	MailsPerAddressPerHour = 3
+	MailsPerIPPerHour      = 10
+)
 
-// allowMail records an account email to address, unless the address had
-// its hour's worth already. Like login attempts, the send is recorded
-// before it is counted, so parallel requests cannot all slip through.
-func (s *Service) allowMail(db *gorm.DB, address string) (bool, error) {
-	send := models.MailSend{Address: address}
+// throttleMail records a request from ip for an account email to address,
+// and refuses it with a *ThrottledError when the address or the IP had
+// their hour's worth already. Like login attempts, the request is recorded
+// before it is counted, so parallel requests cannot all slip through; a
+// refused request is not kept, or a flood would keep the address silenced
+// for ever.
+func (s *Service) throttleMail(db *gorm.DB, address, ip string) error {
+	send := models.MailSend{Address: address, IP: ip}
 	if err := db.Create(&send).Error; err != nil {
-		return false, err
+		return err
 	}
-	var n int64
-	err := db.Model(&models.MailSend{}).
-		Where("address = ? AND created_at > ? AND id <= ?", address, s.clock.Now().Add(-time.Hour), send.ID).
-		Count(&n).Error // mail_sends_address_idx
-	if err != nil || n <= MailsPerAddressPerHour {
-		return err == nil, err
+	now := s.clock.Now()
+	checks := []struct {
+		column, value string
+		limit         int
+		by            ThrottledBy
+	}{
+		{"address", address, MailsPerAddressPerHour, ByAddress}, // mail_sends_address_idx
+		{"ip", ip, MailsPerIPPerHour, ByIP},                     // mail_sends_ip_idx
 	}
-	return false, db.Delete(&send).Error
+	for _, c := range checks {
+		// This request and the `limit` recorded before it, at most.
+		var sends []models.MailSend
+		err := db.Where(c.column+" = ? AND invitation_id IS NULL AND created_at > ? AND id <= ?", c.value, now.Add(-MailWindow), send.ID).
+			Order("created_at DESC, id DESC").Limit(c.limit + 1).Find(&sends).Error
+		if err != nil {
+			return err
+		}
+		if len(sends) > c.limit {
+			// The next request gets through when the oldest of the newest
+			// `limit` others leaves the window.
+			others := slices.DeleteFunc(sends, func(m models.MailSend) bool { return m.ID == send.ID })
+			retry := others[c.limit-1].CreatedAt.Add(MailWindow).Sub(now)
+			throttled := &ThrottledError{RetryAfter: max(retry, time.Second), By: c.by}
+			if err := db.Delete(&send).Error; err != nil {
+				return errors.Join(throttled, err)
+			}
+			return throttled
+		}
+	}
+	return nil
 }
 
-// SignUpRequest is what the sign-up form leads to. At most one of Token
+// SignUpRequest is what the sign-up form leads to. Exactly one of Token
 // and Existing is set: a confirmation link to mail to a new address, or the
-// account that already has the address (mail its owner instead). Neither is
-// set when the address had its hour's worth of mails. The caller must
-// answer all alike.
+// account that already has the address (mail its owner instead). The
+// caller must answer both alike.
 type SignUpRequest struct {
 	Email    string
 	Name     string
@@ -197,21 +238,23 @@ type SignUpRequest struct {
 	Existing *models.User
 }
 
-// RequestSignUp validates a sign-up and, for a new address, keeps it
-// pending until its emailed link is used. Either way it pays for one
-// password hash, so the answer's timing does not tell the cases apart.
-func (s *Service) RequestSignUp(ctx context.Context, in SignUpInput) (SignUpRequest, error) {
+// RequestSignUp validates a sign-up from ip and, for a new address, keeps
+// it pending until its emailed link is used. Either way it pays for one
+// password hash, so the answer's timing does not tell the cases apart. A
+// valid request past the address's or the IP's limit gets a
+// *ThrottledError, alike for new and registered addresses.
+func (s *Service) RequestSignUp(ctx context.Context, in SignUpInput, ip string) (SignUpRequest, error) {
 	if errs := in.validate(); len(errs) > 0 {
 		return SignUpRequest{}, errs
 	}
 	req := SignUpRequest{Email: NormalizeEmail(in.Email), Name: strings.TrimSpace(in.Name)}
+	db := s.db.WithContext(ctx)
+	if err := s.throttleMail(db, req.Email, ip); err != nil {
+		return SignUpRequest{}, err
+	}
 	hash, err := bcrypt.GenerateFromPassword([]byte(in.Password), s.cost)
 	if err != nil {
 		return SignUpRequest{}, err
-	}
-	db := s.db.WithContext(ctx)
-	if ok, err := s.allowMail(db, req.Email); !ok {
-		return req, err
 	}
 	var existing models.User
 	err = db.Where("email = ?", req.Email).Take(&existing).Error
@@ -344,9 +387,10 @@ func (s *Service) checkThrottle(db *gorm.DB, attempt models.LoginAttempt) error 
 		column, value string
 		afterID       int64
 		limit         int
+		by            ThrottledBy
 	}{
-		{"email", attempt.Email, lastSuccess.ID, MaxFailuresPerUser},
-		{"ip", attempt.IP, 0, MaxFailuresPerIP},
+		{"email", attempt.Email, lastSuccess.ID, MaxFailuresPerUser, ByAddress},
+		{"ip", attempt.IP, 0, MaxFailuresPerIP, ByIP},
 	}
 	for _, c := range checks {
 		// This attempt and up to `limit` others: more than `limit` in all
@@ -362,7 +406,7 @@ func (s *Service) checkThrottle(db *gorm.DB, attempt models.LoginAttempt) error 
 			// remain: when the oldest of the newest `limit` others leaves.
 			others := slices.DeleteFunc(failures, func(f models.LoginAttempt) bool { return f.ID == attempt.ID })
 			retry := others[c.limit-1].CreatedAt.Add(LoginWindow).Sub(now)
-			return &ThrottledError{RetryAfter: max(retry, time.Second)}
+			return &ThrottledError{RetryAfter: max(retry, time.Second), By: c.by}
 		}
 	}
 	return nil
@@ -399,20 +443,22 @@ func (s *Service) setPassword(db *gorm.DB, user models.User, password string) (m
 }
 
 // RequestPasswordReset makes a single-use reset token for the account with
-// that email. For an unknown email, or one that had its hour's worth of
-// account mails, it returns a zero user, an empty token and no error: the
-// caller must answer the same way either way.
-func (s *Service) RequestPasswordReset(ctx context.Context, email string) (models.User, string, error) {
+// that email, asked for from ip. For an unknown email it returns a zero
+// user, an empty token and no error: the caller must answer the same way
+// either way. Past the address's or the IP's limit it returns a
+// *ThrottledError, counted alike for unknown emails and accounts.
+func (s *Service) RequestPasswordReset(ctx context.Context, email, ip string) (models.User, string, error) {
 	db := s.db.WithContext(ctx)
+	email = NormalizeEmail(email)
+	if err := s.throttleMail(db, email, ip); err != nil {
+		return models.User{}, "", err
+	}
 	var user models.User
-	err := db.Where("email = ?", NormalizeEmail(email)).Take(&user).Error
+	err := db.Where("email = ?", email).Take(&user).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return models.User{}, "", nil
 	}
 	if err != nil {
-		return models.User{}, "", err
-	}
-	if ok, err := s.allowMail(db, user.Email); !ok {
 		return models.User{}, "", err
 	}
 	token := rand.Text()
@@ -569,6 +615,7 @@ func (s *Service) PurgeExpired(ctx context.Context) error {
 	if err := db.Where("expires_at < ?", cutoff).Delete(&models.PendingSignup{}).Error; err != nil { // pending_signups_expires_idx
 		return err
 	}
+	// Mail requests count for an hour, invitations' resends (teams) for a day.
 	if err := db.Where("created_at < ?", cutoff).Delete(&models.MailSend{}).Error; err != nil {
 		return err
 	}

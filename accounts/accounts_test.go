@@ -196,15 +196,15 @@ func TestPasswordResetIsSingleUseAndExpires(t *testing.T) {
 		if _, err := svc.SignUp(ctx, accounts.SignUpInput{Email: "ada@example.com", Password: "correct horse"}); err != nil {
 			t.Fatal(err)
 		}
-		if u, token, err := svc.RequestPasswordReset(ctx, "nobody@example.com"); err != nil || token != "" || u.ID != 0 {
+		if u, token, err := svc.RequestPasswordReset(ctx, "nobody@example.com", "ip"); err != nil || token != "" || u.ID != 0 {
 			t.Fatalf("unknown email: user %d token %q err %v, want nothing", u.ID, token, err)
 		}
 
-		_, first, err := svc.RequestPasswordReset(ctx, "ada@example.com")
+		_, first, err := svc.RequestPasswordReset(ctx, "ada@example.com", "ip")
 		if err != nil || first == "" {
 			t.Fatalf("request: %q %v", first, err)
 		}
-		_, second, _ := svc.RequestPasswordReset(ctx, "ada@example.com")
+		_, second, _ := svc.RequestPasswordReset(ctx, "ada@example.com", "ip")
 		if err := svc.CheckReset(ctx, accounts.HashToken(first)); err != nil {
 			t.Fatalf("fresh token: %v", err)
 		}
@@ -222,7 +222,7 @@ func TestPasswordResetIsSingleUseAndExpires(t *testing.T) {
 			t.Fatalf("an older open link after a reset: %v, want ErrResetLinkInvalid", err)
 		}
 
-		_, late, _ := svc.RequestPasswordReset(ctx, "ada@example.com")
+		_, late, _ := svc.RequestPasswordReset(ctx, "ada@example.com", "ip")
 		clk.Advance(accounts.ResetLinkLifetime + time.Second)
 		if err := svc.CheckReset(ctx, accounts.HashToken(late)); !errors.Is(err, accounts.ErrResetLinkInvalid) {
 			t.Fatalf("expired token: %v", err)
@@ -240,12 +240,12 @@ func TestPurgeExpired(t *testing.T) {
 	}
 	signUp := accounts.SignUpInput{Email: "grace@example.com", Password: "long enough"}
 	_, _ = svc.Authenticate(ctx, "ada@example.com", "wrong", "ip")
-	_, _, _ = svc.RequestPasswordReset(ctx, "ada@example.com")
-	_, _ = svc.RequestSignUp(ctx, signUp)
+	_, _, _ = svc.RequestPasswordReset(ctx, "ada@example.com", "ip")
+	_, _ = svc.RequestSignUp(ctx, signUp, "ip")
 	clk.Advance(25 * time.Hour)
 	_, _ = svc.Authenticate(ctx, "ada@example.com", "wrong", "ip")
-	_, _, _ = svc.RequestPasswordReset(ctx, "ada@example.com")
-	_, _ = svc.RequestSignUp(ctx, signUp)
+	_, _, _ = svc.RequestPasswordReset(ctx, "ada@example.com", "ip")
+	_, _ = svc.RequestSignUp(ctx, signUp, "ip")
 	// Purged: what expired (or, for attempts, happened) more than a day
 	// ago, the first of each; the second reset link expired 23 hours ago
 	// and the second sign-up link only now, so they stay for now.

@@ -30,10 +30,12 @@ import (
 	"keysmith/metrics"
 	"keysmith/models"
 	"keysmith/oauth"
+	"keysmith/outbox"
 	"keysmith/ratelimit"
 	"keysmith/scheduler"
 	"keysmith/teams"
 	"keysmith/tokens"
+	"keysmith/webhooks"
 )
 
 // Demo account seeded on a development database (KEYSMITH_DEMO).
@@ -70,10 +72,16 @@ type App struct {
 	Echo      *echo.Echo
 	Scheduler *scheduler.Scheduler
 	Reminders *scheduler.Reminders
+	Outbox    *outbox.Outbox // every email and webhook call, durable
+	Webhooks  *webhooks.Service
 	Teams     *teams.Service
 	Feed      *keys.ChangeFeed     // on PostgreSQL: key changes to and from the other replicas
 	Flusher   *scheduler.Scheduler // writes buffered last-used times
 	Metrics   *metrics.Metrics     // always collected; served at /metrics only with KEYSMITH_METRICS_TOKEN
+
+	// Inactivity applies the workspaces' inactivity policies; its hooks
+	// tell people and webhooks of its warnings and actions.
+	Inactivity *scheduler.Inactivity
 
 	sessionStore *gormstore.GORMStore
 	sharedLimits *ratelimit.Fallback // rate limits in Redis; nil without KEYSMITH_REDIS_URL
@@ -220,29 +228,45 @@ func New(cfg config.Config, opts Options) (*App, error) {
 	}
 	a.Mailer = mailer.New(transport, cfg.MailFrom, cfg.BaseURL)
 
-	a.Reminders = scheduler.NewReminders(db, a.Clock, a.Mailer, cfg.BaseURL, a.Log, a.Metrics)
-	a.Reminders.Concurrency, a.Reminders.Drain = cfg.MailConcurrency, cfg.ShutdownTimeout
+	a.Outbox = outbox.New(db, a.Clock, a.Tokens, a.Log, a.Metrics)
+	a.Outbox.Concurrency, a.Outbox.Drain = cfg.MailConcurrency, cfg.ShutdownTimeout
+	a.Outbox.Register(outbox.KindMail, outbox.MailComposer{Outbox: a.Outbox, Mailer: a.Mailer})
+	a.Reminders = scheduler.NewReminders(db, a.Clock, a.Mailer, a.Outbox, cfg.BaseURL)
+	a.Webhooks = webhooks.New(db, a.Clock, a.Outbox, a.Tokens, a.Mailer, a.Log,
+		webhooks.Options{AllowPrivate: cfg.WebhookAllowPrivate, BaseURL: cfg.BaseURL})
+	a.Reminders.OnStage = a.Webhooks.KeyStage
+	if err := a.Webhooks.WatchAudit(db); err != nil {
+		a.closeStores()
+		_ = models.Close(db)
+		return nil, err
+	}
 	a.Echo = handlers.New(handlers.Deps{
-		Config:    cfg,
-		DB:        db,
-		Sessions:  a.Sessions,
-		Accounts:  a.Accounts,
-		Keys:      a.Keys,
-		Tokens:    a.Tokens,
-		OAuth:     a.OAuth,
-		Verifier:  a.Verifier,
-		Reminders: a.Reminders,
-		Teams:     a.Teams,
-		Mailer:    a.Mailer,
-		Mailbox:   a.Mailbox,
-		Clock:     a.Clock,
-		Log:       a.Log,
-		Metrics:   a.Metrics,
+		Config:   cfg,
+		DB:       db,
+		Sessions: a.Sessions,
+		Accounts: a.Accounts,
+		Keys:     a.Keys,
+		Tokens:   a.Tokens,
+		OAuth:    a.OAuth,
+		Verifier: a.Verifier,
+		Outbox:   a.Outbox,
+		Webhooks: a.Webhooks,
+		Teams:    a.Teams,
+		Mailer:   a.Mailer,
+		Mailbox:  a.Mailbox,
+		Clock:    a.Clock,
+		Log:      a.Log,
+		Metrics:  a.Metrics,
 
 		SharedLimits: a.sharedLimits,
 	})
+	a.Inactivity = scheduler.NewInactivity(a.Keys, a.Clock, a.Log)
+	notices := scheduler.NewNotices(db, a.Clock, a.Log, a.Mailer, a.Outbox, a.Webhooks, cfg.BaseURL)
+	a.Inactivity.OnInactivityWarning, a.Inactivity.OnInactivityAction = notices.InactivityWarning, notices.InactivityAction
+	a.Keys.OnLeak(notices.KeyLeaked)
 	a.Scheduler = scheduler.New(cfg.SchedulerEvery, a.Log,
 		scheduler.Job{Name: "expiry reminders", Run: a.Reminders.Run},
+		scheduler.Job{Name: "inactivity policies", Run: a.Inactivity.Run},
 		scheduler.Job{Name: "purge expired login attempts, links and tokens", Run: a.Accounts.PurgeExpired},
 	)
 	a.Flusher = scheduler.New(cfg.UsageFlushEvery, a.Log, scheduler.Job{Name: "flush last-used times", Run: a.Usage.Flush})
@@ -328,7 +352,7 @@ func (a *App) close() error {
 		a.stopFeed()
 		<-a.feedDone
 	}
-	a.Mailer.Wait()
+	a.Outbox.Wait()
 	a.Scheduler.Stop()
 	a.Flusher.Stop()
 	a.closeStores()

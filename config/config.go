@@ -17,28 +17,33 @@ import (
 
 // Config is the whole of Keysmith's configuration.
 type Config struct {
-	Addr            string        // KEYSMITH_ADDR
-	DatabaseURL     string        // KEYSMITH_DATABASE_URL: a SQLite path or a postgres:// URL
-	SMTPURL         string        // KEYSMITH_SMTP_URL
-	DevMailbox      bool          // KEYSMITH_DEV_MAILBOX: keep mail in memory and show it at /dev/mailbox
-	MailFrom        string        // KEYSMITH_MAIL_FROM
-	BaseURL         string        // KEYSMITH_BASE_URL: used in links inside emails
-	BaseURLSet      bool          // the operator set KEYSMITH_BASE_URL rather than taking the default
-	KeyPrefix       string        // KEYSMITH_KEY_PREFIX
-	ServiceToken    string        // KEYSMITH_SERVICE_TOKEN
-	ScopesFile      string        // KEYSMITH_SCOPES_FILE: the operator's scope catalog (JSON); empty for the demo catalog
-	MaxKeyLifetime  time.Duration // KEYSMITH_MAX_KEY_LIFETIME: 0 for no maximum
-	AllowQueryKeys  bool          // KEYSMITH_ALLOW_QUERY_KEYS: accept ?api_key= and ?accesskey=
-	UsageFlushEvery time.Duration // KEYSMITH_LAST_USED_FLUSH_INTERVAL
-	SchedulerEvery  time.Duration // KEYSMITH_SCHEDULER_INTERVAL
-	SessionIdle     time.Duration // KEYSMITH_SESSION_IDLE_TIMEOUT
-	SessionLifetime time.Duration // KEYSMITH_SESSION_LIFETIME
-	ShutdownTimeout time.Duration // KEYSMITH_SHUTDOWN_TIMEOUT
-	BcryptCost      int           // KEYSMITH_BCRYPT_COST
-	Demo            bool          // KEYSMITH_DEMO: seed and print a demo login
-	TrustProxy      bool          // KEYSMITH_TRUST_PROXY: take the client IP from X-Forwarded-For
-	LogLevel        string        // KEYSMITH_LOG_LEVEL: debug, info, warn, error
-	LogFormat       string        // KEYSMITH_LOG_FORMAT: text or json
+	Addr           string        // KEYSMITH_ADDR
+	DatabaseURL    string        // KEYSMITH_DATABASE_URL: a SQLite path or a postgres:// URL
+	SMTPURL        string        // KEYSMITH_SMTP_URL
+	DevMailbox     bool          // KEYSMITH_DEV_MAILBOX: keep mail in memory and show it at /dev/mailbox
+	MailFrom       string        // KEYSMITH_MAIL_FROM
+	BaseURL        string        // KEYSMITH_BASE_URL: used in links inside emails
+	BaseURLSet     bool          // the operator set KEYSMITH_BASE_URL rather than taking the default
+	KeyPrefix      string        // KEYSMITH_KEY_PREFIX
+	ServiceToken   string        // KEYSMITH_SERVICE_TOKEN
+	ScopesFile     string        // KEYSMITH_SCOPES_FILE: the operator's scope catalog (JSON); empty for the demo catalog
+	MaxKeyLifetime time.Duration // KEYSMITH_MAX_KEY_LIFETIME: 0 for no maximum
+	AllowQueryKeys bool          // KEYSMITH_ALLOW_QUERY_KEYS: accept ?api_key= and ?accesskey=
+	// WebhookAllowPrivate lets webhook endpoints be on private, loopback
+	// and link-local addresses (KEYSMITH_WEBHOOK_ALLOW_PRIVATE): on by
+	// default on the embedded default (one machine, often a developer's),
+	// off on PostgreSQL, where an SSRF guard checks every call's address.
+	WebhookAllowPrivate bool
+	UsageFlushEvery     time.Duration // KEYSMITH_LAST_USED_FLUSH_INTERVAL
+	SchedulerEvery      time.Duration // KEYSMITH_SCHEDULER_INTERVAL
+	SessionIdle         time.Duration // KEYSMITH_SESSION_IDLE_TIMEOUT
+	SessionLifetime     time.Duration // KEYSMITH_SESSION_LIFETIME
+	ShutdownTimeout     time.Duration // KEYSMITH_SHUTDOWN_TIMEOUT
+	BcryptCost          int           // KEYSMITH_BCRYPT_COST
+	Demo                bool          // KEYSMITH_DEMO: seed and print a demo login
+	TrustProxy          bool          // KEYSMITH_TRUST_PROXY: take the client IP from X-Forwarded-For
+	LogLevel            string        // KEYSMITH_LOG_LEVEL: debug, info, warn, error
+	LogFormat           string        // KEYSMITH_LOG_FORMAT: text or json
 
 	// Several replicas (docs/OPERATIONS.md, "Running several replicas").
 	RedisURL          string        // KEYSMITH_REDIS_URL: shared rate limits; empty for in-process limits
@@ -79,6 +84,7 @@ var Variables = []Variable{
 	{"KEYSMITH_SCOPES_FILE", "", "JSON scope catalog, e.g. {\"resources\":[{\"name\":\"files\",\"actions\":[{\"name\":\"read\",\"publishable\":true}]}]}; empty for the demo catalog"},
 	{"KEYSMITH_MAX_KEY_LIFETIME", "", "longest lifetime a new key may have, as days (90d) or a Go duration; empty for none"},
 	{"KEYSMITH_ALLOW_QUERY_KEYS", "false", "accept keys in ?api_key= and ?accesskey= (they end up in proxy and browser logs; off unless a client cannot send headers)"},
+	{"KEYSMITH_WEBHOOK_ALLOW_PRIVATE", "true on SQLite, false on PostgreSQL", "let webhook endpoints be on private, loopback and link-local addresses; off, every call's address is checked when it connects (an SSRF guard)"},
 	{"KEYSMITH_LAST_USED_FLUSH_INTERVAL", "15s", "how often buffered last-used times are written to the database (and at shutdown)"},
 	{"KEYSMITH_SCHEDULER_INTERVAL", "1m", "how often background work runs (Go duration)"},
 	{"KEYSMITH_SESSION_IDLE_TIMEOUT", "2h", "a dashboard session ends after this long without a request"},
@@ -112,17 +118,19 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 	baseURL, _ := lookup("KEYSMITH_BASE_URL")
 	smtpURL, _ := lookup("KEYSMITH_SMTP_URL")
 	c := Config{
-		Addr:            p.str("KEYSMITH_ADDR", ":8080"),
-		DatabaseURL:     p.str("KEYSMITH_DATABASE_URL", "keysmith.db"),
-		SMTPURL:         p.str("KEYSMITH_SMTP_URL", ""),
-		MailFrom:        p.str("KEYSMITH_MAIL_FROM", "Keysmith <no-reply@keysmith.localhost>"),
-		BaseURL:         strings.TrimRight(p.str("KEYSMITH_BASE_URL", "http://localhost:8080"), "/"),
-		BaseURLSet:      baseURL != "",
-		KeyPrefix:       p.str("KEYSMITH_KEY_PREFIX", "ks"),
-		ServiceToken:    p.str("KEYSMITH_SERVICE_TOKEN", ""),
-		ScopesFile:      p.str("KEYSMITH_SCOPES_FILE", ""),
-		MaxKeyLifetime:  p.lifetime("KEYSMITH_MAX_KEY_LIFETIME"),
-		AllowQueryKeys:  p.boolean("KEYSMITH_ALLOW_QUERY_KEYS", false),
+		Addr:           p.str("KEYSMITH_ADDR", ":8080"),
+		DatabaseURL:    p.str("KEYSMITH_DATABASE_URL", "keysmith.db"),
+		SMTPURL:        p.str("KEYSMITH_SMTP_URL", ""),
+		MailFrom:       p.str("KEYSMITH_MAIL_FROM", "Keysmith <no-reply@keysmith.localhost>"),
+		BaseURL:        strings.TrimRight(p.str("KEYSMITH_BASE_URL", "http://localhost:8080"), "/"),
+		BaseURLSet:     baseURL != "",
+		KeyPrefix:      p.str("KEYSMITH_KEY_PREFIX", "ks"),
+		ServiceToken:   p.str("KEYSMITH_SERVICE_TOKEN", ""),
+		ScopesFile:     p.str("KEYSMITH_SCOPES_FILE", ""),
+		MaxKeyLifetime: p.lifetime("KEYSMITH_MAX_KEY_LIFETIME"),
+		AllowQueryKeys: p.boolean("KEYSMITH_ALLOW_QUERY_KEYS", false),
+		WebhookAllowPrivate: p.boolean("KEYSMITH_WEBHOOK_ALLOW_PRIVATE",
+			!strings.HasPrefix(p.str("KEYSMITH_DATABASE_URL", "keysmith.db"), "postgres")),
 		UsageFlushEvery: p.duration("KEYSMITH_LAST_USED_FLUSH_INTERVAL", 15*time.Second),
 		SchedulerEvery:  p.duration("KEYSMITH_SCHEDULER_INTERVAL", time.Minute),
 		SessionIdle:     p.duration("KEYSMITH_SESSION_IDLE_TIMEOUT", 2*time.Hour),

@@ -277,7 +277,7 @@ func (h *Handlers) requireServiceToken(next echo.HandlerFunc) echo.HandlerFunc {
 		token, _ := bearer(c.Request())
 		want := h.Config.ServiceToken
 		if want == "" {
-			return apiFail(c, http.StatusUnauthorized, errAuthentication, "invalid_service_token", "The verify endpoint is off: the operator has not set KEYSMITH_SERVICE_TOKEN.")
+			return apiFail(c, http.StatusUnauthorized, errAuthentication, "invalid_service_token", "This endpoint is for the operator's services, and is off: the operator has not set KEYSMITH_SERVICE_TOKEN.")
 		}
 		if subtle.ConstantTimeCompare([]byte(token), []byte(want)) != 1 {
 			return apiFail(c, http.StatusUnauthorized, errAuthentication, "invalid_service_token", "Send the operator's service token as Authorization: Bearer <token>.")

@@ -22,7 +22,7 @@ const auditPerPage = 50
 // auditActions are the actions the filter offers, in the order they appear
 // in a key's and a team's life.
 var auditActions = []string{
-	keys.ActionCreated, keys.ActionRenamed, keys.ActionRotated, keys.ActionRevoked, keys.ActionLimited, keys.ActionDisabled, keys.ActionEnabled, keys.ActionTokenIssued,
+	keys.ActionCreated, keys.ActionRenamed, keys.ActionRotated, keys.ActionRevoked, keys.ActionLimited, keys.ActionDisabled, keys.ActionEnabled, keys.ActionTokenIssued, keys.ActionLeaked,
 	teams.ActionInvited, teams.ActionReinvited, teams.ActionUninvited, teams.ActionJoined, teams.ActionRoleChanged,
 	teams.ActionRemoved, teams.ActionLeft, teams.ActionOwnerMoved, teams.ActionRenamed, teams.ActionKeyPolicy,
 }

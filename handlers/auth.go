@@ -2,16 +2,17 @@ package handlers
 
 import (
 	"cmp"
-	"context"
 	"errors"
 	"fmt"
 	"math"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"keysmith/accounts"
 	"keysmith/models"
+	"keysmith/outbox"
 	"keysmith/validate"
 	"keysmith/views"
 )
@@ -22,34 +23,47 @@ func (h *Handlers) signupForm(c echo.Context) error {
 
 // signup answers alike whether or not the address has an account: a new
 // address gets a confirmation link, a registered one a note to its owner,
-// both mailed in the background.
+// both mailed in the background. A request past the address's or the IP's
+// limit is refused alike for both.
 func (h *Handlers) signup(c echo.Context) error {
 	form := views.SignupForm{Email: c.FormValue("email"), Name: c.FormValue("name"), Next: c.FormValue("next")}
 	if form.Next != "" {
 		form.Next = safeNext(form.Next)
 	}
-	req, err := h.Accounts.RequestSignUp(c.Request().Context(), accounts.SignUpInput{
+	ctx := c.Request().Context()
+	req, err := h.Accounts.RequestSignUp(ctx, accounts.SignUpInput{
 		Email: form.Email, Name: form.Name, Password: c.FormValue("password"),
-	})
+	}, c.RealIP())
 	var fieldErrs validate.Errors
+	var throttled *accounts.ThrottledError
 	switch {
 	case errors.As(err, &fieldErrs):
 		form.Errors = views.FieldErrors(fieldErrs)
 		return h.public(c, http.StatusUnprocessableEntity, "Sign up", views.SignupPage(form))
+	case errors.As(err, &throttled):
+		form.Error = mailThrottledMessage(c, throttled)
+		return h.public(c, http.StatusTooManyRequests, "Sign up", views.SignupPage(form))
 	case err != nil:
 		return err
 	}
 	switch {
 	case req.Existing != nil:
 		user := *req.Existing
-		h.Mailer.Go(func(ctx context.Context) error {
-			return h.Mailer.SendAccountExists(ctx, user.Email, user.DisplayName())
-		}, func(err error) { h.Log.Error("account-exists email not sent", "user_id", user.ID, "err", err) })
+		msg, err := h.Mailer.AccountExists(ctx, user.Email, user.DisplayName())
+		if err == nil {
+			err = h.Outbox.SendMail(ctx, outbox.Mail{Message: msg, UserID: user.ID})
+		}
+		if err != nil {
+			return err
+		}
 	case req.Token != "":
-		name := cmp.Or(req.Name, req.Email)
-		h.Mailer.Go(func(ctx context.Context) error {
-			return h.Mailer.SendSignUpLink(ctx, req.Email, name, req.Token, form.Next, accounts.SignUpLinkLifetime)
-		}, func(err error) { h.Log.Error("sign-up email not sent", "err", err) })
+		msg, err := h.Mailer.SignUpLink(ctx, req.Email, cmp.Or(req.Name, req.Email), req.Token, form.Next, accounts.SignUpLinkLifetime)
+		if err == nil {
+			err = h.Outbox.SendMail(ctx, outbox.Mail{Message: msg})
+		}
+		if err != nil {
+			return err
+		}
 	}
 	form.Email, form.Sent = req.Email, true
 	return h.public(c, http.StatusOK, "Check your email", views.SignupPage(form))
@@ -124,7 +138,7 @@ func (h *Handlers) login(c echo.Context) error {
 	switch {
 	case errors.As(err, &throttled):
 		minutes := int(math.Ceil(throttled.RetryAfter.Minutes()))
-		c.Response().Header().Set("Retry-After", fmt.Sprint(int(math.Ceil(throttled.RetryAfter.Seconds()))))
+		setRetryAfter(c, throttled.RetryAfter)
 		form.Error = fmt.Sprintf("Too many failed attempts. Try again in %d minute%s, or reset your password.", minutes, plural(minutes))
 		return h.loginPage(c, http.StatusTooManyRequests, form)
 	case errors.Is(err, accounts.ErrInvalidCredentials):
@@ -162,6 +176,31 @@ func (h *Handlers) logout(c echo.Context) error {
 	h.renewCSRF(c)
 	h.flash(c, "info", "You have been logged out.")
 	return redirect(c, "/login")
+}
+
+// mailThrottledMessage says why a public form sends no mail for now, and
+// sets Retry-After. The limits count requests whether or not the address
+// has an account, so the message tells nothing about accounts.
+func mailThrottledMessage(c echo.Context, t *accounts.ThrottledError) string {
+	setRetryAfter(c, t.RetryAfter)
+	from := "for this address"
+	if t.By == accounts.ByIP {
+		from = "from your network"
+	}
+	return fmt.Sprintf("Too many emails have been requested %s. Try again in %s.", from, waitFor(t.RetryAfter))
+}
+
+func setRetryAfter(c echo.Context, d time.Duration) {
+	c.Response().Header().Set("Retry-After", fmt.Sprint(int(math.Ceil(d.Seconds()))))
+}
+
+// waitFor says how long to wait, rounded up: in minutes under two hours,
+// else in hours.
+func waitFor(d time.Duration) string {
+	if m := int(math.Ceil(d.Minutes())); m < 120 {
+		return fmt.Sprintf("%d minute%s", m, plural(m))
+	}
+	return fmt.Sprintf("%d hours", int(math.Ceil(d.Hours())))
 }
 
 func plural(n int) string {

@@ -553,7 +553,7 @@ func TestForgotPasswordDoesNotWaitForTheMail(t *testing.T) {
 		t.Fatalf("answer while the mail is held: %d %q", page.Status, page.Text(".flash"))
 	}
 	transport.Release()
-	app.Mailer.Wait()
+	app.Outbox.Wait()
 	if len(transport.sent) != 1 || transport.sent[0].Subject != "Reset your Keysmith password" {
 		t.Fatalf("sent %+v", transport.sent)
 	}

@@ -73,7 +73,7 @@ func (h *Handlers) listKeys(c echo.Context) error {
 		view.Older = p.Older.String()
 	}
 	if v.Current.Role.IsAdmin() {
-		if view.FailedDeliveries, err = h.Reminders.FailedCount(ctx, v.Current.WorkspaceID); err != nil {
+		if view.FailedDeliveries, err = h.Outbox.FailedCount(ctx, v.Current.WorkspaceID); err != nil {
 			return err
 		}
 	}

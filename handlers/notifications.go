@@ -13,7 +13,7 @@ import (
 	"keysmith/accounts"
 	"keysmith/keys"
 	"keysmith/models"
-	"keysmith/scheduler"
+	"keysmith/outbox"
 	"keysmith/views"
 )
 
@@ -33,7 +33,7 @@ var deliveryFilters = []views.FilterTab{
 // query string; an unknown status is all of them.
 func deliveryFilter(c echo.Context) (string, int) {
 	status := c.QueryParam("status")
-	if !slices.Contains(scheduler.DeliveryStatuses, status) {
+	if !slices.Contains(outbox.DeliveryStatuses, status) {
 		status = ""
 	}
 	page, _ := strconv.Atoi(c.QueryParam("page"))
@@ -45,7 +45,7 @@ func (h *Handlers) notifications(c echo.Context) error {
 	view := views.NotificationsView{RemindersOn: !v.User.RemindersOptOut, IsAdmin: v.Current.Role.IsAdmin()}
 	if view.IsAdmin {
 		status, page := deliveryFilter(c)
-		dl, err := h.Reminders.Deliveries(c.Request().Context(), v.Current.WorkspaceID, status, page, deliveriesPerPage)
+		dl, err := h.Outbox.Deliveries(c.Request().Context(), v.Current.WorkspaceID, status, page, deliveriesPerPage)
 		if err != nil {
 			return err
 		}
@@ -59,13 +59,22 @@ func (h *Handlers) notifications(c echo.Context) error {
 	return h.app(c, http.StatusOK, "notifications", "Notifications", views.NotificationsPage(view))
 }
 
-func deliveryRows(ds []models.ReminderDelivery, now time.Time) []views.DeliveryRow {
+// deliveryKinds names what a delivery carries in the log.
+var deliveryKinds = map[string]string{string(outbox.KindMail): "Email", string(outbox.KindWebhook): "Webhook"}
+
+func deliveryRows(ds []models.Delivery, now time.Time) []views.DeliveryRow {
 	rows := make([]views.DeliveryRow, 0, len(ds))
 	for _, d := range ds {
 		r := views.DeliveryRow{
 			ID: d.ID, When: views.Relative(d.CreatedAt, now), WhenExact: views.Exact(d.CreatedAt),
-			Key: d.Key.Name + " (" + d.Key.Hint + ")", KeyID: d.KeyID, Stage: stageLabels[d.Stage], To: d.Email,
+			Key: d.Subject, Stage: deliveryKinds[d.Kind], To: d.Recipient,
 			Status: d.Status, Attempts: d.Attempts, Error: d.LastError,
+		}
+		if d.Kind == string(outbox.KindReminder) && d.KeyID != nil {
+			r.Key, r.KeyID, r.Stage = d.Key.Name+" ("+d.Key.Hint+")", *d.KeyID, stageLabels[d.Stage]
+		}
+		if d.ResponseCode != nil {
+			r.Stage += fmt.Sprintf(" (HTTP %d)", *d.ResponseCode)
 		}
 		if d.Status == "pending" && d.Attempts > 0 {
 			r.Status = "retrying"
@@ -109,9 +118,9 @@ func (h *Handlers) retryDelivery(c echo.Context) error {
 		return echo.NewHTTPError(http.StatusForbidden, "Only owners and admins can retry deliveries.")
 	}
 	id, _ := strconv.ParseInt(c.Param("id"), 10, 64)
-	err := h.Reminders.Retry(c.Request().Context(), v.Current.WorkspaceID, id)
+	err := h.Outbox.Retry(c.Request().Context(), v.Current.WorkspaceID, id)
 	switch {
-	case errors.Is(err, scheduler.ErrNotRetryable):
+	case errors.Is(err, outbox.ErrNotRetryable):
 		h.flash(c, "info", "That delivery is not failed, so there is nothing to retry.")
 	case err != nil:
 		return err

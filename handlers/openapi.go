@@ -125,6 +125,8 @@ func curlExample(base string, ep views.Endpoint) string {
 		cmd += " \\\n  -H 'Content-Type: application/json' \\\n  -d '{\"key\":\"ks_sk_live_…\",\"scopes\":[\"files:write\"]}'"
 	case ep.Path == "/v1/keys" && ep.Method == "POST":
 		cmd += " \\\n  -H 'Content-Type: application/json' \\\n  -d '{\"name\":\"uploader\",\"scopes\":[\"files:read\"],\"expires_in\":\"30\"}'"
+	case ep.Path == "/v1/webhook-endpoints" && ep.Method == "POST":
+		cmd += " \\\n  -H 'Content-Type: application/json' \\\n  -d '{\"url\":\"https://ci.example.com/hooks/keysmith\",\"events\":[\"key.revoked\",\"key.leaked\"]}'"
 	case ep.Method == "PATCH":
 		cmd += " \\\n  -H 'Content-Type: application/json' \\\n  -d '{\"name\":\"uploader\",\"rate_limit\":500}'"
 	case strings.HasSuffix(ep.Path, "/rotate"):

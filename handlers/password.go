@@ -1,13 +1,13 @@
 package handlers
 
 import (
-	"context"
 	"errors"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
 
 	"keysmith/accounts"
+	"keysmith/outbox"
 	"keysmith/validate"
 	"keysmith/views"
 )
@@ -16,7 +16,8 @@ func (h *Handlers) forgotForm(c echo.Context) error {
 	return h.public(c, http.StatusOK, "Reset password", views.ForgotPage(views.ForgotForm{}))
 }
 
-// forgot answers the same whether or not the email has an account.
+// forgot answers the same whether or not the email has an account, even
+// when it refuses a request past the address's or the IP's limit.
 func (h *Handlers) forgot(c echo.Context) error {
 	form := views.ForgotForm{Email: accounts.NormalizeEmail(c.FormValue("email"))}
 	if form.Email == "" {
@@ -24,14 +25,23 @@ func (h *Handlers) forgot(c echo.Context) error {
 		return h.public(c, http.StatusUnprocessableEntity, "Reset password", views.ForgotPage(form))
 	}
 	ctx := c.Request().Context()
-	user, token, err := h.Accounts.RequestPasswordReset(ctx, form.Email)
-	if err != nil {
+	user, token, err := h.Accounts.RequestPasswordReset(ctx, form.Email, c.RealIP())
+	var throttled *accounts.ThrottledError
+	switch {
+	case errors.As(err, &throttled):
+		form.Error = mailThrottledMessage(c, throttled)
+		return h.public(c, http.StatusTooManyRequests, "Reset password", views.ForgotPage(form))
+	case err != nil:
 		return err
 	}
 	if token != "" {
-		h.Mailer.Go(func(ctx context.Context) error {
-			return h.Mailer.SendPasswordReset(ctx, user.Email, user.DisplayName(), token, accounts.ResetLinkLifetime)
-		}, func(err error) { h.Log.Error("password reset email not sent", "user_id", user.ID, "err", err) })
+		msg, err := h.Mailer.PasswordReset(ctx, user.Email, user.DisplayName(), token, accounts.ResetLinkLifetime)
+		if err == nil {
+			err = h.Outbox.SendMail(ctx, outbox.Mail{Message: msg, UserID: user.ID})
+		}
+		if err != nil {
+			return err
+		}
 	}
 	form.Sent = true
 	return h.public(c, http.StatusOK, "Reset password", views.ForgotPage(form))

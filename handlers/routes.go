@@ -31,6 +31,7 @@ func (h *Handlers) routes(e *echo.Echo) {
 	// The API (SPEC §6) never touches sessions or CSRF cookies.
 	e.GET("/v1/openapi.json", serveOpenAPI)
 	e.POST("/v1/keys/verify", h.verify, h.requireServiceToken)
+	e.POST("/v1/keys/leaked", h.leakedKeys, h.requireServiceToken)
 	key := h.requireKey
 	e.GET("/v1/auth/test", h.authTest, key)
 	e.GET("/v1/keys", h.apiListKeys, key, requireScope("keys:read"))
@@ -41,6 +42,9 @@ func (h *Handlers) routes(e *echo.Echo) {
 	e.DELETE("/v1/keys/:id", h.apiRevokeKey, key, requireScope("keys:write"))
 	e.POST("/v1/keys/:id/disable", h.apiSetDisabled(true), key, requireScope("keys:write"))
 	e.POST("/v1/keys/:id/enable", h.apiSetDisabled(false), key, requireScope("keys:write"))
+	e.GET("/v1/webhook-endpoints", h.apiListWebhooks, key, requireScope("keys:read"))
+	e.POST("/v1/webhook-endpoints", h.apiCreateWebhook, key, requireScope("keys:write"))
+	e.DELETE("/v1/webhook-endpoints/:id", h.apiDeleteWebhook, key, requireScope("keys:write"))
 	// OAuth (SPEC §9): the token exchange, and what offline verifiers need.
 	e.POST(tokens.TokenPath, h.oauthToken)
 	e.GET(tokens.JWKSPath, h.jwks)
@@ -116,6 +120,7 @@ func (h *Handlers) routes(e *echo.Echo) {
 	e.GET("/settings/workspace", h.workspaceSettings, web(login)...)
 	e.POST("/settings/workspace", h.renameWorkspace, web(login)...)
 	e.POST("/settings/workspace/key-policy", h.saveKeyPolicy, web(login)...)
+	e.POST("/settings/workspace/inactivity-policy", h.saveInactivityPolicy, web(login)...)
 	e.GET("/settings/account", h.account, web(login)...)
 	e.POST("/settings/account/password", h.changePassword, web(login)...)
 	e.GET("/settings/oauth-apps", h.listOAuthApps, web(login)...)
@@ -126,6 +131,16 @@ func (h *Handlers) routes(e *echo.Echo) {
 	e.POST("/settings/oauth-apps/:id/revoke", h.revokeOAuthApp, web(login)...)
 	e.GET("/settings/authorized-apps", h.authorizedApps, web(login)...)
 	e.POST("/settings/authorized-apps/:id/revoke", h.revokeAuthorizedApp, web(login)...)
+	e.GET("/settings/webhooks", h.listWebhooks, web(login)...)
+	e.GET("/settings/webhooks/new", h.newWebhook, web(login)...)
+	e.POST("/settings/webhooks", h.createWebhook, web(login)...)
+	e.GET("/settings/webhooks/:id", h.showWebhook, web(login)...)
+	e.POST("/settings/webhooks/:id", h.updateWebhook, web(login)...)
+	e.POST("/settings/webhooks/:id/enable", h.setWebhookEnabled(true), web(login)...)
+	e.POST("/settings/webhooks/:id/disable", h.setWebhookEnabled(false), web(login)...)
+	e.POST("/settings/webhooks/:id/rotate-secret", h.rotateWebhookSecret, web(login)...)
+	e.POST("/settings/webhooks/:id/delete", h.deleteWebhook, web(login)...)
+	e.POST("/settings/webhooks/:id/test", h.sendWebhookTest, web(login)...)
 	e.POST("/workspaces/switch", h.switchWorkspace, web(login)...)
 	// The consent screen of OAuth apps: a dashboard page, with its session
 	// and CSRF protection.

@@ -18,30 +18,32 @@ import (
 	"keysmith/mailer"
 	"keysmith/metrics"
 	"keysmith/oauth"
+	"keysmith/outbox"
 	"keysmith/ratelimit"
-	"keysmith/scheduler"
 	"keysmith/teams"
 	"keysmith/tokens"
 	"keysmith/views"
+	"keysmith/webhooks"
 )
 
 // Deps is everything the HTTP layer uses, built once in main.
 type Deps struct {
-	Config    config.Config
-	DB        *gorm.DB
-	Sessions  *scs.SessionManager
-	Accounts  *accounts.Service
-	Keys      *keys.Service
-	Tokens    *tokens.Service
-	OAuth     *oauth.Service
-	Verifier  *keys.Verifier
-	Reminders *scheduler.Reminders
-	Teams     *teams.Service
-	Mailer    *mailer.Mailer
-	Mailbox   *mailer.Mailbox // nil when mail goes out over SMTP
-	Clock     clock.Clock
-	Log       *slog.Logger
-	Metrics   *metrics.Metrics
+	Config   config.Config
+	DB       *gorm.DB
+	Sessions *scs.SessionManager
+	Accounts *accounts.Service
+	Keys     *keys.Service
+	Tokens   *tokens.Service
+	OAuth    *oauth.Service
+	Verifier *keys.Verifier
+	Outbox   *outbox.Outbox
+	Webhooks *webhooks.Service
+	Teams    *teams.Service
+	Mailer   *mailer.Mailer
+	Mailbox  *mailer.Mailbox // nil when mail goes out over SMTP
+	Clock    clock.Clock
+	Log      *slog.Logger
+	Metrics  *metrics.Metrics
 
 	// SharedLimits is where rate limits are shared (Redis), for /readyz;
 	// nil when each process keeps its own.

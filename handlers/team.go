@@ -9,6 +9,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"keysmith/models"
+	"keysmith/outbox"
 	"keysmith/teams"
 	"keysmith/validate"
 	"keysmith/views"
@@ -72,11 +73,15 @@ func (h *Handlers) team(c echo.Context) error {
 // teamError re-renders the Team page for a domain error, or returns err.
 func (h *Handlers) teamError(c echo.Context, err error, fill func(*views.TeamView)) error {
 	var fe *teams.ForbiddenError
+	var te *teams.ThrottledError
 	var ve validate.Errors
 	status, msg := 0, ""
 	switch {
 	case errors.As(err, &ve):
 		status = http.StatusUnprocessableEntity
+	case errors.As(err, &te):
+		setRetryAfter(c, te.RetryAfter)
+		status, msg = http.StatusTooManyRequests, invitationThrottledMessage(te)
 	case errors.As(err, &fe):
 		status, msg = http.StatusForbidden, "You cannot do that: "+fe.Reason+"."
 	case errors.Is(err, teams.ErrLastOwner):
@@ -101,6 +106,14 @@ func (h *Handlers) teamError(c echo.Context, err error, fill func(*views.TeamVie
 	return h.app(c, status, "team", "Team", views.TeamPage(view))
 }
 
+func invitationThrottledMessage(te *teams.ThrottledError) string {
+	if te.Resend {
+		return fmt.Sprintf("The invitation to %s has been resent %d times in the last 24 hours, the most allowed. Try again in %s.",
+			te.Email, te.Limit, waitFor(te.RetryAfter))
+	}
+	return fmt.Sprintf("This workspace has sent %d new invitations in the last 24 hours, the most allowed. Try again in %s.", te.Limit, waitFor(te.RetryAfter))
+}
+
 func (h *Handlers) invite(c echo.Context) error {
 	v := currentViewer(c)
 	email, role := c.FormValue("email"), models.Role(c.FormValue("role"))
@@ -113,13 +126,19 @@ func (h *Handlers) invite(c echo.Context) error {
 	return redirect(c, "/settings/team")
 }
 
+// sendInvitation puts the invitation's mail in the outbox, which sends it
+// at once and retries it through an outage; the delivery log shows it.
 func (h *Handlers) sendInvitation(c echo.Context, inv models.Invitation, token string) {
 	v := currentViewer(c)
-	err := h.Mailer.SendInvitation(c.Request().Context(), inv.Email, v.User.DisplayName(), v.Current.Workspace.Name, string(inv.Role), token, teams.InvitationLifetime)
+	ctx := c.Request().Context()
+	msg, err := h.Mailer.Invitation(ctx, inv.Email, v.User.DisplayName(), v.Current.Workspace.Name, string(inv.Role), token, teams.InvitationLifetime)
+	if err == nil {
+		err = h.Outbox.SendMail(ctx, outbox.Mail{Message: msg, WorkspaceID: inv.WorkspaceID})
+	}
 	if err != nil {
 		// The invitation stands; Resend mails it again.
-		h.Log.Error("invitation email not sent", "invitation_id", inv.ID, "err", err)
-		h.flash(c, "error", "The invitation was saved but its email could not be sent. Try Resend.")
+		h.Log.Error("invitation email not queued", "invitation_id", inv.ID, "err", err)
+		h.flash(c, "error", "The invitation was saved but its email could not be queued. Try Resend.")
 	}
 }
 

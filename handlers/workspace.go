@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/http"
@@ -27,6 +28,8 @@ func (h *Handlers) workspaceView(c echo.Context) views.WorkspaceView {
 	for _, d := range keys.ExpiryChoices {
 		view.ExpiryChoice = append(view.ExpiryChoice, views.Choice{Value: fmt.Sprint(d), Label: fmt.Sprintf("%d days", d), Selected: fmt.Sprint(d) == view.DefaultDays})
 	}
+	p := keys.PolicyOf(w)
+	view.Inactivity = views.InactivityView{On: p.On(), Action: string(p.Action), Days: fmt.Sprint(p.Days), Min: keys.MinInactivityDays, Max: keys.MaxInactivityDays}
 	return view
 }
 
@@ -71,6 +74,29 @@ func (h *Handlers) saveKeyPolicy(c echo.Context) error {
 		return h.workspaceError(c, err, func(w *views.WorkspaceView) { w.MaxDays = c.FormValue("max_lifetime_days") })
 	}
 	h.flash(c, "success", "Key policy saved. It applies to keys created from now on.")
+	return redirect(c, "/settings/workspace")
+}
+
+// saveInactivityPolicy switches the workspace's inactivity policy on
+// (disable, the default, or revoke) or off.
+func (h *Handlers) saveInactivityPolicy(c echo.Context) error {
+	v := currentViewer(c)
+	on, action, daysIn := c.FormValue("inactivity_on") != "", c.FormValue("inactivity_action"), c.FormValue("inactivity_days")
+	choice := keys.InactivityOff
+	if on {
+		choice = keys.InactivityAction(cmp.Or(action, string(keys.InactivityDisable)))
+	}
+	days, _ := strconv.Atoi(strings.TrimSpace(daysIn)) // not a number: 0, out of range
+	p, err := h.Keys.SetInactivityPolicy(c.Request().Context(), v.Current.WorkspaceID, h.keyActor(c), choice, days)
+	if err != nil {
+		if fe := (*keys.ForbiddenError)(nil); errors.As(err, &fe) {
+			return keyError(err)
+		}
+		return h.workspaceError(c, err, func(w *views.WorkspaceView) {
+			w.Inactivity.On, w.Inactivity.Action, w.Inactivity.Days = on, action, daysIn
+		})
+	}
+	h.flash(c, "success", "Inactivity policy saved: "+views.InactivitySummary(p.On(), string(p.Action), fmt.Sprint(p.Days)))
 	return redirect(c, "/settings/workspace")
 }
 

@@ -63,9 +63,10 @@ type Service struct {
 	clock       clock.Clock
 	catalog     Catalog
 	prefix      string
-	maxLifetime time.Duration      // 0: no operator maximum
-	onChange    func(ids ...int64) // after every committed change, with the keys it changed
-	feed        *ChangeFeed        // on PostgreSQL: tells the other replicas; nil on SQLite
+	maxLifetime time.Duration                                            // 0: no operator maximum
+	onChange    func(ids ...int64)                                       // after every committed change, with the keys it changed
+	leaked      func(ctx context.Context, k models.APIKey, r LeakReport) // after a leaked key's revocation (OnLeak)
+	feed        *ChangeFeed                                              // on PostgreSQL: tells the other replicas; nil on SQLite
 }
 
 // SetChangeFeed makes every change to a key announce itself to the other

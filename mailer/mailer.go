@@ -11,7 +11,6 @@ import (
 	"net/mail"
 	"net/url"
 	"strings"
-	"sync"
 	"text/template"
 	"time"
 
@@ -43,26 +42,7 @@ type Mailer struct {
 	from      string
 	baseURL   string
 	domain    string // right-hand side of Message-IDs
-	inFlight  sync.WaitGroup
 }
-
-// Go sends in the background, so that how long a request takes says
-// nothing about whether it sent mail (a password reset must not reveal
-// which emails have accounts). onError hears of a failed send. Wait
-// returns when every send started by Go is done: shutdown calls it, and
-// tests before they read the mailbox.
-func (m *Mailer) Go(send func(context.Context) error, onError func(error)) {
-	m.inFlight.Go(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := send(ctx); err != nil && onError != nil {
-			onError(err)
-		}
-	})
-}
-
-// Wait waits for the sends started by Go.
-func (m *Mailer) Wait() { m.inFlight.Wait() }
 
 // New returns a Mailer sending from `from` with links under baseURL.
 func New(t Transport, from, baseURL string) *Mailer {
@@ -113,6 +93,16 @@ The link works once and for {{.Lifetime}}. If you did not ask for it, ignore thi
 
 The link works once and for {{.Lifetime}}. Sign up or log in with this email address to accept. If you did not expect it, ignore this email.
 {{end}}
+{{define "notice"}}Hi {{.Name}},
+
+{{.Headline}}
+{{range .Facts}}
+  {{.}}{{end}}
+
+{{.Body}}
+
+{{.LinkLabel}}: {{.Link}}
+{{end}}
 {{define "reminder"}}Hi {{.Name}},
 
 {{.Headline}}
@@ -130,76 +120,102 @@ The link works once and for {{.Lifetime}}. Sign up or log in with this email add
 You get these emails as the key's creator or a workspace admin. Stop expiry reminders: {{.UnsubscribeURL}}
 {{end}}`))
 
-// SendSignUpLink mails the link that confirms a new address and creates
-// its account, then goes on to next (a path, such as the invitation the
-// sign-up started from; the link carries it so the database need not).
-func (m *Mailer) SendSignUpLink(ctx context.Context, to, name, token, next string, lifetime time.Duration) error {
+// SignUpLink is the mail with the link that confirms a new address and
+// creates its account, then goes on to next (a path, such as the
+// invitation the sign-up started from; the link carries it so the database
+// need not).
+func (m *Mailer) SignUpLink(ctx context.Context, to, name, token, next string, lifetime time.Duration) (Message, error) {
 	link := "/signup/confirm?token=" + url.QueryEscape(token)
 	if next != "" {
 		link += "&next=" + url.QueryEscape(next)
 	}
 	data := emails.SignUpLink{Name: name, Link: m.URL(link), Lifetime: humanDuration(lifetime)}
-	return m.send(ctx, to, "Confirm your email for Keysmith", emails.SignUpLinkHTML(data), "signup", data)
+	return m.compose(ctx, to, "Confirm your email for Keysmith", emails.SignUpLinkHTML(data), "signup", data, nil)
 }
 
-// SendAccountExists tells an account's owner that someone tried to sign up
+// AccountExists tells an account's owner that someone tried to sign up
 // with their address, instead of telling the sign-up form.
-func (m *Mailer) SendAccountExists(ctx context.Context, to, name string) error {
+func (m *Mailer) AccountExists(ctx context.Context, to, name string) (Message, error) {
 	data := emails.AccountExists{Name: name, LoginURL: m.URL("/login"), ResetURL: m.URL("/forgot-password")}
-	return m.send(ctx, to, "You already have a Keysmith account", emails.AccountExistsHTML(data), "exists", data)
+	return m.compose(ctx, to, "You already have a Keysmith account", emails.AccountExistsHTML(data), "exists", data, nil)
 }
 
-// SendPasswordReset mails a single-use reset link.
-func (m *Mailer) SendPasswordReset(ctx context.Context, to, name, token string, lifetime time.Duration) error {
+// PasswordReset is the mail with a single-use reset link.
+func (m *Mailer) PasswordReset(ctx context.Context, to, name, token string, lifetime time.Duration) (Message, error) {
 	data := emails.PasswordReset{
 		Name:     name,
 		Link:     m.URL("/reset-password?token=" + token),
 		Lifetime: humanDuration(lifetime),
 	}
-	return m.send(ctx, to, "Reset your Keysmith password", emails.PasswordResetHTML(data), "reset", data)
+	return m.compose(ctx, to, "Reset your Keysmith password", emails.PasswordResetHTML(data), "reset", data, nil)
 }
 
-// SendInvitation mails a single-use link to join a workspace.
-func (m *Mailer) SendInvitation(ctx context.Context, to, inviter, workspace, role, token string, lifetime time.Duration) error {
+// Invitation is the mail with a single-use link to join a workspace.
+func (m *Mailer) Invitation(ctx context.Context, to, inviter, workspace, role, token string, lifetime time.Duration) (Message, error) {
 	data := emails.Invitation{Inviter: inviter, Workspace: workspace, Role: role, Link: m.URL("/invitations/" + token), Lifetime: humanDuration(lifetime)}
-	return m.send(ctx, to, inviter+" invited you to "+workspace+" on Keysmith", emails.InvitationHTML(data), "invitation", data)
+	return m.compose(ctx, to, inviter+" invited you to "+workspace+" on Keysmith", emails.InvitationHTML(data), "invitation", data, nil)
 }
 
-// SendReminder mails one expiry reminder. messageID is stable for the
-// delivery, so a resend after a crash is recognisable as the same message;
-// the List-Unsubscribe headers give mail clients a one-click opt-out.
-func (m *Mailer) SendReminder(ctx context.Context, to, messageID, subject string, data emails.Reminder) error {
-	return m.deliver(ctx, to, subject, emails.ReminderHTML(data), "reminder", data, messageID, map[string]string{
+// Reminder is one expiry reminder. The List-Unsubscribe headers give mail
+// clients a one-click opt-out.
+func (m *Mailer) Reminder(ctx context.Context, to, subject string, data emails.Reminder) (Message, error) {
+	return m.compose(ctx, to, subject, emails.ReminderHTML(data), "reminder", data, map[string]string{
 		"List-Unsubscribe":      "<" + data.UnsubscribeURL + ">",
 		"List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
 	})
 }
 
+// Notice is a short account notice (a leaked key, an inactivity warning,
+// a webhook endpoint switched off).
+func (m *Mailer) Notice(ctx context.Context, to, subject string, data emails.Notice) (Message, error) {
+	return m.compose(ctx, to, subject, emails.NoticeHTML(data), "notice", data, nil)
+}
+
+// WebhookDisabled tells an admin that Keysmith switched off an endpoint
+// whose every call failed for days.
+func (m *Mailer) WebhookDisabled(ctx context.Context, to, name, url, reason, link string) (Message, error) {
+	return m.Notice(ctx, to, "A webhook endpoint was switched off", emails.Notice{
+		Name: name, Headline: "Keysmith switched off the webhook endpoint " + url + ".",
+		Facts: []string{reason},
+		Body:  "Events for it are no longer sent. Fix the receiver, then switch the endpoint on again; send a test event to check it.",
+		Link:  link, LinkLabel: "Open the endpoint",
+	})
+}
+
+// Send hands a composed message to the transport: it returns once the
+// receiving server accepted (or refused) it. Every mail Keysmith sends is
+// automatic (RFC 3834), so it says so.
+func (m *Mailer) Send(ctx context.Context, msg Message) error {
+	if msg.MessageID == "" {
+		msg.MessageID = rand.Text() + "@" + m.domain
+	}
+	if msg.Headers == nil {
+		msg.Headers = map[string]string{}
+	}
+	msg.Headers["Auto-Submitted"] = "auto-generated"
+	return m.transport.Send(ctx, msg)
+}
+
 // Domain is the right-hand side of the Message-IDs this mailer makes.
 func (m *Mailer) Domain() string { return m.domain }
 
-func (m *Mailer) send(ctx context.Context, to, subject string, html templ.Component, textName string, data any) error {
-	return m.deliver(ctx, to, subject, html, textName, data, rand.Text()+"@"+m.domain, nil)
-}
-
-func (m *Mailer) deliver(ctx context.Context, to, subject string, html templ.Component, textName string, data any, messageID string, headers map[string]string) error {
+// compose renders a message; its Message-ID is the outbox's to give.
+func (m *Mailer) compose(ctx context.Context, to, subject string, html templ.Component, textName string, data any, headers map[string]string) (Message, error) {
 	var h, t bytes.Buffer
 	if err := html.Render(ctx, &h); err != nil {
-		return fmt.Errorf("render %s html: %w", textName, err)
+		return Message{}, fmt.Errorf("render %s html: %w", textName, err)
 	}
 	if err := textTemplates.ExecuteTemplate(&t, textName, data); err != nil {
-		return fmt.Errorf("render %s text: %w", textName, err)
+		return Message{}, fmt.Errorf("render %s text: %w", textName, err)
 	}
-	msg := Message{
-		MessageID: messageID,
-		From:      m.from,
-		To:        []string{to},
-		Subject:   subject,
-		HTML:      h.String(),
-		Text:      strings.TrimLeft(t.String(), "\n"),
-		Headers:   headers,
-	}
-	return m.transport.Send(ctx, msg)
+	return Message{
+		From:    m.from,
+		To:      []string{to},
+		Subject: subject,
+		HTML:    h.String(),
+		Text:    strings.TrimLeft(t.String(), "\n"),
+		Headers: headers,
+	}, nil
 }
 
 func humanDuration(d time.Duration) string {

@@ -19,7 +19,7 @@ func TestSMTPDeliversPasswordResetWithBothParts(t *testing.T) {
 	}
 	m := mailer.New(transport, "Keysmith <no-reply@keys.example.com>", "https://keys.example.com/")
 
-	if err := m.SendPasswordReset(context.Background(), "ada@example.com", "Ada", "tok123", time.Hour); err != nil {
+	if err := deliver(m, "reset"); err != nil {
 		t.Fatalf("send: %v", err)
 	}
 
@@ -33,6 +33,9 @@ func TestSMTPDeliversPasswordResetWithBothParts(t *testing.T) {
 	msg, bodies := testutil.MIMEParts(t, got[0].Data)
 	if s := msg.Header.Get("Subject"); s != "Reset your Keysmith password" {
 		t.Errorf("Subject = %q", s)
+	}
+	if v := msg.Header.Get("Auto-Submitted"); v != "auto-generated" {
+		t.Errorf("Auto-Submitted = %q, want auto-generated (RFC 3834: every mail Keysmith sends is automatic)", v)
 	}
 	if id := msg.Header.Get("Message-Id"); !strings.HasSuffix(id, "@keys.example.com>") {
 		t.Errorf("Message-ID = %q, want one at the sender's domain", id)
@@ -54,10 +57,10 @@ func TestSMTPReportsRefusal(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := mailer.New(transport, "no-reply@example.com", "http://localhost:8080")
-	if err := m.SendAccountExists(context.Background(), "bob@example.com", "Bob"); err == nil {
+	if err := deliver(m, "exists"); err == nil {
 		t.Fatal("send succeeded although the server refused the message")
 	}
-	if err := m.SendAccountExists(context.Background(), "bob@example.com", "Bob"); err != nil {
+	if err := deliver(m, "exists"); err != nil {
 		t.Fatalf("second send: %v", err)
 	}
 	if n := len(server.Messages()); n != 1 {
@@ -71,7 +74,7 @@ func TestSMTPRejectsWrongPassword(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = mailer.New(transport, "no-reply@example.com", "http://x").SendAccountExists(context.Background(), "a@example.com", "A")
+	err = deliver(mailer.New(transport, "no-reply@example.com", "http://x"), "exists")
 	if err == nil {
 		t.Fatal("send with a wrong SMTP password succeeded")
 	}
@@ -87,7 +90,7 @@ func TestSMTPStartTLSPolicy(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return mailer.New(transport, "no-reply@example.com", "http://x").SendAccountExists(context.Background(), "a@example.com", "A")
+		return deliver(mailer.New(transport, "no-reply@example.com", "http://x"), "exists")
 	}
 	if err := send(plain.URL); err != nil {
 		t.Fatalf("opportunistic STARTTLS to a server without TLS: %v", err)
@@ -104,7 +107,7 @@ func TestSMTPStartTLSPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := mailer.New(transport, "no-reply@example.com", "http://x").SendAccountExists(context.Background(), "a@example.com", "A"); err == nil {
+	if err := deliver(mailer.New(transport, "no-reply@example.com", "http://x"), "exists"); err == nil {
 		t.Fatal("sent over STARTTLS to a server whose certificate is not trusted")
 	}
 }
@@ -119,7 +122,7 @@ func TestMailboxKeepsNewestFirstAndDropsOldest(t *testing.T) {
 	box := mailer.NewMailbox(clock.NewFake(testutil.Epoch), 2)
 	m := mailer.New(box, "no-reply@example.com", "http://localhost:8080")
 	for _, to := range []string{"a@example.com", "b@example.com", "c@example.com"} {
-		if err := m.SendAccountExists(context.Background(), to, "X"); err != nil {
+		if err := deliverTo(m, to); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -133,4 +136,26 @@ func TestMailboxKeepsNewestFirstAndDropsOldest(t *testing.T) {
 	if !strings.Contains(list[0].Text, "http://localhost:8080/forgot-password") {
 		t.Errorf("account-exists text lacks the reset link:\n%s", list[0].Text)
 	}
+}
+
+// deliver composes a mail and sends it, as the outbox does.
+func deliver(m *mailer.Mailer, which string) error {
+	ctx := context.Background()
+	msg, err := m.AccountExists(ctx, "bob@example.com", "Bob")
+	switch which {
+	case "reset":
+		msg, err = m.PasswordReset(ctx, "ada@example.com", "Ada", "tok123", time.Hour)
+	}
+	if err != nil {
+		return err
+	}
+	return m.Send(ctx, msg)
+}
+
+func deliverTo(m *mailer.Mailer, to string) error {
+	msg, err := m.AccountExists(context.Background(), to, "X")
+	if err != nil {
+		return err
+	}
+	return m.Send(context.Background(), msg)
 }

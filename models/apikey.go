@@ -43,6 +43,9 @@ type APIKey struct {
 	HourlyQuota       *int       // requests per hour; nil for none
 	DailyQuota        *int       // requests per day; nil for none
 	ReminderDueAt     *time.Time // when the next expiry reminder falls due; nil for none
+	// InactivityWarnedAt is when the inactivity policy last warned of this
+	// key; a use since then (or an action on it) ends that warning's cycle.
+	InactivityWarnedAt *time.Time
 }
 
 // ScopeList splits Scopes.
@@ -62,25 +65,4 @@ type AuditEvent struct {
 	IP          string
 	UserAgent   string
 	CreatedAt   time.Time
-}
-
-// ReminderDelivery is one expiry reminder to one person, sent exactly once:
-// claimed (a lease) before sending, marked sent only after the SMTP server
-// accepted it.
-type ReminderDelivery struct {
-	ID            int64
-	WorkspaceID   int64
-	KeyID         int64
-	Key           APIKey `gorm:"foreignKey:KeyID"`
-	Stage         string // 14d, 7d, 1d or expired
-	UserID        int64
-	Email         string
-	Status        string // pending, sent, failed or cancelled (the key was revoked or replaced first)
-	Attempts      int
-	NextAttemptAt time.Time
-	ClaimedUntil  *time.Time
-	ClaimToken    string
-	LastError     string
-	SentAt        *time.Time
-	CreatedAt     time.Time
 }

@@ -261,6 +261,35 @@ var migrations = []string{
 
 	// 15: OAuth 2.1 for third-party apps (issue 11), models/oauth.go
 	oauthMigration,
+
+	// 16: one outbox for every email and webhook (issue 13), models/delivery.go
+	deliveriesMigration,
+
+	// 17: the inactivity policy (issue 13): a workspace may disable or
+	// revoke keys unused for inactivity_days ('' is off; the days are kept
+	// while it is off, so the form remembers them). inactivity_since is when
+	// it was last switched on: warnings from before do not count. A key's
+	// inactivity_warned_at is when it was last warned; a use after it (a
+	// later COALESCE(last_used_at, created_at)) makes it stale, so the key
+	// is warned again before anything is done to it (keys/inactivity.go).
+	// The job reads api_keys_workspace_used_idx (migration 14) per
+	// workspace, and finds the workspaces through the partial index below.
+	`ALTER TABLE workspaces ADD COLUMN inactivity_action TEXT NOT NULL DEFAULT '' CHECK (inactivity_action IN ('', 'disable', 'revoke'));
+	ALTER TABLE workspaces ADD COLUMN inactivity_days INTEGER NOT NULL DEFAULT 90 CHECK (inactivity_days BETWEEN 30 AND 365);
+	ALTER TABLE workspaces ADD COLUMN inactivity_since {{time}};
+	CREATE INDEX workspaces_inactivity_idx ON workspaces (id) WHERE inactivity_action <> '';
+	ALTER TABLE api_keys ADD COLUMN inactivity_warned_at {{time}};`,
+
+	// 18: webhook endpoints (issue 13), models/webhook.go
+	webhookEndpointsMigration,
+
+	// 19: mail throttles (issue 13). The public forms count their requests
+	// per client IP too, not only per address; an invitation's resends are
+	// counted per invitation. Account mails have no invitation_id.
+	`ALTER TABLE mail_sends ADD COLUMN ip TEXT NOT NULL DEFAULT '';
+	ALTER TABLE mail_sends ADD COLUMN invitation_id BIGINT REFERENCES invitations (id) ON DELETE CASCADE;
+	CREATE INDEX mail_sends_ip_idx ON mail_sends (ip, created_at);
+	CREATE INDEX mail_sends_invitation_idx ON mail_sends (invitation_id, created_at) WHERE invitation_id IS NOT NULL;`,
 }
 
 var dialects = map[string]*strings.Replacer{

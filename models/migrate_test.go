@@ -24,7 +24,7 @@ func TestMigrateIsIdempotentAndGuardsTheVersion(t *testing.T) {
 		if applied, err := models.Migrate(db); err != nil || applied != 0 {
 			t.Fatalf("second run applied %d, err %v; want 0", applied, err)
 		}
-		for _, table := range []string{"users", "workspaces", "memberships", "password_resets", "login_attempts", "sessions", "api_keys", "audit_events", "reminder_deliveries", "invitations"} {
+		for _, table := range []string{"users", "workspaces", "memberships", "password_resets", "login_attempts", "sessions", "api_keys", "audit_events", "deliveries", "invitations"} {
 			if !db.Migrator().HasTable(table) {
 				t.Errorf("table %s missing", table)
 			}

@@ -72,8 +72,14 @@ type Workspace struct {
 	Personal          bool
 	DefaultExpiryDays *int // preselected expiry of new keys; nil: 90 days
 	MaxLifetimeDays   *int // longest a new key may live here; nil: the operator's maximum
-	CreatedAt         time.Time
-	UpdatedAt         time.Time
+	// The inactivity policy (keys/inactivity.go): disable or revoke keys
+	// unused for InactivityDays; "" is off. Only keys.SetInactivityPolicy
+	// writes them: a new workspace takes the columns' defaults (off, 90).
+	InactivityAction string     `gorm:"<-:update"`
+	InactivityDays   int        `gorm:"<-:update"` // 30 to 365, kept while off
+	InactivitySince  *time.Time `gorm:"<-:update"` // when the policy was last switched on
+	CreatedAt        time.Time
+	UpdatedAt        time.Time
 }
 
 // Invitation asks someone to join a workspace; only the token's SHA-256
@@ -139,10 +145,14 @@ type PendingSignup struct {
 	CreatedAt    time.Time
 }
 
-// MailSend records that an account email went to an address, to limit how
-// many the public forms may send it.
+// MailSend records a request for a mail someone can trigger, to limit how
+// many they may: an account email asked for on a public form (by address
+// and client IP, whether or not the address has an account), or an
+// invitation's resend (InvitationID).
 type MailSend struct {
-	ID        int64
-	Address   string
-	CreatedAt time.Time
+	ID           int64
+	Address      string
+	IP           string
+	InvitationID *int64
+	CreatedAt    time.Time
 }

@@ -48,7 +48,7 @@ func BenchmarkReminderPass(b *testing.B) {
 		b.Run(fmt.Sprintf("due=%d", due), func(b *testing.B) {
 			for b.Loop() {
 				b.StopTimer()
-				app.DB.Exec("DELETE FROM reminder_deliveries")
+				app.DB.Exec("DELETE FROM deliveries")
 				app.DB.Exec("UPDATE api_keys SET reminder_due_at = ? WHERE id <= ?", now.Add(-time.Minute), due)
 				b.StartTimer()
 				if err := app.Reminders.Run(b.Context()); err != nil {
@@ -56,7 +56,7 @@ func BenchmarkReminderPass(b *testing.B) {
 				}
 			}
 			var sent int64
-			app.DB.Model(&models.ReminderDelivery{}).Where("status = ?", "sent").Count(&sent)
+			app.DB.Model(&models.Delivery{}).Where("status = ?", "sent").Count(&sent)
 			if sent != int64(due) {
 				b.Fatalf("%d reminders sent, want %d", sent, due)
 			}

@@ -9,7 +9,7 @@ import (
 	"github.com/PuerkitoBio/goquery"
 
 	"keysmith/models"
-	"keysmith/scheduler"
+	"keysmith/outbox"
 	"keysmith/testutil"
 )
 
@@ -33,12 +33,12 @@ func failFor(t *testing.T, tm *team, smtp *testutil.SMTPServer, names ...string)
 	for _, name := range names {
 		tm.key(t, tm.actor(tm.owner, models.RoleOwner), name, "7")
 	}
-	smtp.Refuse(len(names) * app.Reminders.MaxAttempts)
-	for i := 1; i <= app.Reminders.MaxAttempts; i++ {
+	smtp.Refuse(len(names) * app.Outbox.MaxAttempts)
+	for i := 1; i <= app.Outbox.MaxAttempts; i++ {
 		if err := app.Reminders.Run(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		app.Clock.Advance(scheduler.Backoff(i))
+		app.Clock.Advance(outbox.Backoff(i))
 	}
 }
 
@@ -135,7 +135,7 @@ func TestFailedDeliveriesBanner(t *testing.T) {
 			t.Errorf("%s: banner shown %v, want %v", email, banner.Length() == 1, shown)
 		}
 		if shown {
-			if got := strings.Join(strings.Fields(banner.Text()), " "); !strings.HasPrefix(got, "2 expiry reminders could not be delivered.") {
+			if got := strings.Join(strings.Fields(banner.Text()), " "); !strings.HasPrefix(got, "2 deliveries could not be made") {
 				t.Errorf("banner %q", got)
 			}
 			if href := banner.Find("a").AttrOr("href", ""); href != "/settings/notifications?status=failed" {
@@ -220,7 +220,7 @@ func TestDeliveryMetrics(t *testing.T) {
 	app := testutil.StartApp(t, testutil.DatabaseURL(t, "sqlite"), testutil.WithSMTP(smtp))
 	tm := newTeam(t, app)
 	app.Accounts.SetReminders(t.Context(), tm.admin.ID, false)
-	app.Reminders.MaxAttempts = 2
+	app.Outbox.MaxAttempts = 2
 	tm.key(t, tm.actor(tm.owner, models.RoleOwner), "doomed", "7")
 	if err := app.Reminders.Plan(t.Context()); err != nil {
 		t.Fatal(err)
@@ -230,7 +230,7 @@ func TestDeliveryMetrics(t *testing.T) {
 	}
 	smtp.Refuse(2)
 	app.Reminders.Run(t.Context()) // refused: retried later
-	app.Clock.Advance(scheduler.Backoff(1))
+	app.Clock.Advance(outbox.Backoff(1))
 	app.Reminders.Run(t.Context()) // refused again: failed
 	tm.key(t, tm.actor(tm.owner, models.RoleOwner), "fine", "7")
 	app.Reminders.Run(t.Context())

@@ -79,7 +79,7 @@ func TestSlowRelayAndRestartSendEachReminderOnce(t *testing.T) {
 	defer close(ticking)
 	replica := func() *testutil.App {
 		app := testutil.StartApp(t, dbURL, testutil.WithSMTP(smtp), testutil.WithClock(clk), testutil.WithQuietLogs())
-		app.Reminders.Lease, app.Reminders.Renew = time.Minute, 25*time.Millisecond
+		app.Outbox.Lease, app.Outbox.Renew = time.Minute, 25*time.Millisecond
 		return app
 	}
 	var passes sync.WaitGroup
@@ -107,7 +107,7 @@ func TestSlowRelayAndRestartSendEachReminderOnce(t *testing.T) {
 	last := replica()
 	for range 10 {
 		var pending int64
-		last.DB.Model(&models.ReminderDelivery{}).Where("status = ?", "pending").Count(&pending)
+		last.DB.Model(&models.Delivery{}).Where("status = ?", "pending").Count(&pending)
 		if pending == 0 {
 			break
 		}
@@ -117,7 +117,7 @@ func TestSlowRelayAndRestartSendEachReminderOnce(t *testing.T) {
 		}
 	}
 
-	var ds []models.ReminderDelivery
+	var ds []models.Delivery
 	last.DB.Order("id").Find(&ds)
 	if len(ds) != reminders {
 		t.Fatalf("%d deliveries planned, want %d", len(ds), reminders)
@@ -157,7 +157,7 @@ func TestShutdownFinishesTheMailInFlight(t *testing.T) {
 		}
 
 		next := testutil.StartApp(t, dbURL, testutil.WithSMTP(smtp), testutil.WithClock(app.Clock))
-		var d models.ReminderDelivery
+		var d models.Delivery
 		next.DB.Take(&d)
 		if d.Status != "sent" || d.Attempts != 1 || d.SentAt == nil || d.ClaimedUntil != nil {
 			t.Fatalf("after shutdown: %+v", d)
@@ -190,11 +190,11 @@ func TestAMarkNeverAppliesToAClaimTakenOver(t *testing.T) {
 	var passes sync.WaitGroup
 	passes.Go(func() { first.Reminders.Run(context.Background()) })
 	eventually(t, "the first replica's mail to reach the relay", func() bool { return smtp.Holding() == 1 })
-	first.Clock.Advance(first.Reminders.Lease + time.Second) // its lease lapses (no renewal in that time)
+	first.Clock.Advance(first.Outbox.Lease + time.Second) // its lease lapses (no renewal in that time)
 	passes.Go(func() { second.Reminders.Run(context.Background()) })
 	passes.Wait()
 
-	var d models.ReminderDelivery
+	var d models.Delivery
 	first.DB.Take(&d)
 	if d.Status != "sent" || d.Attempts != 1 || d.ClaimToken != "" {
 		t.Fatalf("delivery %+v, want sent once by the replica holding the claim", d)

@@ -3,7 +3,6 @@ package scheduler
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -14,77 +13,49 @@ import (
 	"keysmith/clock"
 	"keysmith/keys"
 	"keysmith/mailer"
-	"keysmith/metrics"
 	"keysmith/models"
+	"keysmith/outbox"
 )
 
-// Reminders sends expiry reminders (SPEC §7) in two steps per pass:
-//
-//   - Plan: for every key whose next reminder is due (api_keys.reminder_due_at,
-//     indexed), insert one pending delivery per recipient. A unique index on
-//     (key, stage, recipient) makes planning idempotent across passes and
-//     replicas.
-//   - Send: claim due deliveries a few at a time (ClaimBatch), each with a
-//     lease that runs from the moment it is claimed and this pass's claim
-//     token as its owner (a conditional UPDATE that only one process wins, on
-//     SQLite and PostgreSQL alike). Up to Concurrency mails are sent at once;
-//     the leases of what the pass holds are renewed every Renew, and a
-//     renewal or a mark only applies while the row still carries the pass's
-//     token, so a claim another replica took over is never extended or
-//     marked by this one. A delivery is marked sent only after the SMTP
-//     server accepted it. Failures are retried with exponential backoff, then
-//     marked failed for an admin to see and retry.
-//
-// At shutdown (the pass's context cancelled) a pass claims nothing more,
-// gives back the claims it has not started, lets the mails in flight finish
-// and records them, for at most Drain: the sends do not use the context
-// shutdown cancels, so a SIGTERM never cuts an SMTP transaction short.
-//
-// The honest limit: a crash after the server accepted a message and before
-// it was marked sent (a few milliseconds later), or a Drain that runs out
-// with the message still at the server, resends it once the lease expires.
-// Its Message-ID is the same both times, so the duplicate is recognisable.
+// Reminders plans expiry reminders (SPEC §7): for every key whose next
+// reminder is due (api_keys.reminder_due_at, indexed), one pending
+// delivery per recipient in the outbox. A unique index on (key, stage,
+// recipient) makes planning idempotent across passes and replicas. The
+// outbox sends them, asking Compose to write each at send time: a key
+// revoked, replaced or disabled meanwhile cancels its reminders.
 type Reminders struct {
 	db      *gorm.DB
 	clock   clock.Clock
 	mail    *mailer.Mailer
+	outbox  *outbox.Outbox
 	baseURL string
-	log     *slog.Logger
-	metrics *metrics.Metrics
 
-	Lease       time.Duration // how long a claim lasts unless renewed (clock time)
-	Renew       time.Duration // how often a pass extends the claims it holds (wall time); less than Lease
-	Concurrency int           // mails sent at once (KEYSMITH_MAIL_CONCURRENCY)
-	ClaimBatch  int           // deliveries claimed at a time (at least Concurrency): a few seconds' work
-	Drain       time.Duration // at shutdown, how long mails in flight may take to finish (KEYSMITH_SHUTDOWN_TIMEOUT)
-	MaxAttempts int           // then the delivery is failed
-	Batch       int           // keys planned at a time
+	Batch int // keys planned at a time
+
+	// OnStage hears of each key whose reminder stage was planned (the
+	// key.expiring and key.expired webhooks); it must be idempotent, as a
+	// pass that stops halfway plans the same stage again.
+	OnStage func(ctx context.Context, db *gorm.DB, k models.APIKey, stage string) error
 }
 
-// NewReminders returns the reminder job. m may be nil; otherwise it counts
-// each attempt's outcome and reports the queue's depth.
-func NewReminders(db *gorm.DB, clk clock.Clock, mail *mailer.Mailer, baseURL string, log *slog.Logger, m *metrics.Metrics) *Reminders {
-	r := &Reminders{db: db, clock: clk, mail: mail, baseURL: strings.TrimRight(baseURL, "/"), log: log, metrics: m,
-		Lease: 2 * time.Minute, Renew: 30 * time.Second, Concurrency: 4, ClaimBatch: 16, Drain: 15 * time.Second, MaxAttempts: 8, Batch: 200}
-	m.PendingDeliveries(r.PendingCount)
+// NewReminders returns the reminder job, and registers it as the outbox's
+// composer of reminders.
+func NewReminders(db *gorm.DB, clk clock.Clock, mail *mailer.Mailer, ob *outbox.Outbox, baseURL string) *Reminders {
+	r := &Reminders{db: db, clock: clk, mail: mail, outbox: ob, baseURL: strings.TrimRight(baseURL, "/"), Batch: 200}
+	ob.Register(outbox.KindReminder, r)
 	return r
 }
 
-// Run is one pass: plan, then send.
+// Run is one pass: plan, then send what is due (reminders and every
+// other delivery the outbox holds).
 func (r *Reminders) Run(ctx context.Context) error {
 	if err := r.Plan(ctx); err != nil {
 		return fmt.Errorf("plan reminders: %w", err)
 	}
-	if err := r.Send(ctx); err != nil {
-		return fmt.Errorf("send reminders: %w", err)
+	if err := r.outbox.Send(ctx); err != nil {
+		return fmt.Errorf("send: %w", err)
 	}
 	return nil
-}
-
-// Backoff is the wait before retry n (1-based): 1, 2, 4 … minutes, at most an hour.
-func Backoff(n int) time.Duration {
-	d := time.Minute << min(n-1, 6)
-	return min(d, time.Hour)
 }
 
 // Plan creates the deliveries of every key whose reminder is due.
@@ -92,7 +63,7 @@ func (r *Reminders) Plan(ctx context.Context) error {
 	now := r.clock.Now()
 	for range 10_000 { // each batch moves its keys' due times past now
 		var due []models.APIKey
-		err := r.db.WithContext(ctx).Select("id, workspace_id, created_at, expires_at, created_by_id, reminder_due_at").
+		err := r.db.WithContext(ctx).Select("id, workspace_id, name, hint, environment, created_at, expires_at, created_by_id, reminder_due_at").
 			Where("reminder_due_at <= ? AND revoked_at IS NULL AND disabled_at IS NULL AND rotated_to_id IS NULL AND expires_at IS NOT NULL", now).
 			Order("reminder_due_at").Limit(r.Batch).Find(&due).Error // api_keys_reminder_due_idx
 		if err != nil {
@@ -101,7 +72,7 @@ func (r *Reminders) Plan(ctx context.Context) error {
 		if len(due) == 0 {
 			return nil
 		}
-		if err := planBatch(r.db.WithContext(ctx), due, now); err != nil {
+		if err := r.planBatch(ctx, r.db.WithContext(ctx), due, now); err != nil {
 			return err
 		}
 		if len(due) < r.Batch {
@@ -117,7 +88,7 @@ func (r *Reminders) Plan(ctx context.Context) error {
 // multi-row insert, one update. It needs no transaction: a pass that stops
 // between the insert and the update plans the same deliveries again, and
 // the unique index keeps them once.
-func planBatch(db *gorm.DB, due []models.APIKey, now time.Time) error {
+func (r *Reminders) planBatch(ctx context.Context, db *gorm.DB, due []models.APIKey, now time.Time) error {
 	plans := make([]plan, 0, len(due))
 	creators := map[int64][]int64{} // workspace → the creators of its due keys
 	for _, k := range due {
@@ -140,7 +111,7 @@ func planBatch(db *gorm.DB, due []models.APIKey, now time.Time) error {
 		}
 		people[ws] = rs
 	}
-	var deliveries []models.ReminderDelivery
+	var deliveries []models.Delivery
 	for _, p := range plans {
 		if !p.due {
 			continue
@@ -149,15 +120,24 @@ func planBatch(db *gorm.DB, due []models.APIKey, now time.Time) error {
 			if !u.admin && (p.key.CreatedByID == nil || *p.key.CreatedByID != u.ID) {
 				continue
 			}
-			deliveries = append(deliveries, models.ReminderDelivery{
-				WorkspaceID: p.key.WorkspaceID, KeyID: p.key.ID, Stage: string(p.stage), UserID: u.ID, Email: u.Email,
-				Status: "pending", NextAttemptAt: now,
+			deliveries = append(deliveries, models.Delivery{
+				Kind: string(outbox.KindReminder), WorkspaceID: &p.key.WorkspaceID, KeyID: &p.key.ID, Stage: string(p.stage),
+				UserID: &u.ID, Recipient: u.Email, Status: "pending", NextAttemptAt: now, CreatedAt: now,
 			})
 		}
 	}
+	if r.OnStage != nil {
+		for _, p := range plans {
+			if p.due {
+				if err := r.OnStage(ctx, db, p.key, string(p.stage)); err != nil {
+					return err
+				}
+			}
+		}
+	}
 	if len(deliveries) > 0 {
-		// reminder_deliveries_once_idx: a delivery another pass planned stays as it is.
-		if err := db.Clauses(clause.OnConflict{DoNothing: true}).CreateInBatches(&deliveries, 250).Error; err != nil {
+		// deliveries_reminder_once_idx: a delivery another pass planned stays as it is.
+		if err := db.Clauses(clause.OnConflict{DoNothing: true}).Omit("Key").CreateInBatches(&deliveries, 250).Error; err != nil {
 			return err
 		}
 	}

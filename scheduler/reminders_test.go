@@ -14,7 +14,7 @@ import (
 	"keysmith/accounts"
 	"keysmith/keys"
 	"keysmith/models"
-	"keysmith/scheduler"
+	"keysmith/outbox"
 	"keysmith/testutil"
 )
 
@@ -208,7 +208,7 @@ func TestReminderMailOverSMTP(t *testing.T) {
 	if s := msg.Header.Get("Subject"); s != `Your API key "billing-worker" expires in 7 days` {
 		t.Errorf("Subject %q", s)
 	}
-	var d models.ReminderDelivery
+	var d models.Delivery
 	app.DB.Take(&d)
 	if id := msg.Header.Get("Message-Id"); !strings.HasPrefix(id, fmt.Sprintf("<reminder-%d@", d.ID)) {
 		t.Errorf("Message-ID %q, want the stable reminder-%d@…", id, d.ID)
@@ -241,19 +241,19 @@ func TestRefusedMailIsRetriedAndSentOnce(t *testing.T) {
 	app.Accounts.SetReminders(t.Context(), tm.admin.ID, false)
 	tm.key(t, tm.actor(tm.owner, models.RoleOwner), "flaky", "7")
 	smtp.Refuse(3)
-	var d models.ReminderDelivery
+	var d models.Delivery
 	for i := 1; i <= 3; i++ {
 		if err := app.Reminders.Run(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 		app.DB.Take(&d)
-		if d.Status != "pending" || d.Attempts != i || !d.NextAttemptAt.Equal(app.Clock.Now().Add(scheduler.Backoff(i))) || d.LastError == "" {
+		if d.Status != "pending" || d.Attempts != i || !d.NextAttemptAt.Equal(app.Clock.Now().Add(outbox.Backoff(i))) || d.LastError == "" {
 			t.Fatalf("after refusal %d: %+v", i, d)
 		}
 		if err := app.Reminders.Run(t.Context()); err != nil { // not due yet: nothing happens
 			t.Fatal(err)
 		}
-		app.Clock.Advance(scheduler.Backoff(i))
+		app.Clock.Advance(outbox.Backoff(i))
 	}
 	if err := app.Reminders.Run(t.Context()); err != nil {
 		t.Fatal(err)
@@ -277,17 +277,17 @@ func TestUnreachableSMTPFailsVisiblyAndAdminRetries(t *testing.T) {
 	tm := newTeam(t, app)
 	app.Accounts.SetReminders(t.Context(), tm.admin.ID, false)
 	tm.key(t, tm.actor(tm.owner, models.RoleOwner), "doomed", "7")
-	smtp.Refuse(app.Reminders.MaxAttempts)
-	for i := 1; i <= app.Reminders.MaxAttempts; i++ {
+	smtp.Refuse(app.Outbox.MaxAttempts)
+	for i := 1; i <= app.Outbox.MaxAttempts; i++ {
 		app.Reminders.Run(t.Context())
-		app.Clock.Advance(scheduler.Backoff(i))
+		app.Clock.Advance(outbox.Backoff(i))
 	}
-	var d models.ReminderDelivery
+	var d models.Delivery
 	app.DB.Take(&d)
-	if d.Status != "failed" || d.Attempts != app.Reminders.MaxAttempts {
-		t.Fatalf("after %d refusals: %+v", app.Reminders.MaxAttempts, d)
+	if d.Status != "failed" || d.Attempts != app.Outbox.MaxAttempts {
+		t.Fatalf("after %d refusals: %+v", app.Outbox.MaxAttempts, d)
 	}
-	if !strings.Contains(app.Logs.String(), "expiry reminder failed for good") {
+	if !strings.Contains(app.Logs.String(), "delivery failed for good") {
 		t.Error("the failure was not logged")
 	}
 

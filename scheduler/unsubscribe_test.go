@@ -11,7 +11,7 @@ import (
 	"keysmith/accounts"
 	"keysmith/mailer"
 	"keysmith/models"
-	"keysmith/scheduler"
+	"keysmith/outbox"
 	"keysmith/testutil"
 )
 
@@ -38,7 +38,7 @@ func TestUnsubscribeTokensAreStoredHashed(t *testing.T) {
 		tm.key(t, tm.actor(tm.owner, models.RoleOwner), "flaky", "7")
 		smtp.Refuse(1)
 		app.Reminders.Run(t.Context()) // composed, refused
-		app.Clock.Advance(scheduler.Backoff(1))
+		app.Clock.Advance(outbox.Backoff(1))
 		app.Reminders.Run(t.Context()) // the retry goes out
 		app.Clock.Advance(6 * day)
 		app.Reminders.Run(t.Context()) // the 1-day reminder

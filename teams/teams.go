@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 
 	"keysmith/accounts"
 	"keysmith/clock"
@@ -42,6 +43,49 @@ func forbidden(reason string) error { return &ForbiddenError{Reason: reason} }
 
 // InvitationLifetime is how long an invitation link works.
 const InvitationLifetime = 7 * 24 * time.Hour
+
+// Limits on the invitation mails admins can send, in any 24 hours: new
+// invitations per workspace, and resends per invitation. Cancelled and
+// accepted invitations still count; refused requests do not.
+const (
+	InvitationWindow              = 24 * time.Hour
+	InvitationsPerWorkspacePerDay = 50
+	ResendsPerInvitationPerDay    = 3
+)
+
+// ThrottledError refuses an invitation mail for now: the workspace sent its
+// day's worth of new invitations or, when Resend is set, the invitation to
+// Email was resent its day's worth of times. RetryAfter is when the next
+// one is allowed.
+type ThrottledError struct {
+	Resend     bool
+	Email      string
+	Limit      int
+	RetryAfter time.Duration
+}
+
+func (e *ThrottledError) Error() string {
+	what := "new invitations in the workspace"
+	if e.Resend {
+		what = "resends of the invitation"
+	}
+	return fmt.Sprintf("teams: %d %s in %s, retry after %s", e.Limit, what, InvitationWindow, e.RetryAfter)
+}
+
+// throttled is given the times of the newest rows in the window, newest
+// first, at most `limit` of them. It refuses when there are `limit`: the
+// next is allowed once the oldest of them leaves the window.
+func (s *Service) throttled(newest []time.Time, limit int) (time.Duration, bool) {
+	if len(newest) < limit {
+		return 0, false
+	}
+	return max(newest[limit-1].Add(InvitationWindow).Sub(s.clock.Now()), time.Second), true
+}
+
+// forUpdate locks the rows a query reads until the transaction ends, so
+// two requests counting the same window take turns. SQLite runs one writer
+// at a time and needs no lock (gorm leaves the clause out there).
+var forUpdate = clause.Locking{Strength: "NO KEY UPDATE"}
 
 // Audit actions of this package.
 const (
@@ -124,6 +168,10 @@ func (s *Service) Invite(ctx context.Context, ws int64, a Actor, email string, r
 		InvitedByID: &a.User.ID, ExpiresAt: now.Add(InvitationLifetime),
 	}
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		// A workspace's invitations take turns, so each counts all the others.
+		if err := tx.Clauses(forUpdate).Select("id").Take(&models.Workspace{}, ws).Error; err != nil {
+			return err
+		}
 		var n int64
 		err := tx.Model(&models.Membership{}).Joins("JOIN users ON users.id = memberships.user_id").
 			Where("memberships.workspace_id = ? AND users.email = ?", ws, email).Count(&n).Error
@@ -141,6 +189,15 @@ func (s *Service) Invite(ctx context.Context, ws int64, a Actor, email string, r
 		}
 		if n > 0 {
 			return ErrAlreadyInvited
+		}
+		var recent []time.Time
+		err = tx.Model(&models.Invitation{}).Where("workspace_id = ? AND created_at > ?", ws, now.Add(-InvitationWindow)).
+			Order("created_at DESC").Limit(InvitationsPerWorkspacePerDay).Pluck("created_at", &recent).Error // invitations_workspace_idx
+		if err != nil {
+			return err
+		}
+		if retry, ok := s.throttled(recent, InvitationsPerWorkspacePerDay); ok {
+			return &ThrottledError{Email: email, Limit: InvitationsPerWorkspacePerDay, RetryAfter: retry}
 		}
 		if err := tx.Create(&inv).Error; err != nil {
 			return err
@@ -161,7 +218,8 @@ func (s *Service) openInvitation(tx *gorm.DB, ws, id int64) (models.Invitation, 
 }
 
 // Resend gives an open (or expired) invitation a new token and a fresh
-// week; the old link stops working.
+// week; the old link stops working. Past the invitation's resends of the
+// day it returns a *ThrottledError and the old link keeps working.
 func (s *Service) Resend(ctx context.Context, ws int64, a Actor, id int64) (models.Invitation, string, error) {
 	if err := requireAdmin(a); err != nil {
 		return models.Invitation{}, "", err
@@ -170,10 +228,24 @@ func (s *Service) Resend(ctx context.Context, ws int64, a Actor, id int64) (mode
 	var inv models.Invitation
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		var err error
-		if inv, err = s.openInvitation(tx, ws, id); err != nil {
+		// Resends of an invitation take turns, so each counts all the others.
+		if inv, err = s.openInvitation(tx.Clauses(forUpdate), ws, id); err != nil {
 			return err
 		}
-		inv.TokenHash, inv.ExpiresAt = accounts.HashToken(token), s.clock.Now().Add(InvitationLifetime)
+		now := s.clock.Now()
+		var recent []time.Time
+		err = tx.Model(&models.MailSend{}).Where("invitation_id = ? AND created_at > ?", inv.ID, now.Add(-InvitationWindow)).
+			Order("created_at DESC").Limit(ResendsPerInvitationPerDay).Pluck("created_at", &recent).Error // mail_sends_invitation_idx
+		if err != nil {
+			return err
+		}
+		if retry, ok := s.throttled(recent, ResendsPerInvitationPerDay); ok {
+			return &ThrottledError{Resend: true, Email: inv.Email, Limit: ResendsPerInvitationPerDay, RetryAfter: retry}
+		}
+		if err := tx.Create(&models.MailSend{Address: inv.Email, InvitationID: &inv.ID}).Error; err != nil {
+			return err
+		}
+		inv.TokenHash, inv.ExpiresAt = accounts.HashToken(token), now.Add(InvitationLifetime)
 		if err := tx.Model(&inv).Select("token_hash", "expires_at", "updated_at").Updates(&inv).Error; err != nil {
 			return err
 		}

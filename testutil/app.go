@@ -129,7 +129,7 @@ func StartApp(t testing.TB, dbURL string, opts ...Option) *App {
 // Mails waits for the mails sent in the background, then lists the dev
 // mailbox, or what the SMTP server received, newest first.
 func (a *App) Mails() []mailer.Stored {
-	a.Mailer.Wait()
+	a.Outbox.Wait()
 	if a.smtp == nil {
 		return a.Mailbox.List()
 	}

@@ -145,3 +145,15 @@ func randomBytes(n int) []byte {
 func (s *Service) DeriveKey(purpose string) ([]byte, error) {
 	return hkdf.Key(sha256.New, s.encKey, nil, "keysmith "+purpose, 32)
 }
+
+// Seal encrypts plaintext under the encryption key (AES-256-GCM), bound
+// to purpose: another part of Keysmith keeps a secret at rest this way
+// (the outbox's mails, which may carry a single-use link).
+func (s *Service) Seal(purpose string, plaintext []byte) ([]byte, error) {
+	return seal(s.encKey, purpose, plaintext)
+}
+
+// Open decrypts what Seal sealed for the same purpose.
+func (s *Service) Open(purpose string, sealed []byte) ([]byte, error) {
+	return open(s.encKey, purpose, sealed)
+}

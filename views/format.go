@@ -49,6 +49,9 @@ func plural(n int, unit string) string {
 	if n == 1 {
 		return "1 " + unit
 	}
+	if strings.HasSuffix(unit, "y") && !strings.HasSuffix(unit, "ay") && !strings.HasSuffix(unit, "ey") {
+		return fmt.Sprintf("%d %sies", n, unit[:len(unit)-1])
+	}
 	return fmt.Sprintf("%d %ss", n, unit)
 }
 
