@@ -36,6 +36,7 @@ func (h *Handlers) routes(e *echo.Echo) {
 	e.GET("/v1/keys", h.apiListKeys, key, requireScope("keys:read"))
 	e.POST("/v1/keys", h.apiCreateKey, key, requireScope("keys:write"))
 	e.GET("/v1/keys/:id", h.apiGetKey, key, requireScope("keys:read"))
+	e.GET("/v1/keys/:id/usage", h.apiKeyUsage, key, requireScope("keys:read"))
 	e.POST("/v1/keys/:id/rotate", h.apiRotateKey, key, requireScope("keys:write"))
 	e.PATCH("/v1/keys/:id", h.apiUpdateKey, key, requireScope("keys:write"))
 	e.DELETE("/v1/keys/:id", h.apiRevokeKey, key, requireScope("keys:write"))

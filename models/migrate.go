@@ -258,6 +258,26 @@ var migrations = []string{
 	CREATE INDEX api_keys_workspace_expires_idx ON api_keys (workspace_id, expires_at, environment, rotated_to_id, disabled_at) WHERE revoked_at IS NULL;
 	CREATE INDEX api_keys_workspace_used_idx ON api_keys (workspace_id, (COALESCE(last_used_at, created_at)), expires_at, environment, disabled_at) WHERE revoked_at IS NULL;
 	CREATE INDEX api_keys_workspace_disabled_idx ON api_keys (workspace_id, expires_at, environment) WHERE revoked_at IS NULL AND disabled_at IS NOT NULL;`,
+
+	// 15: where a key may be used from, and how much it is used (issue 12).
+	// allowed_ips holds canonical addresses and networks separated by
+	// spaces ('' for anywhere; keys.CanonicalAllowlist). key_usage counts a
+	// key's requests per hour by outcome (keys.Outcome); hour is whole
+	// hours since the Unix epoch (UTC), an integer so both engines group
+	// it into days alike (hour / 24). The last-used flush adds to it with
+	// one upsert per batch of keys; the scheduler prunes rows past 90
+	// days through key_usage_hour_idx.
+	`ALTER TABLE api_keys ADD COLUMN allowed_ips TEXT NOT NULL DEFAULT '';
+	CREATE TABLE key_usage (
+		key_id BIGINT NOT NULL REFERENCES api_keys (id) ON DELETE CASCADE,
+		hour BIGINT NOT NULL,
+		success BIGINT NOT NULL DEFAULT 0,
+		rate_limited BIGINT NOT NULL DEFAULT 0,
+		forbidden BIGINT NOT NULL DEFAULT 0,
+		other BIGINT NOT NULL DEFAULT 0,
+		PRIMARY KEY (key_id, hour)
+	);
+	CREATE INDEX key_usage_hour_idx ON key_usage (hour);`,
 }
 
 var dialects = map[string]*strings.Replacer{
