@@ -89,6 +89,7 @@ func (h *Handlers) routes(e *echo.Echo) {
 	e.POST("/settings/api-keys/:id/rotate", h.rotateKey, web(login)...)
 	e.POST("/settings/api-keys/:id/revoke", h.revokeKey, web(login)...)
 	e.POST("/settings/api-keys/:id/rate-limit", h.setRateLimit, web(login)...)
+	e.POST("/settings/api-keys/:id/allowed-ips", h.setAllowedIPs, web(login)...)
 	e.POST("/settings/api-keys/:id/token", h.issueToken, web(login)...)
 	e.POST("/settings/api-keys/:id/disable", h.setDisabled(true), web(login)...)
 	e.POST("/settings/api-keys/:id/enable", h.setDisabled(false), web(login)...)
