@@ -106,4 +106,9 @@ func TestPauseResumePinAndWatchUsage(t *testing.T) {
 	b.shot("usage-04-key-page-390")
 	b.do("the list at phone width", chromedp.Navigate(app.URL("/settings/api-keys")), chromedp.WaitVisible(`table.keys`))
 	b.shot("usage-05-list-390")
+	b.do("the API reference", chromedp.EmulateViewport(1280, 860), chromedp.Navigate(app.URL("/settings/api-reference")), chromedp.WaitVisible(`section.endpoint`))
+	if got := b.text(`main`); !strings.Contains(got, "/v1/keys/{id}/usage") || !strings.Contains(got, "allowed_ips") {
+		t.Fatal("the reference page lacks the usage route or allowed_ips")
+	}
+	b.shot("usage-06-reference")
 }
