@@ -89,14 +89,15 @@ func (h *Handlers) listKeys(c echo.Context) error {
 	for i, k := range p.Keys {
 		ids[i] = k.ID
 	}
-	usage, err := h.Keys.Usage(ctx, keys.LastUsage(keys.ByDay, sparkDays, p.Now), ids...)
+	totals, err := h.Keys.DailyTotals(ctx, sparkDays, p.Now, ids...)
 	if err != nil {
 		return err
 	}
 	for _, k := range p.Keys {
 		r := keyRowIn(k, p.Now, actor, members)
 		r.Back = c.Request().URL.RequestURI() // where a row's Disable or Enable returns
-		r.Spark = sparkline(usage[k.ID])
+		spark := views.NewSparkline(totals[k.ID])
+		r.Spark = &spark
 		view.Rows = append(view.Rows, r)
 	}
 	return h.app(c, http.StatusOK, "api-keys", "API Keys", views.KeysPage(view))

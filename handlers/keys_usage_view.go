@@ -14,16 +14,6 @@ import (
 // sparkDays is how many days a list row's sparkline shows.
 const sparkDays = 14
 
-// sparkline is a list row's daily totals.
-func sparkline(points []keys.UsagePoint) *views.Sparkline {
-	values := make([]int64, len(points))
-	for i, p := range points {
-		values[i] = p.Requests
-	}
-	s := views.NewSparkline(values)
-	return &s
-}
-
 // usageView is the key page's usage card: the last 7 days by hour
 // (?usage=7d, the default) or 30 days by day (?usage=30d). A key in a
 // rotating pair (the old key still worked during the period) is shown

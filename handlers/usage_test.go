@@ -140,13 +140,14 @@ func TestUsageAPIRefusals(t *testing.T) {
 	}
 }
 
-// The scheduler prunes counts past 90 days and keeps the rest.
+// The scheduler prunes counts past 90 days, in whole UTC days, and keeps
+// the rest.
 func TestSchedulerPrunesOldUsage(t *testing.T) {
 	f := newAPIFixture(t, testutil.DatabaseURL(t, "sqlite"))
 	k := f.key(t, nil)
-	now := f.app.Clock.Now()
-	f.app.Usage.Count(k.Key.ID, now.Add(-keys.UsageRetention-time.Hour), keys.OutcomeSuccess)
-	f.app.Usage.Count(k.Key.ID, now.Add(-keys.UsageRetention+time.Hour), keys.OutcomeSuccess)
+	now := f.app.Clock.Now()                                                                     // 09:00
+	f.app.Usage.Count(k.Key.ID, now.Add(-keys.UsageRetention-10*time.Hour), keys.OutcomeSuccess) // 23:00 the day before: gone
+	f.app.Usage.Count(k.Key.ID, now.Add(-keys.UsageRetention-time.Hour), keys.OutcomeSuccess)    // 08:00 that day: kept
 	f.app.Usage.Count(k.Key.ID, now, keys.OutcomeSuccess)
 	if err := f.app.Flusher.RunOnce(t.Context()); err != nil {
 		t.Fatal(err)
@@ -154,10 +155,11 @@ func TestSchedulerPrunesOldUsage(t *testing.T) {
 	if err := f.app.Scheduler.RunOnce(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	var hours []int64
-	f.app.DB.Model(&models.UsageCount{}).Order("hour").Pluck("hour", &hours)
-	if len(hours) != 2 || hours[0] != keys.HourOf(now.Add(-keys.UsageRetention+time.Hour)) {
-		t.Fatalf("buckets left: %v", hours)
+	var hours, days []int64
+	f.app.DB.Model(&models.UsageCount{}).Where("span = 1").Order("hour").Pluck("hour", &hours)
+	f.app.DB.Model(&models.UsageCount{}).Where("span = 24").Order("hour").Pluck("hour", &days)
+	if len(hours) != 2 || hours[0] != keys.HourOf(now.Add(-keys.UsageRetention-time.Hour)) || len(days) != 2 {
+		t.Fatalf("buckets left: hours %v, days %v", hours, days)
 	}
 }
 

@@ -58,8 +58,8 @@ func HourTime(h int64) time.Time { return time.Unix(h*3600, 0).UTC() }
 
 // Usage buffers each key's last use and its requests per hour by outcome
 // in memory, and writes them in batches: per flush, one statement for the
-// last uses and one for the counts (per 8,000 and 5,000 keys), however many
-// requests they served.
+// last uses (per 8,000 keys) and one for the counts (per 4,000 hour and day
+// buckets), however many requests they served.
 type Usage struct {
 	db      *gorm.DB
 	metrics *metrics.Metrics
@@ -120,10 +120,23 @@ func (u *Usage) Flush(ctx context.Context) error {
 	for id, x := range batch {
 		uses = append(uses, models.LastUse{KeyID: id, At: x.at, IP: x.ip, UserAgent: models.StorableText(x.agent, 300)})
 	}
-	rows := make([]models.UsageCount, 0, len(counts))
+	// Each hour's counts go to its hour and its day, summed per day here.
+	rows := make([]models.UsageCount, 0, 2*len(counts))
+	days := map[bucket]int{} // index in rows
 	for b, c := range counts {
-		rows = append(rows, models.UsageCount{KeyID: b.key, Hour: b.hour, Success: c[OutcomeSuccess],
+		rows = append(rows, models.UsageCount{KeyID: b.key, Span: 1, Hour: b.hour, Success: c[OutcomeSuccess],
 			RateLimited: c[OutcomeRateLimited], Forbidden: c[OutcomeForbidden], Other: c[OutcomeOther]})
+		day := bucket{b.key, b.hour - b.hour%24}
+		i, ok := days[day]
+		if !ok {
+			i, days[day] = len(rows), len(rows)
+			rows = append(rows, models.UsageCount{KeyID: b.key, Span: 24, Hour: day.hour})
+		}
+		d := &rows[i]
+		d.Success += c[OutcomeSuccess]
+		d.RateLimited += c[OutcomeRateLimited]
+		d.Forbidden += c[OutcomeForbidden]
+		d.Other += c[OutcomeOther]
 	}
 	err := u.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if err := models.WriteLastUses(tx, uses); err != nil {

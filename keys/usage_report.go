@@ -59,15 +59,12 @@ func LastUsage(g Granularity, n int, now time.Time) UsageRange {
 // one query; say which keys the reader may see before calling it.
 func (s *Service) Usage(ctx context.Context, r UsageRange, ids ...int64) (map[int64][]UsagePoint, error) {
 	from, to := HourOf(r.From), HourOf(r.To)
-	read := models.UsageHours
-	if r.Granularity == ByDay {
-		read = models.UsageDays
-	}
-	rows, err := read(s.db.WithContext(ctx), ids, from, to)
+	step := int64(r.Granularity.Step() / time.Hour)
+	rows, err := models.UsageBuckets(s.db.WithContext(ctx), ids, int(step), from, to)
 	if err != nil {
 		return nil, err
 	}
-	n, step := r.Buckets(), int64(r.Granularity.Step()/time.Hour)
+	n := r.Buckets()
 	out := make(map[int64][]UsagePoint, len(ids))
 	for _, id := range ids {
 		pts := make([]UsagePoint, n)
@@ -92,9 +89,27 @@ func (s *Service) Usage(ctx context.Context, r UsageRange, ids ...int64) (map[in
 	return out, nil
 }
 
-// PruneUsage deletes the usage counts older than UsageRetention; the
-// scheduler runs it.
+// PruneUsage deletes the usage counts older than UsageRetention, counted
+// in whole UTC days so an hour and its day go together; the scheduler runs
+// it.
 func (s *Service) PruneUsage(ctx context.Context) error {
-	_, err := models.PruneUsage(s.db.WithContext(ctx), HourOf(s.clock.Now().Add(-UsageRetention)))
+	_, err := models.PruneUsage(s.db.WithContext(ctx), HourOf(s.clock.Now().Add(-UsageRetention).Truncate(24*time.Hour)))
 	return err
+}
+
+// DailyTotals is each key's requests on each of the last days UTC days up
+// to today, oldest first (zeros for a key without requests): the list's
+// sparklines, in one query for the page's keys.
+func (s *Service) DailyTotals(ctx context.Context, days int, now time.Time, ids ...int64) (map[int64][]int64, error) {
+	r := LastUsage(ByDay, days, now)
+	totals, err := models.DailyTotals(s.db.WithContext(ctx), ids, HourOf(r.From), days)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		if totals[id] == nil {
+			totals[id] = make([]int64, days)
+		}
+	}
+	return totals, nil
 }

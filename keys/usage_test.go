@@ -83,13 +83,13 @@ func TestFlushWritesEveryKeyInFewStatements(t *testing.T) {
 }
 
 // Counts per key per hour by outcome go out with the last uses: per flush,
-// one upsert per 5,000 (key, hour) buckets however many requests they
-// hold, added to what is stored; a refused flush keeps them for the next,
-// without counting any twice.
+// one upsert per 4,000 buckets (each hour and its day) however many
+// requests they hold, added to what is stored; a refused flush keeps them
+// for the next, without counting any twice.
 func TestUsageCountsAreWrittenInBatches(t *testing.T) {
 	testutil.ForEachEngine(t, func(t *testing.T, dbURL string) {
 		f := setup(t, dbURL, 0)
-		const n = 5001 // one more than an upsert holds
+		const n = 2000 // an hour and a day each, and the busy key's second hour: 4,001 buckets, one more than an upsert holds
 		rows := make([]models.APIKey, n)
 		for i := range rows {
 			s := keys.Generate("ks", keys.Secret, keys.Live)
@@ -129,18 +129,22 @@ func TestUsageCountsAreWrittenInBatches(t *testing.T) {
 		if got := statements.Load(); got != 2 {
 			t.Errorf("%d statements for %d keys' counts, want 2", got, n)
 		}
-		stored := func() map[keys.Outcome]int64 {
+		stored := func(span int) map[keys.Outcome]int64 {
 			var sum struct{ Success, RateLimited, Forbidden, Other int64 }
-			f.db.Model(&models.UsageCount{}).Select("SUM(success) AS success, SUM(rate_limited) AS rate_limited, SUM(forbidden) AS forbidden, SUM(other) AS other").Scan(&sum)
+			f.db.Model(&models.UsageCount{}).Where("span = ?", span).
+				Select("SUM(success) AS success, SUM(rate_limited) AS rate_limited, SUM(forbidden) AS forbidden, SUM(other) AS other").Scan(&sum)
 			return map[keys.Outcome]int64{keys.OutcomeSuccess: sum.Success, keys.OutcomeRateLimited: sum.RateLimited, keys.OutcomeForbidden: sum.Forbidden, keys.OutcomeOther: sum.Other}
 		}
-		if got := stored(); fmt.Sprint(got) != fmt.Sprint(sent) {
-			t.Fatalf("stored %v, sent %v", got, sent)
+		for _, span := range []int{1, 24} {
+			if got := stored(span); fmt.Sprint(got) != fmt.Sprint(sent) {
+				t.Fatalf("stored by %d hours %v, sent %v", span, got, sent)
+			}
 		}
-		var buckets int64
-		f.db.Model(&models.UsageCount{}).Where("key_id = ?", rows[0].ID).Count(&buckets)
-		if buckets != 2 {
-			t.Errorf("the busy key has %d hourly buckets, want 2", buckets)
+		var hours, days int64
+		f.db.Model(&models.UsageCount{}).Where("key_id = ? AND span = 1", rows[0].ID).Count(&hours)
+		f.db.Model(&models.UsageCount{}).Where("key_id = ? AND span = 24", rows[0].ID).Count(&days)
+		if hours != 2 || days != 1 {
+			t.Errorf("the busy key has %d hourly and %d daily buckets, want 2 and 1", hours, days)
 		}
 
 		// A second flush adds to the stored buckets; a refused one keeps
@@ -158,11 +162,13 @@ func TestUsageCountsAreWrittenInBatches(t *testing.T) {
 			t.Fatal(err)
 		}
 		sent[keys.OutcomeSuccess] += 3
-		if got := stored(); fmt.Sprint(got) != fmt.Sprint(sent) {
-			t.Fatalf("after a refused flush: stored %v, sent %v", got, sent)
+		for _, span := range []int{1, 24} {
+			if got := stored(span); fmt.Sprint(got) != fmt.Sprint(sent) {
+				t.Fatalf("after a refused flush, by %d hours: stored %v, sent %v", span, got, sent)
+			}
 		}
 		var one models.UsageCount
-		f.db.Where("key_id = ? AND hour = ?", rows[1].ID, keys.HourOf(now)).Take(&one)
+		f.db.Where("key_id = ? AND span = 1 AND hour = ?", rows[1].ID, keys.HourOf(now)).Take(&one)
 		if one.Success != 4 || one.Forbidden != 0 {
 			t.Errorf("key 1's hour: %+v", one)
 		}
@@ -213,9 +219,9 @@ func TestUsageReportAndPruning(t *testing.T) {
 			t.Fatal(err)
 		}
 		var left int64
-		f.db.Model(&models.UsageCount{}).Count(&left)
+		f.db.Model(&models.UsageCount{}).Where("span = 1").Count(&left)
 		if left != 4 {
-			t.Fatalf("%d buckets after pruning, want 4", left)
+			t.Fatalf("%d hourly buckets after pruning, want 4", left)
 		}
 		days, _ = f.svc.Usage(ctx, keys.LastUsage(keys.ByDay, 100, now), a.Key.ID)
 		if days[a.Key.ID][8].Success != 0 || days[a.Key.ID][99].Requests != 2 {
