@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -10,6 +11,7 @@ import (
 	"math"
 	"mime"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -72,9 +74,14 @@ var tokenErrors = map[keys.Code]struct{ code, msg string }{
 // authenticate checks what a request presented: an API key, or a token
 // derived from one (SPEC §9). One verifier for both: a token must be
 // signed by Keysmith, unexpired and meant for audience (any when empty),
-// and its key must still work, so revoking a key ends its tokens at once.
-func (h *Handlers) authenticate(ctx context.Context, presented, ip, audience string) (*keys.Authenticated, keys.Code, error) {
+// and its key must still work, from ip (its allowlist), so revoking a key
+// or pinning it to other addresses holds for its tokens at once. The
+// operator's services (service) are never throttled for unknown keys.
+func (h *Handlers) authenticate(ctx context.Context, presented, ip, audience string, service bool) (*keys.Authenticated, keys.Code, error) {
 	if !tokens.LooksLikeJWT(presented) {
+		if service {
+			return h.Verifier.AuthenticateService(ctx, presented, ip)
+		}
 		return h.Verifier.Authenticate(ctx, presented, ip)
 	}
 	tok, err := h.Tokens.Verify(ctx, presented, audience)
@@ -89,7 +96,7 @@ func (h *Handlers) authenticate(ctx context.Context, presented, ip, audience str
 	if tok.Family != "" {
 		return h.authenticateApp(ctx, tok)
 	}
-	k, code, err := h.Verifier.AuthenticateKeyID(ctx, tok.KeyID)
+	k, code, err := h.Verifier.AuthenticateKeyID(ctx, tok.KeyID, ip)
 	if err != nil || k == nil {
 		return nil, code, err
 	}
@@ -180,7 +187,7 @@ func (h *Handlers) requireKey(next echo.HandlerFunc) echo.HandlerFunc {
 			return apiFail(c, http.StatusUnauthorized, errAuthentication, "missing_api_key", "No API key. Send it as Authorization: Bearer <key>.")
 		}
 		start, ip := time.Now(), c.RealIP()
-		k, code, err := h.authenticate(r.Context(), presented, ip, h.Config.BaseURL)
+		k, code, err := h.authenticate(r.Context(), presented, ip, h.Config.BaseURL, false)
 		if throttled := (*keys.ThrottledError)(nil); errors.As(err, &throttled) {
 			c.Response().Header().Set("Retry-After", strconv.Itoa(ceilSeconds(throttled.RetryAfter)))
 			return apiFail(c, http.StatusTooManyRequests, errRateLimit, "rate_limit_exceeded",
@@ -189,7 +196,16 @@ func (h *Handlers) requireKey(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		if code != keys.CodeValid {
+		switch code {
+		case keys.CodeValid:
+		case keys.CodeIPNotAllowed:
+			h.Verifier.Count(k, keys.OutcomeForbidden)
+			return apiFail(c, http.StatusForbidden, errPermission, "ip_not_allowed",
+				"This API key may not be used from "+ip+". Add the address to the key's allowed IPs in the dashboard, or call from an allowed one.")
+		default:
+			if k != nil { // disabled, expired or revoked: a request that names the key
+				h.Verifier.Count(k, keys.OutcomeOther)
+			}
 			e := codeErrors[code]
 			if tokens.LooksLikeJWT(presented) {
 				e = tokenErrors[code]
@@ -198,17 +214,36 @@ func (h *Handlers) requireKey(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		d, err := h.Verifier.Admit(r.Context(), k, ip, r.UserAgent())
 		if err != nil {
+			h.Verifier.Count(k, keys.OutcomeOther)
 			return err
 		}
 		h.Metrics.Verification(time.Since(start))
 		setRateLimitHeaders(c, k.RateLimitPolicy(), d)
 		if !d.Allowed {
+			h.Verifier.Count(k, keys.OutcomeRateLimited)
 			h.Metrics.RateLimited()
 			c.Response().Header().Set("Retry-After", strconv.Itoa(ceilSeconds(d.RetryAfter)))
 			return apiFail(c, http.StatusTooManyRequests, errRateLimit, "rate_limit_exceeded", limitExceeded(d))
 		}
-		return next(&keyContext{Context: c, key: k})
+		err = next(&keyContext{Context: c, key: k})
+		h.Verifier.Count(k, answered(c, err))
+		return err
 	}
+}
+
+// answered is the outcome of a request the handler answered (written) or
+// returned err for (written later by the error handler).
+func answered(c echo.Context, err error) keys.Outcome {
+	if c.Response().Committed {
+		return keys.OutcomeOf(c.Response().Status)
+	}
+	if he := (*echo.HTTPError)(nil); errors.As(err, &he) {
+		return keys.OutcomeOf(he.Code)
+	}
+	if err != nil {
+		return keys.OutcomeOther
+	}
+	return keys.OutcomeSuccess
 }
 
 // setRateLimitHeaders writes the headers every API answer carries:
@@ -348,6 +383,7 @@ type verifyRequest struct {
 	Key      string   `json:"key"` // an API key or a token derived from one
 	Scopes   []string `json:"scopes"`
 	Audience string   `json:"audience"` // a token must name it in aud; empty: any
+	IP       string   `json:"ip"`       // the client's address, for the key's allowlist
 }
 
 type verifyResponse struct {
@@ -381,9 +417,14 @@ func (h *Handlers) verify(c echo.Context) error {
 	if req.Key == "" {
 		return apiFail(c, http.StatusBadRequest, errInvalidRequest, "invalid_body", "Send JSON like "+example+".")
 	}
+	if req.IP != "" {
+		if _, err := netip.ParseAddr(req.IP); err != nil {
+			return apiFail(c, http.StatusBadRequest, errInvalidRequest, "invalid_body", "ip: send the client's address, such as 203.0.113.7 or 2001:db8::1.")
+		}
+	}
 	// The operator's own services are never throttled for unknown keys.
 	start := time.Now()
-	k, code, err := h.authenticate(c.Request().Context(), req.Key, "", req.Audience)
+	k, code, err := h.authenticate(c.Request().Context(), req.Key, req.IP, req.Audience, true)
 	if err != nil {
 		return err
 	}
@@ -401,10 +442,14 @@ func (h *Handlers) verify(c echo.Context) error {
 		res.ClientID = k.App.ClientID
 	}
 	if code != keys.CodeValid {
+		h.Verifier.Count(k, verifyOutcomes[code])
 		return c.JSON(http.StatusOK, res)
 	}
-	d, err := h.Verifier.Admit(c.Request().Context(), k, c.RealIP(), c.Request().UserAgent())
+	// The use is recorded from the client's address when the service named
+	// it, else from the service's.
+	d, err := h.Verifier.Admit(c.Request().Context(), k, cmp.Or(req.IP, c.RealIP()), c.Request().UserAgent())
 	if err != nil {
+		h.Verifier.Count(k, keys.OutcomeOther)
 		return err
 	}
 	h.Metrics.Verification(time.Since(start))
@@ -420,7 +465,20 @@ func (h *Handlers) verify(c echo.Context) error {
 	default:
 		res.Valid = true
 	}
+	h.Verifier.Count(k, verifyOutcomes[res.Code])
 	return c.JSON(http.StatusOK, res)
+}
+
+// verifyOutcomes counts each verify answer about a known key as the API's
+// answer with that code would count.
+var verifyOutcomes = map[keys.Code]keys.Outcome{
+	keys.CodeValid:             keys.OutcomeSuccess,
+	keys.CodeRateLimited:       keys.OutcomeRateLimited,
+	keys.CodeInsufficientScope: keys.OutcomeForbidden,
+	keys.CodeIPNotAllowed:      keys.OutcomeForbidden,
+	keys.CodeExpired:           keys.OutcomeOther,
+	keys.CodeRevoked:           keys.OutcomeOther,
+	keys.CodeDisabled:          keys.OutcomeOther,
 }
 
 // decodeJSON reads a request's JSON body into dst and answers 400

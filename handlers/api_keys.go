@@ -31,6 +31,7 @@ type keyJSON struct {
 	RateLimit   int        `json:"rate_limit"`
 	HourlyQuota *int       `json:"hourly_quota"` // null: none
 	DailyQuota  *int       `json:"daily_quota"`  // null: none
+	AllowedIPs  []string   `json:"allowed_ips"`  // []: anywhere
 	CreatedAt   time.Time  `json:"created_at"`
 	ExpiresAt   *time.Time `json:"expires_at"`
 	LastUsedAt  *time.Time `json:"last_used_at"`
@@ -45,7 +46,7 @@ func toJSON(k models.APIKey, now time.Time) keyJSON {
 		ID: k.ID, Name: k.Name, Description: k.Description, Kind: k.Kind, Environment: k.Environment,
 		Permission: k.Permission, Scopes: k.ScopeList(), Hint: k.Hint, Status: string(keys.StatusOf(k, now)),
 		RateLimit: keys.LimitFor(k.Kind, k.RateLimit), HourlyQuota: k.HourlyQuota, DailyQuota: k.DailyQuota,
-		CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt,
+		AllowedIPs: keys.AllowedIPList(k.AllowedIPs), CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt,
 		LastUsedAt: k.LastUsedAt, RevokedAt: k.RevokedAt, Replaces: k.ReplacesID, ReplacedBy: k.RotatedToID,
 	}
 }
@@ -126,6 +127,7 @@ type createKeyRequest struct {
 	Scopes      []string `json:"scopes"`
 	ExpiresIn   string   `json:"expires_in"`
 	ExpiresOn   string   `json:"expires_on"`
+	AllowedIPs  []string `json:"allowed_ips"`
 }
 
 // apiCreateKey is POST /v1/keys; the answer holds the secret, once.
@@ -138,6 +140,7 @@ func (h *Handlers) apiCreateKey(c echo.Context) error {
 	in := keys.CreateInput{
 		Name: req.Name, Description: req.Description, Kind: keys.Kind(req.Kind), Env: keys.Env(req.Environment),
 		Permission: keys.Permission(req.Permission), Scopes: req.Scopes, ExpiresIn: req.ExpiresIn, ExpiresOn: req.ExpiresOn,
+		AllowedIPs: req.AllowedIPs,
 	}
 	if in.Kind == "" {
 		in.Kind = keys.Secret
@@ -201,13 +204,13 @@ func (h *Handlers) apiRotateKey(c echo.Context) error {
 	return h.apiSecret(c, created)
 }
 
-// apiRevokeKey is DELETE /v1/keys/{id}.
 // apiUpdateKey is PATCH /v1/keys/{id}: the fields present change, the rest
-// stay. name and description need what renaming in the dashboard needs;
-// rate_limit, hourly_quota and daily_quota (null: the default, or none) an
-// admin key. One transaction: all change, or none.
+// stay. name, description and allowed_ips (null or []: anywhere) need what
+// renaming in the dashboard needs; rate_limit, hourly_quota and
+// daily_quota (null: the default, or none) an admin key. One transaction:
+// all change, or none.
 func (h *Handlers) apiUpdateKey(c echo.Context) error {
-	const example = `{"name":"uploader","rate_limit":500,"daily_quota":null}`
+	const example = `{"name":"uploader","rate_limit":500,"daily_quota":null,"allowed_ips":["203.0.113.7","10.0.0.0/8"]}`
 	var raw map[string]json.RawMessage
 	if ok, err := decodeJSON(c, &raw, example); !ok {
 		return err
@@ -226,13 +229,15 @@ func (h *Handlers) apiUpdateKey(c echo.Context) error {
 			in.HourlyQuota.Set, err = true, json.Unmarshal(v, &in.HourlyQuota.Value)
 		case "daily_quota":
 			in.DailyQuota.Set, err = true, json.Unmarshal(v, &in.DailyQuota.Value)
+		case "allowed_ips":
+			in.AllowedIPs.Set, err = true, json.Unmarshal(v, &in.AllowedIPs.Value)
 		default:
 			return apiFail(c, http.StatusBadRequest, errInvalidRequest, "invalid_body",
-				"Unknown field "+strconv.Quote(field)+": send name, description, rate_limit, hourly_quota or daily_quota, like "+example+".")
+				"Unknown field "+strconv.Quote(field)+": send name, description, rate_limit, hourly_quota, daily_quota or allowed_ips, like "+example+".")
 		}
 		if err != nil {
 			return apiFail(c, http.StatusBadRequest, errInvalidRequest, "invalid_body",
-				strconv.Quote(field)+" has the wrong type: names are strings, limits whole numbers or null. Send JSON like "+example+".")
+				strconv.Quote(field)+" has the wrong type: names are strings, limits whole numbers or null, allowed_ips a list of strings. Send JSON like "+example+".")
 		}
 	}
 	updated, err := h.Keys.Update(c.Request().Context(), apiKeyOf(c).WorkspaceID, h.apiActor(c), pathID(c, "id"), in)
@@ -258,6 +263,7 @@ func (h *Handlers) apiSetDisabled(disabled bool) echo.HandlerFunc {
 	}
 }
 
+// apiRevokeKey is DELETE /v1/keys/{id}.
 func (h *Handlers) apiRevokeKey(c echo.Context) error {
 	revoked, err := h.Keys.Revoke(c.Request().Context(), apiKeyOf(c).WorkspaceID, h.apiActor(c), pathID(c, "id"))
 	if err != nil {

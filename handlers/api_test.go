@@ -341,8 +341,12 @@ func TestLastUsedFlushesOnItsInterval(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := newDashboardClient(t, f.app)
-	if got := c.Get("/settings/api-keys").Text("table.keys tbody tr td:nth-child(5)"); got != "just now" {
+	list := c.Get("/settings/api-keys")
+	if got := list.Text("table.keys tbody tr td:nth-child(5) time"); got != "just now" {
 		t.Fatalf("dashboard last used: %q", got)
+	}
+	if got := list.Text("table.keys tbody tr td:nth-child(5) svg.spark title"); got != "1 request in the last 14 days" {
+		t.Fatalf("the flushed request's sparkline: %q", got)
 	}
 }
 

@@ -84,9 +84,20 @@ func (h *Handlers) listKeys(c echo.Context) error {
 			view.CreatorName = p.Keys[0].CreatedBy.DisplayName()
 		}
 	}
+	// Every row's 14 days of requests, in one query for the page's keys.
+	ids := make([]int64, len(p.Keys))
+	for i, k := range p.Keys {
+		ids[i] = k.ID
+	}
+	totals, err := h.Keys.DailyTotals(ctx, sparkDays, p.Now, ids...)
+	if err != nil {
+		return err
+	}
 	for _, k := range p.Keys {
 		r := keyRowIn(k, p.Now, actor, members)
 		r.Back = c.Request().URL.RequestURI() // where a row's Disable or Enable returns
+		spark := views.NewSparkline(totals[k.ID])
+		r.Spark = &spark
 		view.Rows = append(view.Rows, r)
 	}
 	return h.app(c, http.StatusOK, "api-keys", "API Keys", views.KeysPage(view))
@@ -151,7 +162,7 @@ func defaultExpiry(ws models.Workspace, max time.Duration) string {
 func duplicateInput(k models.APIKey) keys.CreateInput {
 	in := keys.CreateInput{
 		Name: k.Name, Description: k.Description, Kind: keys.Kind(k.Kind), Env: keys.Env(k.Environment),
-		Permission: keys.Permission(k.Permission), ExpiresIn: "never",
+		Permission: keys.Permission(k.Permission), ExpiresIn: "never", AllowedIPs: strings.Fields(k.AllowedIPs),
 	}
 	if in.Permission == keys.PermCustom {
 		in.Scopes = k.ScopeList()
@@ -193,6 +204,7 @@ func (h *Handlers) createKey(c echo.Context) error {
 		Scopes:      form["scopes"],
 		ExpiresIn:   c.FormValue("expires_in"),
 		ExpiresOn:   c.FormValue("expires_on"),
+		AllowedIPs:  strings.Fields(c.FormValue("allowed_ips")),
 	}
 	if in.ExpiresIn != "custom" {
 		in.ExpiresOn = "" // the date field counts only with "Custom date" chosen
@@ -253,8 +265,13 @@ func (h *Handlers) keyPage(c echo.Context, status int, id int64, errs validate.E
 		return err
 	}
 	actor := h.keyActor(c)
-	view := views.KeyDetailView{Row: keyRowIn(k, h.Clock.Now(), actor, members), Grace: graceChoices(), CanCreate: actor.CanCreate(),
-		Errors: views.FieldErrors(errs), TokenLifetimes: tokenLifetimeChoices(0)}
+	now := h.Clock.Now()
+	view := views.KeyDetailView{Row: keyRowIn(k, now, actor, members), Grace: graceChoices(), CanCreate: actor.CanCreate(),
+		Errors: views.FieldErrors(errs), TokenLifetimes: tokenLifetimeChoices(0),
+		AllowedIPsInput: strings.ReplaceAll(k.AllowedIPs, " ", "\n"), CurrentIP: c.RealIP()}
+	if view.Usage, err = h.usageView(c, k, now); err != nil {
+		return err
+	}
 	if edit != nil {
 		edit(&view)
 	}
@@ -414,4 +431,27 @@ func (h *Handlers) setRateLimit(c echo.Context) error {
 	}
 	h.flash(c, "success", msg+".")
 	return redirect(c, fmt.Sprintf("/settings/api-keys/%d", k.ID))
+}
+
+// setAllowedIPs saves a key's IP allowlist from its page: one address or
+// network per line (commas and spaces work too); empty allows anywhere.
+// A refused list comes back as typed, with the reason.
+func (h *Handlers) setAllowedIPs(c echo.Context) error {
+	id := pathID(c, "id")
+	input := c.FormValue("allowed_ips")
+	k, err := h.Keys.Update(c.Request().Context(), currentViewer(c).Current.WorkspaceID, h.keyActor(c), id,
+		keys.UpdateInput{AllowedIPs: keys.Set(strings.Fields(input))})
+	var ve validate.Errors
+	if errors.As(err, &ve) {
+		return h.keyPage(c, http.StatusUnprocessableEntity, id, ve, func(v *views.KeyDetailView) { v.AllowedIPsInput = input })
+	}
+	if err != nil {
+		return keyError(err)
+	}
+	if k.AllowedIPs == "" {
+		h.flash(c, "success", fmt.Sprintf("%s may now be used from any address.", k.Name))
+	} else {
+		h.flash(c, "success", fmt.Sprintf("%s may now be used only from %s.", k.Name, strings.ReplaceAll(k.AllowedIPs, " ", ", ")))
+	}
+	return redirect(c, fmt.Sprintf("/settings/api-keys/%d#allowed-ips", k.ID))
 }

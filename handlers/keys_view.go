@@ -42,6 +42,7 @@ func keyRow(k models.APIKey, now time.Time, actor keys.Actor) views.KeyRow {
 		Disabled:     status == keys.StatusDisabled,
 		RateLimit:    keys.LimitFor(k.Kind, k.RateLimit),
 		RateDefault:  k.RateLimit == nil,
+		AllowedIPs:   strings.Fields(k.AllowedIPs),
 	}
 	if k.RateLimit != nil {
 		r.RateLimitInput = fmt.Sprint(*k.RateLimit)
@@ -58,7 +59,7 @@ func keyRow(k models.APIKey, now time.Time, actor keys.Actor) views.KeyRow {
 	if k.LastUsedAt != nil {
 		r.LastUsed = views.Relative(*k.LastUsedAt, now)
 		r.LastUsedExact = views.Exact(*k.LastUsedAt)
-		r.LastUsedFrom = strings.TrimSpace(k.LastUsedIP + " " + k.LastUsedUserAgent)
+		r.LastUsedIP, r.LastUsedAgent = k.LastUsedIP, k.LastUsedUserAgent
 	}
 	if k.ExpiresAt != nil {
 		r.Expires = views.Date(*k.ExpiresAt)
@@ -148,8 +149,9 @@ func (h *Handlers) formView(actor keys.Actor, ws models.Workspace, in keys.Creat
 			{Value: "test", Label: "Test", Hint: "Only touches test data.", Selected: in.Env == keys.Test},
 			{Value: "live", Label: "Live", Hint: "Touches real data.", Selected: in.Env == keys.Live},
 		},
-		ExpiresOn: in.ExpiresOn,
-		MinDate:   now.Add(24 * time.Hour).Format("2006-01-02"),
+		ExpiresOn:  in.ExpiresOn,
+		AllowedIPs: strings.Join(in.AllowedIPs, "\n"),
+		MinDate:    now.Add(24 * time.Hour).Format("2006-01-02"),
 	}
 	canAdmin := keys.Covers(actor.Held, []string{"*"})
 	f.Permissions = []views.Choice{

@@ -78,11 +78,12 @@ type tokenResponse struct {
 // invalidGrant describes why a presented key cannot be exchanged; the
 // message never tells a malformed key from an unknown one.
 var invalidGrant = map[keys.Code]string{
-	keys.CodeMalformed: "The API key is not valid.",
-	keys.CodeNotFound:  "The API key is not valid.",
-	keys.CodeExpired:   "The API key has expired.",
-	keys.CodeRevoked:   "The API key has been revoked.",
-	keys.CodeDisabled:  "The API key is disabled.",
+	keys.CodeMalformed:    "The API key is not valid.",
+	keys.CodeNotFound:     "The API key is not valid.",
+	keys.CodeExpired:      "The API key has expired.",
+	keys.CodeRevoked:      "The API key has been revoked.",
+	keys.CodeDisabled:     "The API key is disabled.",
+	keys.CodeIPNotAllowed: "The API key may not be used from this address (its allowed IPs).",
 }
 
 // oauthToken returns POST /oauth/token: the RFC 8693 token exchange of an
@@ -308,7 +309,7 @@ func (h *Handlers) oauthIntrospect(c echo.Context) error {
 		out.Subject = sess.GetSubject()
 		return c.JSON(http.StatusOK, out)
 	}
-	k, code, err := h.authenticate(ctx, presented, c.RealIP(), "")
+	k, code, err := h.authenticate(ctx, presented, r.PostFormValue("ip"), "", true)
 	if throttled := (*keys.ThrottledError)(nil); errors.As(err, &throttled) || err == nil && code != keys.CodeValid {
 		return c.JSON(http.StatusOK, introspection{Active: false})
 	}

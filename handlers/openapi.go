@@ -105,6 +105,9 @@ func pathRank(p string) string {
 
 func curlExample(base string, ep views.Endpoint) string {
 	path := strings.ReplaceAll(ep.Path, "{id}", "42")
+	if strings.HasSuffix(ep.Path, "/usage") {
+		path += "?granularity=day&from=2026-03-01"
+	}
 	auth := " \\\n  -H \"Authorization: Bearer $KEYSMITH_KEY\""
 	switch {
 	case ep.ServiceToken:
@@ -116,19 +119,23 @@ func curlExample(base string, ep views.Endpoint) string {
 	if ep.Method != "GET" {
 		cmd += " -X " + ep.Method
 	}
-	cmd += " " + base + path + auth
+	url := base + path
+	if strings.Contains(path, "?") {
+		url = "\"" + url + "\"" // & would end the command in a shell
+	}
+	cmd += " " + url + auth
 	switch {
 	case ep.Path == "/oauth/token":
 		cmd += " \\\n  -d grant_type=urn:ietf:params:oauth:grant-type:token-exchange \\\n  -d subject_token_type=urn:keysmith:token-type:api-key \\\n" +
 			"  --data-urlencode \"subject_token=$KEYSMITH_KEY\" \\\n  -d scope=files:read -d expires_in=600"
 	case ep.Path == "/v1/keys/verify":
-		cmd += " \\\n  -H 'Content-Type: application/json' \\\n  -d '{\"key\":\"ks_sk_live_…\",\"scopes\":[\"files:write\"]}'"
+		cmd += " \\\n  -H 'Content-Type: application/json' \\\n  -d '{\"key\":\"ks_sk_live_…\",\"scopes\":[\"files:write\"],\"ip\":\"203.0.113.7\"}'"
 	case ep.Path == "/v1/keys" && ep.Method == "POST":
 		cmd += " \\\n  -H 'Content-Type: application/json' \\\n  -d '{\"name\":\"uploader\",\"scopes\":[\"files:read\"],\"expires_in\":\"30\"}'"
 	case ep.Path == "/v1/webhook-endpoints" && ep.Method == "POST":
 		cmd += " \\\n  -H 'Content-Type: application/json' \\\n  -d '{\"url\":\"https://ci.example.com/hooks/keysmith\",\"events\":[\"key.revoked\",\"key.leaked\"]}'"
 	case ep.Method == "PATCH":
-		cmd += " \\\n  -H 'Content-Type: application/json' \\\n  -d '{\"name\":\"uploader\",\"rate_limit\":500}'"
+		cmd += " \\\n  -H 'Content-Type: application/json' \\\n  -d '{\"name\":\"uploader\",\"rate_limit\":500,\"allowed_ips\":[\"203.0.113.7\",\"10.0.0.0/8\"]}'"
 	case strings.HasSuffix(ep.Path, "/rotate"):
 		cmd += " \\\n  -H 'Content-Type: application/json' \\\n  -d '{\"grace_period\":\"24h\"}'"
 	}

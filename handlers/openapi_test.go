@@ -72,6 +72,7 @@ func TestAnswersMatchTheOpenAPIDocument(t *testing.T) {
 	admin := f.key(t, func(in *keys.CreateInput) { in.Permission = keys.PermAdmin })
 	reader := f.key(t, nil)
 	victim := f.key(t, nil)
+	pinned := f.key(t, func(in *keys.CreateInput) { in.AllowedIPs = []string{"192.0.2.1"} })
 	id := fmt.Sprint(victim.Key.ID)
 	cases := []struct {
 		op, method, path, key string
@@ -89,6 +90,15 @@ func TestAnswersMatchTheOpenAPIDocument(t *testing.T) {
 		{"POST /v1/keys", "POST", "/v1/keys", admin.Secret, "not an object"},
 		{"GET /v1/keys/{id}", "GET", "/v1/keys/" + id, admin.Secret, nil},
 		{"GET /v1/keys/{id}", "GET", "/v1/keys/999999", admin.Secret, nil},
+		{"GET /v1/keys/{id}/usage", "GET", "/v1/keys/" + id + "/usage", admin.Secret, nil},
+		{"GET /v1/keys/{id}/usage", "GET", "/v1/keys/" + id + "/usage?granularity=day&from=2026-02-01&to=2026-03-01", admin.Secret, nil},
+		{"GET /v1/keys/{id}/usage", "GET", "/v1/keys/" + id + "/usage?granularity=minute", admin.Secret, nil},
+		{"GET /v1/keys/{id}/usage", "GET", "/v1/keys/" + id + "/usage?from=2025-01-01", admin.Secret, nil},
+		{"GET /v1/keys/{id}/usage", "GET", "/v1/keys/999999/usage", admin.Secret, nil},
+		{"GET /v1/keys/{id}/usage", "GET", "/v1/keys/" + id + "/usage", pinned.Secret, nil},
+		{"GET /v1/keys/{id}/usage", "GET", "/v1/keys/" + id + "/usage", "", nil},
+		{"PATCH /v1/keys/{id}", "PATCH", "/v1/keys/" + id, admin.Secret, map[string]any{"allowed_ips": []string{"10.0.0.0/8", "::1", "127.0.0.1"}}},
+		{"PATCH /v1/keys/{id}", "PATCH", "/v1/keys/" + id, admin.Secret, map[string]any{"allowed_ips": []string{"10.1.2.3/8"}}},
 		{"PATCH /v1/keys/{id}", "PATCH", "/v1/keys/" + id, admin.Secret, map[string]any{"name": "renamed"}},
 		{"PATCH /v1/keys/{id}", "PATCH", "/v1/keys/" + id, admin.Secret, map[string]any{"nope": 1}},
 		{"POST /v1/keys/{id}/rotate", "POST", "/v1/keys/" + id + "/rotate", admin.Secret, map[string]any{"grace_period": "1h"}},
@@ -96,6 +106,8 @@ func TestAnswersMatchTheOpenAPIDocument(t *testing.T) {
 		{"DELETE /v1/keys/{id}", "DELETE", "/v1/keys/" + id, admin.Secret, nil},
 		{"POST /v1/keys/verify", "POST", "/v1/keys/verify", serviceToken, map[string]any{"key": admin.Secret}},
 		{"POST /v1/keys/verify", "POST", "/v1/keys/verify", "", map[string]any{"key": admin.Secret}},
+		{"POST /v1/keys/verify", "POST", "/v1/keys/verify", serviceToken, map[string]any{"key": pinned.Secret, "ip": "192.0.2.1"}},
+		{"POST /v1/keys/verify", "POST", "/v1/keys/verify", serviceToken, map[string]any{"key": pinned.Secret, "ip": "not an address"}},
 	}
 	for _, tc := range cases {
 		statuses, ok := ops[tc.op]

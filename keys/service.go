@@ -45,6 +45,7 @@ const (
 	ActionLimited  = "key.rate_limit_changed"
 	ActionDisabled = "key.disabled"
 	ActionEnabled  = "key.enabled"
+	ActionIPs      = "key.allowed_ips_changed"
 )
 
 // Grace periods a rotation may leave the old key (SPEC §5).
@@ -201,6 +202,7 @@ type CreateInput struct {
 	Scopes      []string // with PermCustom
 	ExpiresIn   string   // "never", a number of days, a Go duration such as "36h", or "custom"
 	ExpiresOn   string   // YYYY-MM-DD with "custom"
+	AllowedIPs  []string // addresses and networks it may be used from; none: anywhere
 }
 
 // Created is a new key with its plaintext: the only time it exists.
@@ -359,6 +361,10 @@ func (s *Service) Create(ctx context.Context, workspaceID int64, actor Actor, in
 		return Created{}, err
 	}
 	expires := resolveExpiry(errs, now, in.ExpiresIn, in.ExpiresOn, s.MaxLifetime(ws))
+	allowed, msg := CanonicalAllowlist(in.AllowedIPs)
+	if msg != "" {
+		errs["allowed_ips"] = msg
+	}
 	if err := errs.Err(); err != nil {
 		return Created{}, err
 	}
@@ -382,6 +388,7 @@ func (s *Service) Create(ctx context.Context, workspaceID int64, actor Actor, in
 			Permission:  string(in.Permission),
 			Scopes:      strings.Join(scopes, " "),
 			ExpiresAt:   expires,
+			AllowedIPs:  strings.Join(allowed, " "),
 			CreatedAt:   now, // the instant the expiry was counted from
 		})
 		if err != nil {
@@ -417,7 +424,22 @@ func describeNew(k models.APIKey) string {
 	if k.ExpiresAt != nil {
 		exp = "expires " + k.ExpiresAt.Format(time.RFC3339)
 	}
-	return fmt.Sprintf("%s %s key, permission %s (%s), %s", k.Environment, Kind(k.Kind).Label(), k.Permission, k.Scopes, exp)
+	d := fmt.Sprintf("%s %s key, permission %s (%s), %s", k.Environment, Kind(k.Kind).Label(), k.Permission, k.Scopes, exp)
+	if k.AllowedIPs != "" {
+		d += ", allowed from " + k.AllowedIPs
+	}
+	return d
+}
+
+// describeAllowlist is the audit detail of an allowlist change.
+func describeAllowlist(before, after string) string {
+	show := func(l string) string {
+		if l == "" {
+			return "anywhere"
+		}
+		return l
+	}
+	return fmt.Sprintf("allowed from %s (was %s)", show(after), show(before))
 }
 
 func (s *Service) audit(tx *gorm.DB, workspaceID int64, actor Actor, action string, k models.APIKey, detail string) error {
@@ -511,6 +533,7 @@ func (c Change[T]) Or(current T) T {
 type UpdateInput struct {
 	Name, Description                  Change[string]
 	RateLimit, HourlyQuota, DailyQuota Change[*int]
+	AllowedIPs                         Change[[]string] // none: anywhere
 }
 
 func (in UpdateInput) limits() bool {
@@ -518,8 +541,8 @@ func (in UpdateInput) limits() bool {
 }
 
 // Update changes some of a key's settings in one transaction, each kind of
-// change audited: a rename by whoever may manage the key, limits by owners
-// and admins (or an admin key) only.
+// change audited: a rename and the IP allowlist by whoever may manage the
+// key, limits by owners and admins (or an admin key) only.
 func (s *Service) Update(ctx context.Context, workspaceID int64, actor Actor, id int64, in UpdateInput) (models.APIKey, error) {
 	if in.limits() && !actor.Admin {
 		return models.APIKey{}, forbidden("only owners and admins can change rate limits")
@@ -550,6 +573,21 @@ func (s *Service) Update(ctx context.Context, workspaceID int64, actor Actor, id
 				return err
 			}
 		}
+		if in.AllowedIPs.Set {
+			allowed, msg := CanonicalAllowlist(in.AllowedIPs.Value)
+			if msg != "" {
+				return validate.Errors{"allowed_ips": msg}
+			}
+			before := k.AllowedIPs
+			if k.AllowedIPs = strings.Join(allowed, " "); k.AllowedIPs != before {
+				if err := tx.Model(&k).Select("allowed_ips", "updated_at").Updates(&k).Error; err != nil {
+					return err
+				}
+				if err := s.audit(tx, workspaceID, actor, ActionIPs, k, describeAllowlist(before, k.AllowedIPs)); err != nil {
+					return err
+				}
+			}
+		}
 		if in.limits() {
 			limits := LimitSettings{
 				PerMinute: in.RateLimit.Or(k.RateLimit),
@@ -574,8 +612,8 @@ func (s *Service) Update(ctx context.Context, workspaceID int64, actor Actor, id
 }
 
 // Rotate replaces an active key by a new one with the same name,
-// description, kind, environment and scopes, and an expiry of the same
-// length from now. The old key keeps working for grace, then stops.
+// description, kind, environment, scopes, limits and IP allowlist, and an
+// expiry of the same length from now. The old key keeps working for grace, then stops.
 func (s *Service) Rotate(ctx context.Context, workspaceID int64, actor Actor, id int64, grace time.Duration) (Created, error) {
 	if !validGrace(grace) {
 		return Created{}, validate.Errors{"grace_period": "Choose how long the old key keeps working: 0s (stop at once), 1h, 24h, 72h or 168h."}
@@ -602,6 +640,7 @@ func (s *Service) Rotate(ctx context.Context, workspaceID int64, actor Actor, id
 			Name: old.Name, Description: old.Description, Kind: old.Kind, Environment: old.Environment,
 			Permission: old.Permission, Scopes: old.Scopes, ReplacesID: &old.ID, CreatedAt: now,
 			RateLimit: old.RateLimit, HourlyQuota: old.HourlyQuota, DailyQuota: old.DailyQuota,
+			AllowedIPs: old.AllowedIPs,
 		}
 		if old.ExpiresAt != nil {
 			at := now.Add(old.ExpiresAt.Sub(old.CreatedAt))

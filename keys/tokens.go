@@ -127,8 +127,9 @@ func (s *Service) GrantToken(ctx context.Context, workspaceID int64, actor Actor
 // AuthenticateKeyID checks the key a derived token names, by its id: the
 // same cache, revocation and expiry checks as Authenticate, so revoking a
 // key ends its tokens at once wherever Keysmith verifies them. A key not
-// cached yet costs one indexed read of its hash first.
-func (v *Verifier) AuthenticateKeyID(ctx context.Context, id int64) (*Authenticated, Code, error) {
+// cached yet costs one indexed read of its hash first. The key's IP
+// allowlist holds for its tokens too: ip is checked against it.
+func (v *Verifier) AuthenticateKeyID(ctx context.Context, id int64, ip string) (*Authenticated, Code, error) {
 	v.mu.RLock()
 	sum, ok := v.byID[id]
 	v.mu.RUnlock()
@@ -146,7 +147,7 @@ func (v *Verifier) AuthenticateKeyID(ctx context.Context, id int64) (*Authentica
 	}
 	now := v.clock.Now()
 	e, found, err := v.lookup(ctx, sum, "", now)
-	return e.status(found, err, now)
+	return e.status(found, err, now, ip)
 }
 
 // Derived is the key a derived token stands for: the parent's identity and

@@ -99,3 +99,33 @@ func countStatements(b *testing.B, db *gorm.DB) *atomic.Int64 {
 	}
 	return &n
 }
+
+// BenchmarkHotPathAdditions measures what issue 12 added to every API
+// request: counting its outcome in the buffer, and checking the client's
+// address against an allowlist parsed when the key was cached (none, and
+// four entries with the address matching the last).
+func BenchmarkHotPathAdditions(b *testing.B) {
+	b.Run("count", func(b *testing.B) {
+		usage := keys.NewUsage(nil, nil)
+		at := testutil.Epoch
+		for b.Loop() {
+			usage.Count(42, at, keys.OutcomeSuccess)
+		}
+	})
+	b.Run("allowlist-empty", func(b *testing.B) {
+		list := keys.ParseAllowlist("")
+		for b.Loop() {
+			if !list.Allows("203.0.113.7") {
+				b.Fatal("refused")
+			}
+		}
+	})
+	b.Run("allowlist-4", func(b *testing.B) {
+		list := keys.ParseAllowlist("10.0.0.0/8 192.168.0.0/16 2001:db8::/32 203.0.113.0/24")
+		for b.Loop() {
+			if !list.Allows("203.0.113.7") {
+				b.Fatal("refused")
+			}
+		}
+	})
+}

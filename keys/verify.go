@@ -30,6 +30,7 @@ const (
 	CodeDisabled          Code = "DISABLED"
 	CodeInsufficientScope Code = "INSUFFICIENT_SCOPE"
 	CodeRateLimited       Code = "RATE_LIMITED"
+	CodeIPNotAllowed      Code = "IP_NOT_ALLOWED"
 )
 
 // Authenticated is what the API knows of a key that verified.
@@ -57,14 +58,19 @@ type Authenticated struct {
 	// for keys and the tokens derived from them.
 	App *AppAccess
 
-	memo   *memo  // shared by the copies of one cached version of the key
-	policy string // Limits().Policy(), formatted once per cached version
+	memo    *memo     // shared by the copies of one cached version of the key
+	policy  string    // Limits().Policy(), formatted once per cached version
+	allowed Allowlist // parsed once per cached version; empty: anywhere
 }
 
 type memo struct{ body atomic.Pointer[[]byte] }
 
 // Allows reports whether the key holds scope.
 func (a Authenticated) Allows(scope string) bool { return Allows(a.Scopes, scope) }
+
+// AllowsIP reports whether the key may be used from ip: its allowlist is
+// empty, or holds ip.
+func (a *Authenticated) AllowsIP(ip string) bool { return a.allowed.Allows(ip) }
 
 // Memo returns build's result, built once per cached version of the key:
 // for an answer that depends on nothing but the key (GET /v1/auth/test),
@@ -228,7 +234,22 @@ func (e *ThrottledError) Error() string {
 // too many unknown keys lately gets a *ThrottledError instead of a lookup,
 // unless its key is cached; an empty clientIP (the operator's own services,
 // through the verify endpoint) is never throttled.
+//
+// The key's IP allowlist is checked against clientIP: a key used from
+// elsewhere answers CodeIPNotAllowed, after the checks above.
 func (v *Verifier) Authenticate(ctx context.Context, presented, clientIP string) (*Authenticated, Code, error) {
+	return v.authenticate(ctx, presented, clientIP, clientIP)
+}
+
+// AuthenticateService is Authenticate for the operator's own services (the
+// verify endpoint): never throttled, and the allowlist checked against ip,
+// the address the service says its client has. With no ip, a key that has
+// an allowlist answers CodeIPNotAllowed: where it is used cannot be known.
+func (v *Verifier) AuthenticateService(ctx context.Context, presented, ip string) (*Authenticated, Code, error) {
+	return v.authenticate(ctx, presented, "", ip)
+}
+
+func (v *Verifier) authenticate(ctx context.Context, presented, throttleIP, clientIP string) (*Authenticated, Code, error) {
 	if _, err := Parse(presented, v.prefix); err != nil {
 		return nil, CodeMalformed, nil
 	}
@@ -237,12 +258,12 @@ func (v *Verifier) Authenticate(ctx context.Context, presented, clientIP string)
 	var buf [128]byte
 	sum := sha256.Sum256(append(buf[:0], presented...))
 	now := v.clock.Now()
-	e, found, err := v.lookup(ctx, sum, clientIP, now)
-	return e.status(found, err, now)
+	e, found, err := v.lookup(ctx, sum, throttleIP, now)
+	return e.status(found, err, now, clientIP)
 }
 
-// status is what a lookup's result says of the key at now.
-func (e cacheEntry) status(found bool, err error, now time.Time) (*Authenticated, Code, error) {
+// status is what a lookup's result says of the key at now, used from ip.
+func (e cacheEntry) status(found bool, err error, now time.Time, ip string) (*Authenticated, Code, error) {
 	switch {
 	case err != nil:
 		return nil, "", err
@@ -254,6 +275,8 @@ func (e cacheEntry) status(found bool, err error, now time.Time) (*Authenticated
 		return e.key, CodeExpired, nil
 	case e.disabled:
 		return e.key, CodeDisabled, nil
+	case !e.key.allowed.Allows(ip):
+		return e.key, CodeIPNotAllowed, nil
 	}
 	return e.key, CodeValid, nil
 }
@@ -275,6 +298,16 @@ func (v *Verifier) Admit(ctx context.Context, k *Authenticated, ip, userAgent st
 		v.usage.Record(k.ID, now, ip, userAgent)
 	}
 	return d, nil
+}
+
+// Count adds one request of key k, answered with outcome o, to the key's
+// usage (buffered; see Usage). A derived token's requests count as its
+// key's.
+func (v *Verifier) Count(k *Authenticated, o Outcome) {
+	if k.ID == 0 { // an OAuth app's token names no key
+		return
+	}
+	v.usage.Count(k.ID, v.clock.Now(), o)
 }
 
 func (v *Verifier) lookup(ctx context.Context, sum [sha256.Size]byte, clientIP string, now time.Time) (e cacheEntry, found bool, err error) {
@@ -353,6 +386,7 @@ func (v *Verifier) load(ctx context.Context, hash string, now time.Time) (cacheE
 		Kind: Kind(k.Kind), Env: Env(k.Environment), Permission: k.Permission, Scopes: k.ScopeList(),
 		CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt, RateLimit: LimitFor(k.Kind, k.RateLimit),
 		HourlyQuota: quota(k.HourlyQuota), DailyQuota: quota(k.DailyQuota), memo: &memo{},
+		allowed: ParseAllowlist(k.AllowedIPs),
 	}
 	a.policy = a.Limits().Policy()
 	return cacheEntry{revoked: k.RevokedAt != nil, disabled: k.DisabledAt != nil, fetchedAt: now, key: a}, true, nil

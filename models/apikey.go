@@ -42,6 +42,7 @@ type APIKey struct {
 	RateLimit         *int       // requests per minute; nil for the kind's default
 	HourlyQuota       *int       // requests per hour; nil for none
 	DailyQuota        *int       // requests per day; nil for none
+	AllowedIPs        string     // addresses and networks it may be used from, space-separated; "" for anywhere
 	ReminderDueAt     *time.Time // when the next expiry reminder falls due; nil for none
 	// InactivityWarnedAt is when the inactivity policy last warned of this
 	// key; a use since then (or an action on it) ends that warning's cycle.

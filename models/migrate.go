@@ -9,7 +9,8 @@ import (
 
 // migrations are applied in order, each once, each in its own transaction.
 // Never edit one that has shipped: append a new one. The SQL is written once
-// for both engines; the placeholders below name the few types that differ.
+// for both engines; the placeholders below name the few types (and table
+// options) that differ.
 var migrations = []string{
 	// 1: accounts, workspaces, sessions
 	`CREATE TABLE users (
@@ -290,6 +291,30 @@ var migrations = []string{
 	ALTER TABLE mail_sends ADD COLUMN invitation_id BIGINT REFERENCES invitations (id) ON DELETE CASCADE;
 	CREATE INDEX mail_sends_ip_idx ON mail_sends (ip, created_at);
 	CREATE INDEX mail_sends_invitation_idx ON mail_sends (invitation_id, created_at) WHERE invitation_id IS NOT NULL;`,
+
+	// 20: where a key may be used from, and how much it is used (issue 12).
+	// allowed_ips holds canonical addresses and networks separated by
+	// spaces ('' for anywhere; keys.CanonicalAllowlist). key_usage counts a
+	// key's requests by outcome (keys.Outcome) per hour (span 1) and per UTC
+	// day (span 24), both kept by the one upsert of each last-used flush,
+	// so a chart or a list's sparklines read one row per bar on the primary
+	// key instead of summing hours. hour is the bucket's start in whole
+	// hours since the Unix epoch (UTC). On SQLite the table is stored in
+	// its primary key's order (WITHOUT ROWID), so a key's buckets are read
+	// side by side rather than one lookup each. The scheduler prunes rows
+	// past 90 days through key_usage_hour_idx.
+	`ALTER TABLE api_keys ADD COLUMN allowed_ips TEXT NOT NULL DEFAULT '';
+	CREATE TABLE key_usage (
+		key_id BIGINT NOT NULL REFERENCES api_keys (id) ON DELETE CASCADE,
+		span SMALLINT NOT NULL CHECK (span IN (1, 24)),
+		hour BIGINT NOT NULL,
+		success BIGINT NOT NULL DEFAULT 0,
+		rate_limited BIGINT NOT NULL DEFAULT 0,
+		forbidden BIGINT NOT NULL DEFAULT 0,
+		other BIGINT NOT NULL DEFAULT 0,
+		PRIMARY KEY (key_id, span, hour)
+	){{clustered}};
+	CREATE INDEX key_usage_hour_idx ON key_usage (hour);`,
 }
 
 var dialects = map[string]*strings.Replacer{
@@ -297,11 +322,13 @@ var dialects = map[string]*strings.Replacer{
 		"{{id}}", "INTEGER PRIMARY KEY AUTOINCREMENT",
 		"{{time}}", "DATETIME",
 		"{{bytes}}", "BLOB",
+		"{{clustered}}", " WITHOUT ROWID",
 	),
 	"postgres": strings.NewReplacer(
 		"{{id}}", "BIGSERIAL PRIMARY KEY",
 		"{{time}}", "TIMESTAMPTZ",
 		"{{bytes}}", "BYTEA",
+		"{{clustered}}", "",
 	),
 }
 

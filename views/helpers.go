@@ -30,3 +30,6 @@ func scopeSummary(s []string) string {
 	}
 	return fmt.Sprintf("%s %s +%d more", s[0], s[1], len(s)-2)
 }
+
+// joinList lists values with commas, for a title.
+func joinList(s []string) string { return strings.Join(s, ", ") }
