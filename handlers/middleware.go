@@ -45,20 +45,31 @@ const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 
 // securityHeaders sets the headers every answer carries; over https, HSTS
 // too. The values never change, so each answer gets them in one allocation
 // rather than one per header (as echo's Secure middleware would).
+//
+// The API's answers (under /v1/) are JSON, never rendered, framed or
+// followed as links: they carry nosniff (and HSTS) alone. The page headers
+// would take an API answer past eight headers with its five RateLimit ones,
+// where Go's header map outgrows its single group: measured, that alone
+// cost the authenticated path a tenth of a no-op's throughput
+// (docs/BENCHMARKS-notes.md).
 func securityHeaders(https bool) echo.MiddlewareFunc {
 	names := [...]string{
-		echo.HeaderXXSSProtection, echo.HeaderXContentTypeOptions, echo.HeaderXFrameOptions,
+		echo.HeaderXContentTypeOptions, echo.HeaderXXSSProtection, echo.HeaderXFrameOptions,
 		echo.HeaderContentSecurityPolicy, echo.HeaderReferrerPolicy,
 	}
-	values := [len(names)]string{"0", "nosniff", "DENY", contentSecurityPolicy, "same-origin"}
+	values := [len(names)]string{"nosniff", "0", "DENY", contentSecurityPolicy, "same-origin"}
 	for i, n := range names {
 		names[i] = http.CanonicalHeaderKey(n)
 	}
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
+			set := names[:]
+			if strings.HasPrefix(c.Request().URL.Path, "/v1/") {
+				set = names[:1]
+			}
 			vals := values // a copy per answer: header values belong to their answer
 			hd := c.Response().Header()
-			for i, n := range names {
+			for i, n := range set {
 				hd[n] = vals[i : i+1 : i+1]
 			}
 			if https && c.Scheme() == "https" {

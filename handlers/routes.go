@@ -21,7 +21,8 @@ const (
 // routes registers every route. Dashboard routes share sessions and CSRF
 // protection (Sec-Fetch-Site for modern browsers, else the _csrf form field
 // or X-CSRF-Token header against a cookie); API routes authenticate keys.
-func (h *Handlers) routes(e *echo.Echo) {
+func (h *Handlers) routes(echoApp *echo.Echo) {
+	e := router{echoApp}
 	e.GET("/healthz", h.healthz)
 	e.GET("/readyz", h.readyz)
 	if h.Config.MetricsToken != "" {
@@ -154,6 +155,35 @@ func (h *Handlers) routes(e *echo.Echo) {
 		e.GET("/dev/mailbox/:id", h.mailboxMessage, web()...)
 		e.GET("/dev/mailbox/:id/html", h.mailboxHTML, web()...)
 	}
+}
+
+// router registers routes with their middleware composed once, at start:
+// echo v4 applies a route's own middleware again on every request, which
+// costs a closure per middleware per request on the API's hot path.
+type router struct{ *echo.Echo }
+
+func (r router) GET(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) *echo.Route {
+	return r.Echo.GET(path, compose(h, m))
+}
+
+func (r router) POST(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) *echo.Route {
+	return r.Echo.POST(path, compose(h, m))
+}
+
+func (r router) PATCH(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) *echo.Route {
+	return r.Echo.PATCH(path, compose(h, m))
+}
+
+func (r router) DELETE(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) *echo.Route {
+	return r.Echo.DELETE(path, compose(h, m))
+}
+
+// compose wraps h in m, the first middleware outermost, as echo would.
+func compose(h echo.HandlerFunc, m []echo.MiddlewareFunc) echo.HandlerFunc {
+	for i := len(m) - 1; i >= 0; i-- {
+		h = m[i](h)
+	}
+	return h
 }
 
 // serveAssets serves the embedded files; a URL carrying the file's current

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -44,6 +45,34 @@ func TestSecurityHeadersAndRequestID(t *testing.T) {
 	}
 	if !strings.Contains(app.Logs.String(), "request_id="+id) {
 		t.Error("the request id is not in the request's log line")
+	}
+}
+
+// TestAPIAnswersCarryTheirHeadersOnly: an API answer is JSON, never
+// rendered, framed or followed, so it carries nosniff and none of the
+// page headers; with them it would outgrow the eight headers that fit in
+// Go's smallest header map, which cost the authenticated path a tenth of
+// its throughput (docs/BENCHMARKS-notes.md).
+func TestAPIAnswersCarryTheirHeadersOnly(t *testing.T) {
+	f := newAPIFixture(t, testutil.DatabaseURL(t, "sqlite"))
+	r := call(t, f.app, "GET", "/v1/auth/test", f.key(t, nil).Secret, nil)
+	if r.Status != http.StatusOK {
+		t.Fatalf("auth test: %d %s", r.Status, r.Raw)
+	}
+	var names []string
+	for name := range r.Header {
+		if name != "Date" && name != "Content-Length" { // the server's own
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	want := []string{"Content-Type", "Ratelimit", "Ratelimit-Limit", "Ratelimit-Policy", "Ratelimit-Remaining",
+		"Ratelimit-Reset", "X-Content-Type-Options", "X-Request-Id"}
+	if !slices.Equal(names, want) {
+		t.Errorf("API answer headers %v, want %v", names, want)
+	}
+	if got := r.Header.Get("X-Content-Type-Options"); got != "nosniff" {
+		t.Errorf("X-Content-Type-Options = %q", got)
 	}
 }
 
