@@ -269,6 +269,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		scheduler.Job{Name: "inactivity policies", Run: a.Inactivity.Run},
 		scheduler.Job{Name: "purge expired login attempts, links and tokens", Run: a.Accounts.PurgeExpired},
 		scheduler.Job{Name: "prune usage counts older than 90 days", Run: a.Keys.PruneUsage},
+		scheduler.Job{Name: "prune expired OAuth codes and tokens", Run: a.OAuth.PruneExpired},
 	)
 	a.Flusher = scheduler.New(cfg.UsageFlushEvery, a.Log, scheduler.Job{Name: "flush last-used times and usage counts", Run: a.Usage.Flush})
 	return a, nil

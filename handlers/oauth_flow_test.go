@@ -452,3 +452,46 @@ func TestOAuthSecretsAreHashedAtRest(t *testing.T) {
 		}
 	})
 }
+
+// TestExpiredOAuthTokensArePruned: the scheduler's job keeps codes and
+// tokens until a day past their expiry (a used refresh token's replay is
+// still recognised while it could have worked), then deletes them.
+func TestExpiredOAuthTokensArePruned(t *testing.T) {
+	testutil.ForEachEngine(t, func(t *testing.T, dbURL string) {
+		f := newOAuthFixture(t, dbURL, models.RoleAdmin, false)
+		app, ctx := f.apiFixture.app, t.Context()
+		verifier := oauth2.GenerateVerifier()
+		tok, err := f.conf.Exchange(ctx, f.code(t, verifier), oauth2.VerifierOption(verifier))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows := func() (n int64) {
+			if err := app.DB.Model(&models.OAuthToken{}).Count(&n).Error; err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		before := rows()
+		if before == 0 {
+			t.Fatal("the flow stored no token rows")
+		}
+		// The protocol library dates tokens by the wall clock.
+		app.Clock.Set(time.Now().Add(oauth.RefreshIdle))
+		if err := app.OAuth.PruneExpired(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n := rows(); n == before || n == 0 {
+			t.Fatalf("%d rows, %d before: at the refresh token's expiry the code's rows go, the refresh token's stay a day", n, before)
+		}
+		if _, err := f.conf.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token(); err != nil {
+			t.Fatalf("a refresh token still within its life stopped working after the pruning: %v", err)
+		}
+		app.Clock.Set(time.Now().Add(2*oauth.RefreshIdle + 2*oauth.PruneAfter))
+		if err := app.OAuth.PruneExpired(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n := rows(); n != 0 {
+			t.Fatalf("%d token rows left after every token expired", n)
+		}
+	})
+}

@@ -302,3 +302,16 @@ func (s *store) RevokeAccessToken(ctx context.Context, requestID string) error {
 }
 
 func constantTimeEqual(a, b []byte) bool { return subtle.ConstantTimeCompare(a, b) == 1 }
+
+// PruneAfter is how long an expired code, access or refresh token's row
+// is kept: a used refresh token stays until then, so its replay is still
+// recognised (and ends its family) for as long as it could have worked.
+const PruneAfter = 24 * time.Hour
+
+// PruneExpired deletes the token rows that expired more than PruneAfter
+// ago (oauth_tokens_expires_idx), so the table holds live tokens, not
+// every token ever issued. Families, grants and the audit log stay.
+func (s *Service) PruneExpired(ctx context.Context) error {
+	return s.db.WithContext(ctx).Where("expires_at < ?", s.clock.Now().Add(-PruneAfter).UTC()).
+		Delete(&models.OAuthToken{}).Error
+}
