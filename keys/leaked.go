@@ -150,31 +150,22 @@ func (s *Service) revokeLeaked(ctx context.Context, k *models.APIKey, r LeakRepo
 	}
 	revoked := false
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		res := tx.Model(&models.APIKey{}).Where("id = ? AND revoked_at IS NULL", k.ID).
-			Updates(map[string]any{"revoked_at": now, "updated_at": now, "reminder_due_at": nil})
-		if res.Error != nil {
-			return res.Error
+		var err error
+		if revoked, err = revokeIn(tx, k, actor, now); err != nil {
+			return err
 		}
-		if res.RowsAffected == 0 {
+		if !revoked {
 			// Revoked meanwhile: nothing to do but say when.
 			var current models.APIKey
 			err := tx.Select("revoked_at").Take(&current, k.ID).Error
 			k.RevokedAt = current.RevokedAt
 			return err
 		}
-		if err := tally(tx, k.WorkspaceID, k.Environment, false, -1); err != nil {
-			return err
-		}
-		if err := tally(tx, k.WorkspaceID, k.Environment, true, 1); err != nil {
-			return err
-		}
-		revoked = true
 		return s.audit(tx, k.WorkspaceID, actor, ActionLeaked, *k, detail)
 	})
 	if err != nil || !revoked {
 		return false, err
 	}
-	k.RevokedAt, k.UpdatedAt, k.ReminderDueAt = &now, now, nil
 	s.changed(k.ID)
 	s.onLeak(ctx, *k, r)
 	return true, nil

@@ -739,30 +739,45 @@ func (s *Service) Revoke(ctx context.Context, workspaceID int64, actor Actor, id
 		if k, err = s.manageable(tx, workspaceID, actor, id); err != nil {
 			return err
 		}
-		updates := map[string]any{"revoked_at": now, "updated_at": now, "reminder_due_at": nil}
-		if actor.UserID != 0 {
-			updates["revoked_by_id"] = actor.UserID
+		revoked, err := revokeIn(tx, &k, actor, now)
+		if err != nil {
+			return err
 		}
-		res := tx.Model(&models.APIKey{}).Where("id = ? AND revoked_at IS NULL", k.ID).Updates(updates)
-		if res.Error != nil {
-			return res.Error
-		}
-		if res.RowsAffected == 0 {
+		if !revoked {
 			return ErrNotActive
 		}
-		if err := tally(tx, workspaceID, k.Environment, false, -1); err != nil {
-			return err
-		}
-		if err := tally(tx, workspaceID, k.Environment, true, 1); err != nil {
-			return err
-		}
-		k.RevokedAt = &now
 		return s.audit(tx, workspaceID, actor, ActionRevoked, k, "")
 	})
 	if err == nil {
 		s.changed(k.ID)
 	}
 	return k, err
+}
+
+// revokeIn revokes k in tx if it is still active (a guarded update, so two
+// revocations never both count) and moves it between the key counts; it
+// reports whether this call revoked it, and updates k if so. The caller
+// audits, and evicts the key once tx has committed (s.changed).
+func revokeIn(tx *gorm.DB, k *models.APIKey, actor Actor, now time.Time) (bool, error) {
+	updates := map[string]any{"revoked_at": now, "updated_at": now, "reminder_due_at": nil}
+	if actor.UserID != 0 {
+		updates["revoked_by_id"] = actor.UserID
+	}
+	res := tx.Model(&models.APIKey{}).Where("id = ? AND revoked_at IS NULL", k.ID).Updates(updates)
+	if res.Error != nil || res.RowsAffected == 0 {
+		return false, res.Error
+	}
+	if err := tally(tx, k.WorkspaceID, k.Environment, false, -1); err != nil {
+		return false, err
+	}
+	if err := tally(tx, k.WorkspaceID, k.Environment, true, 1); err != nil {
+		return false, err
+	}
+	k.RevokedAt, k.UpdatedAt, k.ReminderDueAt = &now, now, nil
+	if actor.UserID != 0 {
+		k.RevokedByID = &actor.UserID
+	}
+	return true, nil
 }
 
 // SetRateLimits sets a key's requests per minute and its hourly and daily
