@@ -265,6 +265,9 @@ func (serveCmd) Run(s *streams) error {
 	a, err := app.New(cfg, app.Options{})
 	if err != nil {
 		_ = ln.Close()
+		if errors.As(err, new(app.ConfigError)) {
+			return invalidConfig(err)
+		}
 		return err
 	}
 	if cfg.Demo {

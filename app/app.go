@@ -133,6 +133,12 @@ func NewTokens(cfg config.Config, db *gorm.DB, clk clock.Clock) (*tokens.Service
 	return tokens.New(db, clk, tokens.Options{Issuer: cfg.BaseURL, EncryptionKey: encKey, KeySource: source, Covers: keys.Covers})
 }
 
+// ConfigError is a setting that stops Keysmith from starting: the
+// command exits 2, as for the settings config.Load refuses.
+type ConfigError struct{ error }
+
+func (e ConfigError) Unwrap() error { return e.error }
+
 // NewKeys builds the keys service with the operator's scope catalog (or
 // the demo one), key prefix and maximum lifetime.
 func NewKeys(cfg config.Config, db *gorm.DB, clk clock.Clock) (*keys.Service, error) {
@@ -140,7 +146,7 @@ func NewKeys(cfg config.Config, db *gorm.DB, clk clock.Clock) (*keys.Service, er
 	if cfg.ScopesFile != "" {
 		var err error
 		if catalog, err = keys.LoadCatalog(cfg.ScopesFile); err != nil {
-			return nil, err
+			return nil, ConfigError{err}
 		}
 	}
 	return keys.NewService(db, clk, catalog, cfg.KeyPrefix, cfg.MaxKeyLifetime), nil

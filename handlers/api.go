@@ -12,6 +12,7 @@ import (
 	"mime"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -155,12 +156,12 @@ func bearer(r *http.Request) (string, bool) {
 }
 
 // queryKey finds a key (api_key, accesskey) or a derived token (token) in
-// the query string, where SPEC §6 refuses it unless the operator allows it.
-func queryKey(r *http.Request) string {
-	if r.URL.RawQuery == "" {
+// a query string, where SPEC §6 refuses it unless the operator allows it.
+func queryKey(rawQuery string) string {
+	if rawQuery == "" {
 		return ""
 	}
-	q := r.URL.Query()
+	q, _ := url.ParseQuery(rawQuery)
 	for _, name := range []string{"api_key", "accesskey", "token"} {
 		if k := q.Get(name); k != "" {
 			return k
@@ -174,61 +175,75 @@ func queryKey(r *http.Request) string {
 // and within its rate limit. Every answer carries the RateLimit headers.
 func (h *Handlers) requireKey(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		r := c.Request()
-		presented, hasHeader := bearer(r)
-		if qk := queryKey(r); qk != "" && !hasHeader {
-			if !h.Config.AllowQueryKeys {
-				return apiFail(c, http.StatusBadRequest, errInvalidRequest, "key_in_query_string",
-					"Send the API key in the Authorization header (Authorization: Bearer <key>), not in the URL, where logs and browsers keep it. Revoke this key if the URL was shared.")
-			}
-			presented, hasHeader = qk, true
-		}
-		if !hasHeader {
-			return apiFail(c, http.StatusUnauthorized, errAuthentication, "missing_api_key", "No API key. Send it as Authorization: Bearer <key>.")
-		}
-		start, ip := time.Now(), c.RealIP()
-		k, code, err := h.authenticate(r.Context(), presented, ip, h.Config.BaseURL, false)
-		if throttled := (*keys.ThrottledError)(nil); errors.As(err, &throttled) {
-			c.Response().Header().Set("Retry-After", strconv.Itoa(ceilSeconds(throttled.RetryAfter)))
-			return apiFail(c, http.StatusTooManyRequests, errRateLimit, "rate_limit_exceeded",
-				"Too many requests with unknown API keys from your address. Retry after the time in the Retry-After header.")
-		}
-		if err != nil {
+		k, err := h.admit(c, c.Request().URL.RawQuery)
+		if k == nil {
 			return err
-		}
-		switch code {
-		case keys.CodeValid:
-		case keys.CodeIPNotAllowed:
-			h.Verifier.Count(k, keys.OutcomeForbidden)
-			return apiFail(c, http.StatusForbidden, errPermission, "ip_not_allowed",
-				"This API key may not be used from "+ip+". Add the address to the key's allowed IPs in the dashboard, or call from an allowed one.")
-		default:
-			if k != nil { // disabled, expired or revoked: a request that names the key
-				h.Verifier.Count(k, keys.OutcomeOther)
-			}
-			e := codeErrors[code]
-			if tokens.LooksLikeJWT(presented) {
-				e = tokenErrors[code]
-			}
-			return apiFail(c, http.StatusUnauthorized, errAuthentication, e.code, e.msg)
-		}
-		d, err := h.Verifier.Admit(r.Context(), k, ip, r.UserAgent())
-		if err != nil {
-			h.Verifier.Count(k, keys.OutcomeOther)
-			return err
-		}
-		h.Metrics.Verification(time.Since(start))
-		setRateLimitHeaders(c, k.RateLimitPolicy(), d)
-		if !d.Allowed {
-			h.Verifier.Count(k, keys.OutcomeRateLimited)
-			h.Metrics.RateLimited()
-			c.Response().Header().Set("Retry-After", strconv.Itoa(ceilSeconds(d.RetryAfter)))
-			return apiFail(c, http.StatusTooManyRequests, errRateLimit, "rate_limit_exceeded", limitExceeded(d))
 		}
 		err = next(&keyContext{Context: c, key: k})
 		h.Verifier.Count(k, answered(c, err))
 		return err
 	}
+}
+
+// admit authenticates the key or token a request presents, in its
+// Authorization header or (where the operator allows it) in rawQuery, the
+// query string of the URI it is for, and spends one request of its rate
+// limit. It answers a refusal itself, SPEC §6's JSON, and returns a nil
+// key and the answer's error; else the key, with the RateLimit headers
+// set. The caller counts the admitted request's outcome (Verifier.Count).
+func (h *Handlers) admit(c echo.Context, rawQuery string) (*keys.Authenticated, error) {
+	r := c.Request()
+	presented, hasHeader := bearer(r)
+	if qk := queryKey(rawQuery); qk != "" && !hasHeader {
+		if !h.Config.AllowQueryKeys {
+			return nil, apiFail(c, http.StatusBadRequest, errInvalidRequest, "key_in_query_string",
+				"Send the API key in the Authorization header (Authorization: Bearer <key>), not in the URL, where logs and browsers keep it. Revoke this key if the URL was shared.")
+		}
+		presented, hasHeader = qk, true
+	}
+	if !hasHeader {
+		return nil, apiFail(c, http.StatusUnauthorized, errAuthentication, "missing_api_key", "No API key. Send it as Authorization: Bearer <key>.")
+	}
+	start, ip := time.Now(), c.RealIP()
+	k, code, err := h.authenticate(r.Context(), presented, ip, h.Config.BaseURL, false)
+	if throttled := (*keys.ThrottledError)(nil); errors.As(err, &throttled) {
+		c.Response().Header().Set("Retry-After", strconv.Itoa(ceilSeconds(throttled.RetryAfter)))
+		return nil, apiFail(c, http.StatusTooManyRequests, errRateLimit, "rate_limit_exceeded",
+			"Too many requests with unknown API keys from your address. Retry after the time in the Retry-After header.")
+	}
+	if err != nil {
+		return nil, err
+	}
+	switch code {
+	case keys.CodeValid:
+	case keys.CodeIPNotAllowed:
+		h.Verifier.Count(k, keys.OutcomeForbidden)
+		return nil, apiFail(c, http.StatusForbidden, errPermission, "ip_not_allowed",
+			"This API key may not be used from "+ip+". Add the address to the key's allowed IPs in the dashboard, or call from an allowed one.")
+	default:
+		if k != nil { // disabled, expired or revoked: a request that names the key
+			h.Verifier.Count(k, keys.OutcomeOther)
+		}
+		e := codeErrors[code]
+		if tokens.LooksLikeJWT(presented) {
+			e = tokenErrors[code]
+		}
+		return nil, apiFail(c, http.StatusUnauthorized, errAuthentication, e.code, e.msg)
+	}
+	d, err := h.Verifier.Admit(r.Context(), k, ip, r.UserAgent())
+	if err != nil {
+		h.Verifier.Count(k, keys.OutcomeOther)
+		return nil, err
+	}
+	h.Metrics.Verification(time.Since(start))
+	setRateLimitHeaders(c, k.RateLimitPolicy(), d)
+	if !d.Allowed {
+		h.Verifier.Count(k, keys.OutcomeRateLimited)
+		h.Metrics.RateLimited()
+		c.Response().Header().Set("Retry-After", strconv.Itoa(ceilSeconds(d.RetryAfter)))
+		return nil, apiFail(c, http.StatusTooManyRequests, errRateLimit, "rate_limit_exceeded", limitExceeded(d))
+	}
+	return k, nil
 }
 
 // answered is the outcome of a request the handler answered (written) or

@@ -509,7 +509,7 @@ func TestAPIReferencePage(t *testing.T) {
 	page.Doc.Find("section.endpoint h2").Each(func(_ int, s *goquery.Selection) {
 		got = append(got, strings.Join(strings.Fields(s.Text()), " "))
 	})
-	want := "GET /v1/auth/test|POST /v1/keys/verify|GET /v1/keys|POST /v1/keys|POST /v1/keys/leaked|GET /v1/keys/{id}|PATCH /v1/keys/{id}|DELETE /v1/keys/{id}|POST /v1/keys/{id}/disable|POST /v1/keys/{id}/enable|POST /v1/keys/{id}/rotate|GET /v1/keys/{id}/usage|GET /v1/webhook-endpoints|POST /v1/webhook-endpoints|DELETE /v1/webhook-endpoints/{id}|POST /oauth/token|GET /oauth/authorize|POST /oauth/authorize|POST /oauth/revoke|POST /oauth/introspect|GET /.well-known/jwks.json|GET /.well-known/oauth-authorization-server"
+	want := "GET /v1/auth/test|POST /v1/keys/verify|ANY /v1/authz|GET /v1/keys|POST /v1/keys|POST /v1/keys/leaked|GET /v1/keys/{id}|PATCH /v1/keys/{id}|DELETE /v1/keys/{id}|POST /v1/keys/{id}/disable|POST /v1/keys/{id}/enable|POST /v1/keys/{id}/rotate|GET /v1/keys/{id}/usage|GET /v1/webhook-endpoints|POST /v1/webhook-endpoints|DELETE /v1/webhook-endpoints/{id}|POST /oauth/token|GET /oauth/authorize|POST /oauth/authorize|POST /oauth/revoke|POST /oauth/introspect|GET /.well-known/jwks.json|GET /.well-known/oauth-authorization-server"
 	if strings.Join(got, "|") != want {
 		t.Fatalf("endpoints:\n%s\nwant\n%s", strings.Join(got, "|"), want)
 	}

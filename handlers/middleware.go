@@ -392,6 +392,13 @@ func (h *Handlers) countAPI(next echo.HandlerFunc) echo.HandlerFunc {
 			return err
 		}
 		code, _ := c.Get(apiCodeKey).(string)
+		if strings.HasPrefix(c.Path(), AuthzPath) { // a proxy's question, not a call of the API
+			if code == "" {
+				code = "allowed"
+			}
+			h.Metrics.Decision(code)
+			return nil
+		}
 		if code == "" {
 			code = "ok"
 		}

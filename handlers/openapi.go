@@ -51,6 +51,14 @@ func referenceEndpoints(baseURL string) ([]views.Endpoint, error) {
 	}
 	var out []views.Endpoint
 	for path, ops := range doc.Paths {
+		summaries := map[string]int{} // an operation's summary → its methods on this path
+		for method, raw := range ops {
+			var op openAPIOperation
+			if method != "parameters" && json.Unmarshal(raw, &op) == nil {
+				summaries[op.Summary]++
+			}
+		}
+		seen := map[string]bool{}
 		for method, raw := range ops {
 			if method == "parameters" {
 				continue
@@ -58,6 +66,12 @@ func referenceEndpoints(baseURL string) ([]views.Endpoint, error) {
 			var op openAPIOperation
 			if err := json.Unmarshal(raw, &op); err != nil {
 				return nil, err
+			}
+			if summaries[op.Summary] > 2 { // one operation under every method (/v1/authz): one entry, ANY
+				if seen[op.Summary] {
+					continue
+				}
+				seen[op.Summary], method = true, "any"
 			}
 			ep := views.Endpoint{Method: strings.ToUpper(method), Path: path, Summary: op.Summary, Description: op.Description, Scope: op.Scope, GoExample: op.GoExample}
 			if op.Security != nil {
@@ -72,7 +86,7 @@ func referenceEndpoints(baseURL string) ([]views.Endpoint, error) {
 			out = append(out, ep)
 		}
 	}
-	order := map[string]int{"GET": 0, "POST": 1, "PATCH": 2, "DELETE": 3}
+	order := map[string]int{"ANY": -1, "GET": 0, "POST": 1, "PATCH": 2, "DELETE": 3}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Path != out[j].Path {
 			return pathRank(out[i].Path) < pathRank(out[j].Path)
@@ -88,6 +102,8 @@ func pathRank(p string) string {
 		return "0"
 	case "/v1/keys/verify":
 		return "1"
+	case "/v1/authz":
+		return "11"
 	case "/oauth/token":
 		return "3"
 	case "/oauth/authorize":
@@ -116,6 +132,9 @@ func curlExample(base string, ep views.Endpoint) string {
 		auth = ""
 	}
 	cmd := "curl"
+	if ep.Method == "ANY" { // a proxy's question (/v1/authz): about GET /files/42
+		return cmd + " " + base + path + auth + " \\\n  -H 'X-Forwarded-Method: GET' -H 'X-Forwarded-Uri: /files/42'"
+	}
 	if ep.Method != "GET" {
 		cmd += " -X " + ep.Method
 	}

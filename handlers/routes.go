@@ -47,6 +47,12 @@ func (h *Handlers) routes(echoApp *echo.Echo) {
 	e.GET("/v1/webhook-endpoints", h.apiListWebhooks, key, requireScope("keys:read"))
 	e.POST("/v1/webhook-endpoints", h.apiCreateWebhook, key, requireScope("keys:write"))
 	e.DELETE("/v1/webhook-endpoints/:id", h.apiDeleteWebhook, key, requireScope("keys:write"))
+	// Forward authentication for the operator's own API, behind their
+	// reverse proxy: any method, and any path after it for Envoy.
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions} {
+		e.Add(m, AuthzPath, h.authz)
+		e.Add(m, AuthzPath+"/*", h.authz)
+	}
 	// OAuth (SPEC §9): the token exchange, and what offline verifiers need.
 	e.POST(tokens.TokenPath, h.oauthToken)
 	e.GET(tokens.JWKSPath, h.jwks)
@@ -176,6 +182,10 @@ func (r router) PATCH(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc)
 
 func (r router) DELETE(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) *echo.Route {
 	return r.Echo.DELETE(path, compose(h, m))
+}
+
+func (r router) Add(method, path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) *echo.Route {
+	return r.Echo.Add(method, path, compose(h, m))
 }
 
 // compose wraps h in m, the first middleware outermost, as echo would.

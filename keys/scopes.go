@@ -13,6 +13,9 @@ import (
 // actions, some of which publishable keys may hold.
 type Catalog struct {
 	Resources []Resource `json:"resources"`
+	// PublicRoutes are routes of the operator's API that need no key
+	// (forward authentication; see RouteTable).
+	PublicRoutes []string `json:"public_routes,omitempty"`
 }
 
 // Resource is one kind of thing the operator's API exposes.
@@ -26,21 +29,34 @@ type Resource struct {
 type Action struct {
 	Name        string `json:"name"`
 	Publishable bool   `json:"publishable"`
+	// Routes are the routes of the operator's API this action's scope
+	// grants, as net/http.ServeMux patterns ("GET /files/{id}").
+	Routes []string `json:"routes,omitempty"`
 }
 
 // DemoCatalog is the built-in catalog: five resources with read and write;
-// publishable keys may read files and projects.
+// publishable keys may read files and projects. Its routes are those of an
+// imagined API of files and projects, so that forward authentication can
+// be tried as it comes (docs/PROXIES.md).
 func DemoCatalog() Catalog {
 	res := func(name, desc string, publishableRead bool) Resource {
 		return Resource{Name: name, Description: desc, Actions: []Action{{Name: "read", Publishable: publishableRead}, {Name: "write"}}}
 	}
-	return Catalog{Resources: []Resource{
-		res("files", "Upload, list and download files", true),
-		res("projects", "Projects and their settings", true),
-		res("members", "People in the workspace", false),
-		res("webhooks", "Webhook endpoints and deliveries", false),
-		res("keys", "API keys themselves", false),
-	}}
+	crud := func(r Resource, path string) Resource {
+		r.Actions[0].Routes = []string{"GET /" + path, "GET /" + path + "/{id}"}
+		r.Actions[1].Routes = []string{"POST /" + path, "PUT /" + path + "/{id}", "PATCH /" + path + "/{id}", "DELETE /" + path + "/{id}"}
+		return r
+	}
+	return Catalog{
+		Resources: []Resource{
+			crud(res("files", "Upload, list and download files", true), "files"),
+			crud(res("projects", "Projects and their settings", true), "projects"),
+			crud(res("members", "People in the workspace", false), "members"),
+			crud(res("webhooks", "Webhook endpoints and deliveries", false), "webhooks"),
+			res("keys", "API keys themselves", false),
+		},
+		PublicRoutes: []string{"GET /status"},
+	}
 }
 
 var namePattern = regexp.MustCompile(`^[a-z][a-z0-9_.-]{0,39}$`)
@@ -83,7 +99,8 @@ func (c Catalog) check() error {
 			acts[a.Name] = true
 		}
 	}
-	return nil
+	_, err := c.Routes()
+	return err
 }
 
 // Scopes lists every concrete scope of the catalog, in catalog order.

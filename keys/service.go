@@ -63,6 +63,7 @@ type Service struct {
 	db          *gorm.DB
 	clock       clock.Clock
 	catalog     Catalog
+	routes      *RouteTable
 	prefix      string
 	maxLifetime time.Duration                                            // 0: no operator maximum
 	onChange    func(ids ...int64)                                       // after every committed change, with the keys it changed
@@ -84,13 +85,21 @@ func (s *Service) changed(ids ...int64) {
 	}
 }
 
-// NewService returns the keys domain service.
+// NewService returns the keys domain service. The catalog's routes must
+// be valid: LoadCatalog checks them, and the demo catalog's are.
 func NewService(db *gorm.DB, clk clock.Clock, catalog Catalog, prefix string, maxLifetime time.Duration) *Service {
-	return &Service{db: db, clock: clk, catalog: catalog, prefix: prefix, maxLifetime: maxLifetime}
+	routes, err := catalog.Routes()
+	if err != nil {
+		panic("keys: the scope catalog's routes are invalid (LoadCatalog checks them): " + err.Error())
+	}
+	return &Service{db: db, clock: clk, catalog: catalog, routes: routes, prefix: prefix, maxLifetime: maxLifetime}
 }
 
 // Catalog is the scope catalog in force.
 func (s *Service) Catalog() Catalog { return s.catalog }
+
+// Routes is the catalog's route table, for forward authentication.
+func (s *Service) Routes() *RouteTable { return s.routes }
 
 // MaxLifetime is the longest a new key of the workspace may live: the
 // operator's maximum or the workspace's own, whichever is shorter; 0 for none.

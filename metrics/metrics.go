@@ -31,6 +31,8 @@ type Metrics struct {
 	flushedKeys    prometheus.Counter
 	redisFallbacks prometheus.Counter
 	revocations    *prometheus.CounterVec
+	decisions      *prometheus.CounterVec
+	allowed        prometheus.Counter // decisions{outcome="allowed"}, resolved once
 }
 
 // New registers every collector, with the Go runtime's and the process's.
@@ -76,9 +78,14 @@ func New() *Metrics {
 		Name: "keysmith_key_change_notifications_total",
 		Help: "Key changes heard from other replicas (PostgreSQL LISTEN/NOTIFY), and listener reconnects, by event.",
 	}, []string{"event"})
+	m.decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keysmith_authz_decisions_total",
+		Help: "Forward-authentication decisions (/v1/authz) for a reverse proxy, by outcome: allowed, public (a route that needs no key), or the error code of SPEC §6 that refused the request.",
+	}, []string{"outcome"})
+	m.allowed = m.decisions.WithLabelValues("allowed")
 	m.apiOK = m.apiRequests.WithLabelValues("ok")
 	m.cacheHit, m.cacheMiss = m.cacheLookups.WithLabelValues("hit"), m.cacheLookups.WithLabelValues("miss")
-	for _, c := range []prometheus.Collector{m.apiRequests, m.verifySeconds, m.cacheLookups, m.rateLimited, m.deliveries, m.flushes, m.flushedKeys, m.redisFallbacks, m.revocations} {
+	for _, c := range []prometheus.Collector{m.apiRequests, m.verifySeconds, m.cacheLookups, m.rateLimited, m.deliveries, m.flushes, m.flushedKeys, m.redisFallbacks, m.revocations, m.decisions} {
 		f(c)
 	}
 	return m
@@ -92,6 +99,18 @@ func (m *Metrics) APIRequest(code string) {
 		m.apiOK.Inc()
 	default:
 		m.apiRequests.WithLabelValues(code).Inc()
+	}
+}
+
+// Decision counts one forward-authentication decision by its outcome:
+// "allowed", "public", or the refusal's error code.
+func (m *Metrics) Decision(outcome string) {
+	switch {
+	case m == nil:
+	case outcome == "allowed":
+		m.allowed.Inc()
+	default:
+		m.decisions.WithLabelValues(outcome).Inc()
 	}
 }
 

@@ -1,0 +1,141 @@
+package handlers
+
+import (
+	"bytes"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"keysmith/keys"
+)
+
+// AuthzPath is the forward-authentication decision endpoint: a reverse
+// proxy in front of the operator's own API asks it about every request
+// (nginx auth_request, Caddy forward_auth, Traefik ForwardAuth, Envoy
+// ext_authz with path_prefix AuthzPath). docs/PROXIES.md ships each
+// proxy's configuration.
+const AuthzPath = "/v1/authz"
+
+// The headers of a decision. A proxy passes the identity headers of an
+// allowed request to the upstream, and must drop the client's own.
+const (
+	hdrKeyID       = "X-Keysmith-Key-Id"
+	hdrWorkspaceID = "X-Keysmith-Workspace-Id"
+	hdrEnvironment = "X-Keysmith-Environment"
+	hdrScopes      = "X-Keysmith-Scopes"
+	hdrTokenType   = "X-Keysmith-Token-Type"
+	hdrError       = "X-Keysmith-Error" // a refusal's code
+
+	// nginx's auth_request takes only 2xx, 401 and 403 from the auth
+	// service and drops its body. Its subrequest says hdrProxy: nginx;
+	// then a refusal answers 401 or 403, and carries its true status and
+	// its JSON body in these headers for the shipped config to answer with.
+	hdrProxy  = "X-Keysmith-Proxy"
+	hdrStatus = "X-Keysmith-Status"
+	hdrBody   = "X-Keysmith-Body"
+)
+
+// authz decides whether the request a proxy forwards may reach the
+// operator's API: its route (the catalog's route rules; deny by default),
+// then the key or token, checked as Keysmith's own API checks it (state,
+// allowlist, rate limits and quotas, usage recorded), and the route's
+// scope. Allowed: 200, no body, the RateLimit and identity headers.
+// Refused: SPEC §6's status and JSON, and the code in X-Keysmith-Error.
+func (h *Handlers) authz(c echo.Context) error {
+	w := &decisionWriter{ResponseWriter: c.Response().Writer}
+	c.Response().Writer = w
+	err := h.decide(c)
+	c.Response().Writer = w.ResponseWriter
+	if !c.Response().Committed { // nothing answered: the error handler will
+		return err
+	}
+	w.finish(c, c.Request().Header.Get(hdrProxy) == "nginx")
+	return err
+}
+
+func (h *Handlers) decide(c echo.Context) error {
+	method, uri := forwardedRequest(c.Request())
+	route, matched := h.Keys.Routes().Match(method, uri)
+	if matched && route.Public() {
+		c.Set(apiCodeKey, "public")
+		return c.NoContent(http.StatusOK)
+	}
+	_, rawQuery, _ := strings.Cut(uri, "?")
+	k, err := h.admit(c, rawQuery)
+	if k == nil {
+		return err
+	}
+	switch {
+	case !matched:
+		h.Verifier.Count(k, keys.OutcomeForbidden)
+		path, _, _ := strings.Cut(uri, "?")
+		return apiFail(c, http.StatusForbidden, errPermission, "route_not_allowed",
+			"No API key may call "+method+" "+path+": no route of the API's scope catalog matches it.")
+	case !k.Allows(route.Scope):
+		h.Verifier.Count(k, keys.OutcomeForbidden)
+		return apiFail(c, http.StatusForbidden, errPermission, "insufficient_scope",
+			"API key lacks scope: "+route.Scope+" (the route "+route.Pattern+" needs it).")
+	}
+	h.Verifier.Count(k, keys.OutcomeSuccess)
+	hd := c.Response().Header()
+	if k.ID != 0 { // an OAuth app's token names no key
+		hd[hdrKeyID] = []string{strconv.FormatInt(k.ID, 10)}
+	}
+	hd[hdrWorkspaceID] = []string{strconv.FormatInt(k.WorkspaceID, 10)}
+	if k.Env != "" {
+		hd[hdrEnvironment] = []string{string(k.Env)}
+	}
+	hd[hdrScopes] = []string{strings.Join(k.Scopes, " ")}
+	hd[hdrTokenType] = []string{string(k.Type())}
+	return c.NoContent(http.StatusOK)
+}
+
+// forwardedRequest is the method and request URI of the request a proxy
+// asks about: X-Forwarded-Method and X-Forwarded-Uri (Traefik, Caddy, the
+// shipped nginx config), else this request's own method and its URI after
+// AuthzPath (Envoy's path_prefix).
+func forwardedRequest(r *http.Request) (method, uri string) {
+	method, uri = r.Header.Get("X-Forwarded-Method"), r.Header.Get("X-Forwarded-Uri")
+	if method == "" {
+		method = r.Method
+	}
+	if uri == "" {
+		uri = strings.TrimPrefix(r.RequestURI, AuthzPath)
+		if uri == "" || uri[0] == '?' {
+			uri = "/" + uri
+		}
+	}
+	return method, uri
+}
+
+// decisionWriter holds a decision's answer until finish, which adds the
+// refusal's headers (they depend on the code apiFail chose and the body
+// it wrote) before anything is sent.
+type decisionWriter struct {
+	http.ResponseWriter
+	status int
+	body   bytes.Buffer
+}
+
+func (w *decisionWriter) WriteHeader(status int) { w.status = status }
+
+func (w *decisionWriter) Write(b []byte) (int, error) { return w.body.Write(b) }
+
+func (w *decisionWriter) finish(c echo.Context, nginx bool) {
+	status, hd := w.status, w.ResponseWriter.Header()
+	code, _ := c.Get(apiCodeKey).(string)
+	if status >= http.StatusBadRequest {
+		hd.Set(hdrError, code)
+		if nginx {
+			hd.Set(hdrStatus, strconv.Itoa(status))
+			hd.Set(hdrBody, strings.TrimSpace(w.body.String()))
+			if status != http.StatusUnauthorized {
+				status = http.StatusForbidden
+			}
+		}
+	}
+	w.ResponseWriter.WriteHeader(status)
+	_, _ = w.ResponseWriter.Write(w.body.Bytes())
+}

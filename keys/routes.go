@@ -1,0 +1,127 @@
+package keys
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// Routes of the operator's own API, in the catalog: each action may list
+// the routes it grants, and PublicRoutes those that need no key. A
+// reverse proxy asks Keysmith about every request to that API (forward
+// authentication, /v1/authz), and a request's route says which scope the
+// key must hold. Patterns are net/http.ServeMux patterns ("GET /files",
+// "DELETE /files/{id}", "/static/{rest...}"): methods, wildcards, and the
+// most specific match wins, as Go's documentation says.
+
+// Route is the rule a request matched.
+type Route struct {
+	Pattern string // as the catalog writes it
+	Scope   string // the scope it needs; "" for a public route
+}
+
+// Public reports whether the route needs no key.
+func (r Route) Public() bool { return r.Scope == "" }
+
+// RouteTable matches requests to the catalog's routes.
+type RouteTable struct {
+	mux   *http.ServeMux
+	rules []Route // in catalog order: public routes, then each action's
+}
+
+// rule is what the table's ServeMux holds for a pattern: never served,
+// only found.
+type rule struct{ Route }
+
+func (rule) ServeHTTP(http.ResponseWriter, *http.Request) {}
+
+// Routes builds the catalog's route table; an invalid pattern, or one
+// claimed twice or in conflict with another (two patterns that match the
+// same requests with neither more specific), is an error that names it.
+func (c Catalog) Routes() (*RouteTable, error) {
+	t := &RouteTable{mux: http.NewServeMux()}
+	owner := map[string]string{} // pattern → who claimed it, for the message
+	add := func(pattern, scope string) error {
+		who := "public_routes"
+		if scope != "" {
+			who = scope
+		}
+		if prev, ok := owner[pattern]; ok {
+			return fmt.Errorf("route %q is claimed twice: by %s and by %s", pattern, prev, who)
+		}
+		if err := register(t.mux, pattern, rule{Route{Pattern: pattern, Scope: scope}}); err != nil {
+			return fmt.Errorf("route %q of %s: %w", pattern, who, err)
+		}
+		owner[pattern] = who
+		t.rules = append(t.rules, Route{Pattern: pattern, Scope: scope})
+		return nil
+	}
+	for _, p := range c.PublicRoutes {
+		if err := add(p, ""); err != nil {
+			return nil, err
+		}
+	}
+	for _, r := range c.Resources {
+		for _, a := range r.Actions {
+			for _, p := range a.Routes {
+				if err := add(p, r.Name+":"+a.Name); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	return t, nil
+}
+
+// register is ServeMux.Handle, which panics on a bad or conflicting
+// pattern, turned into an error.
+func register(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
+	if strings.TrimSpace(pattern) != pattern || pattern == "" {
+		return fmt.Errorf("a pattern is a method and a path, like \"GET /files/{id}\", without spaces around it")
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%v", p)
+		}
+	}()
+	mux.Handle(pattern, h)
+	return nil
+}
+
+// Match finds the rule for a request to the operator's API: its method
+// and its request URI (path and query, as the client sent it). A URI that
+// is not in its canonical form (dot segments, doubled slashes), or that
+// no rule matches, has no rule: deny by default.
+func (t *RouteTable) Match(method, uri string) (Route, bool) {
+	if t == nil || len(t.rules) == 0 {
+		return Route{}, false
+	}
+	u, err := url.ParseRequestURI(uri)
+	if err != nil || u.Path == "" || u.Host != "" {
+		return Route{}, false
+	}
+	h, _ := t.mux.Handler(&http.Request{Method: method, URL: u, Host: "", Header: http.Header{}})
+	r, ok := h.(rule)
+	return r.Route, ok
+}
+
+// Rules lists every route in catalog order.
+func (t *RouteTable) Rules() []Route {
+	if t == nil {
+		return nil
+	}
+	return t.rules
+}
+
+// ScopeRoutes lists the routes that scope grants, for the dashboard's
+// scope picker and the API reference.
+func (t *RouteTable) ScopeRoutes(scope string) []string {
+	var out []string
+	for _, r := range t.Rules() {
+		if r.Scope == scope {
+			out = append(out, r.Pattern)
+		}
+	}
+	return out
+}
