@@ -2,7 +2,9 @@ package handlers
 
 import (
 	"bytes"
+	"cmp"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -60,6 +62,7 @@ func (h *Handlers) decide(c echo.Context) error {
 	route, matched := h.Keys.Routes().Match(method, uri)
 	if matched && route.Public() {
 		c.Set(apiCodeKey, "public")
+		setIdentity(c.Response().Header(), nil)
 		return c.NoContent(http.StatusOK)
 	}
 	_, rawQuery, _ := strings.Cut(uri, "?")
@@ -79,27 +82,41 @@ func (h *Handlers) decide(c echo.Context) error {
 			"API key lacks scope: "+route.Scope+" (the route "+route.Pattern+" needs it).")
 	}
 	h.Verifier.Count(k, keys.OutcomeSuccess)
-	hd := c.Response().Header()
-	if k.ID != 0 { // an OAuth app's token names no key
-		hd[hdrKeyID] = []string{strconv.FormatInt(k.ID, 10)}
-	}
-	hd[hdrWorkspaceID] = []string{strconv.FormatInt(k.WorkspaceID, 10)}
-	if k.Env != "" {
-		hd[hdrEnvironment] = []string{string(k.Env)}
-	}
-	hd[hdrScopes] = []string{strings.Join(k.Scopes, " ")}
-	hd[hdrTokenType] = []string{string(k.Type())}
+	setIdentity(c.Response().Header(), k)
 	return c.NoContent(http.StatusOK)
+}
+
+// setIdentity writes who made an allowed request for the upstream: all
+// five headers, empty where there is nothing to say (a public route, an
+// OAuth app's token, which names no key), so that a proxy that copies
+// them (Envoy, Traefik) replaces whatever a client sent under those names.
+func setIdentity(hd http.Header, k *keys.Authenticated) {
+	id, ws, env, scopes, typ := "", "", "", "", ""
+	if k != nil {
+		if k.ID != 0 {
+			id = strconv.FormatInt(k.ID, 10)
+		}
+		ws, env, scopes, typ = strconv.FormatInt(k.WorkspaceID, 10), string(k.Env), strings.Join(k.Scopes, " "), string(k.Type())
+	}
+	vals := [...]string{id, ws, env, scopes, typ} // one allocation for the five
+	hd[hdrKeyID], hd[hdrWorkspaceID], hd[hdrEnvironment] = vals[0:1:1], vals[1:2:2], vals[2:3:3]
+	hd[hdrScopes], hd[hdrTokenType] = vals[3:4:4], vals[4:5:5]
 }
 
 // forwardedRequest is the method and request URI of the request a proxy
 // asks about: X-Forwarded-Method and X-Forwarded-Uri (Traefik, Caddy, the
-// shipped nginx config), else this request's own method and its URI after
-// AuthzPath (Envoy's path_prefix).
+// shipped nginx config), X-Original-Method and X-Original-URL
+// (ingress-nginx) or X-Original-URI, else this request's own method and
+// its URI after AuthzPath (Envoy's path_prefix).
 func forwardedRequest(r *http.Request) (method, uri string) {
-	method, uri = r.Header.Get("X-Forwarded-Method"), r.Header.Get("X-Forwarded-Uri")
-	if method == "" {
-		method = r.Method
+	method = cmp.Or(r.Header.Get("X-Forwarded-Method"), r.Header.Get("X-Original-Method"), r.Method)
+	uri = cmp.Or(r.Header.Get("X-Forwarded-Uri"), r.Header.Get("X-Original-Uri"))
+	if uri == "" {
+		if full := r.Header.Get("X-Original-Url"); full != "" {
+			if u, err := url.Parse(full); err == nil {
+				uri = u.RequestURI()
+			}
+		}
 	}
 	if uri == "" {
 		uri = strings.TrimPrefix(r.RequestURI, AuthzPath)

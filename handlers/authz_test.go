@@ -97,6 +97,14 @@ func TestForwardAuthAllowsWithIdentityHeaders(t *testing.T) {
 		if d := ask(t, f.app, "POST", "/v1/authz/members", k.Secret, nil); d.Status != http.StatusForbidden || d.code(t) != "insufficient_scope" {
 			t.Fatalf("Envoy's shape, a scope the key lacks: %d %q", d.Status, d.Raw)
 		}
+		// ingress-nginx: X-Original-Method and the full X-Original-URL.
+		d = ask(t, f.app, "GET", "/v1/authz", k.Secret, map[string]string{"X-Original-Method": "PATCH", "X-Original-Url": "https://api.example.com/files/9?v=2"})
+		if d.Status != http.StatusOK {
+			t.Fatalf("ingress-nginx's shape: %d %q", d.Status, d.Raw)
+		}
+		if d := ask(t, f.app, "GET", "/v1/authz", k.Secret, map[string]string{"X-Original-Method": "POST", "X-Original-Url": "https://api.example.com/members"}); d.Status != http.StatusForbidden {
+			t.Fatalf("ingress-nginx's shape, a scope the key lacks: %d %q", d.Status, d.Raw)
+		}
 		// A derived token is the key's: same key id, its own type.
 		tok := exchangeToken(t, f.app, k.Secret, "files:read")
 		d = ask(t, f.app, "GET", "/v1/authz", tok, forwarded("GET", "/files"))
@@ -141,8 +149,10 @@ func TestForwardAuthRefusals(t *testing.T) {
 				t.Errorf("%s: a refusal names a key", tc.name)
 			}
 		}
-		// A public route needs no key, and names nobody.
-		if d := ask(t, f.app, "GET", "/v1/authz", "", forwarded("GET", "/status")); d.Status != http.StatusOK || d.Header.Get("X-Keysmith-Key-Id") != "" {
+		// A public route needs no key, and names nobody: its identity
+		// headers are there, empty, to replace a client's.
+		d := ask(t, f.app, "GET", "/v1/authz", "", forwarded("GET", "/status"))
+		if _, sent := d.Header["X-Keysmith-Key-Id"]; d.Status != http.StatusOK || !sent || d.Header.Get("X-Keysmith-Key-Id") != "" || d.Header.Get("X-Keysmith-Scopes") != "" {
 			t.Fatalf("public route: %d %v", d.Status, d.Header)
 		}
 
@@ -155,7 +165,7 @@ func TestForwardAuthRefusals(t *testing.T) {
 		if d := ask(t, f.app, "GET", "/v1/authz", read.Secret, forwarded("GET", "/files")); d.Status != http.StatusOK {
 			t.Fatalf("first request within a limit of 1: %d %q", d.Status, d.Raw)
 		}
-		d := ask(t, f.app, "GET", "/v1/authz", read.Secret, forwarded("GET", "/files"))
+		d = ask(t, f.app, "GET", "/v1/authz", read.Secret, forwarded("GET", "/files"))
 		if d.Status != http.StatusTooManyRequests || d.code(t) != "rate_limit_exceeded" || d.Header.Get("Retry-After") == "" {
 			t.Fatalf("past the limit: %d %v %q", d.Status, d.Header, d.Raw)
 		}
