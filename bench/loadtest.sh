@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Load test on loopback, one server, one run: GET /v1/auth/test with a valid
-# key against GET /healthz (no authentication) through the same middleware.
+# key, and a reverse proxy's question about GET /files/42 (/v1/authz,
+# forward authentication), against GET /healthz (no authentication)
+# through the same middleware.
 # Needs wrk (apt-get install -y wrk). Bounded: each wrk run lasts $DURATION.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,13 +26,16 @@ echo "warm-up"; wrk -t2 -c"$CONNECTIONS" -d3s "http://127.0.0.1:$PORT/healthz" >
 # Alternate the two endpoints, ROUNDS times each, so that neither gains from
 # going first or last; report the median of each.
 ROUNDS=${ROUNDS:-3}
-noop=() auth=()
+noop=() auth=() authz=()
 for _ in $(seq 1 "$ROUNDS"); do
   noop+=("$(run "http://127.0.0.1:$PORT/healthz" | head -1)")
   auth+=("$(run -H "Authorization: Bearer $key" "http://127.0.0.1:$PORT/v1/auth/test" | head -1)")
+  authz+=("$(run -H "Authorization: Bearer $key" -H "X-Forwarded-Method: GET" -H "X-Forwarded-Uri: /files/42" "http://127.0.0.1:$PORT/v1/authz" | head -1)")
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-noop_rps=$(median "${noop[@]}") auth_rps=$(median "${auth[@]}")
+noop_rps=$(median "${noop[@]}") auth_rps=$(median "${auth[@]}") authz_rps=$(median "${authz[@]}")
 printf 'GET /healthz (no auth):          %s req/s (runs: %s)\n' "$noop_rps" "${noop[*]}"
 printf 'GET /v1/auth/test (with a key):  %s req/s (runs: %s)\n' "$auth_rps" "${auth[*]}"
+printf 'GET /v1/authz (a proxy asking):  %s req/s (runs: %s)\n' "$authz_rps" "${authz[*]}"
 awk -v a="$auth_rps" -v n="$noop_rps" 'BEGIN { printf "authenticated / no-op: %.2f\n", a / n }'
+awk -v a="$authz_rps" -v n="$noop_rps" 'BEGIN { printf "forward-auth decision / no-op: %.2f\n", a / n }'

@@ -11,8 +11,9 @@ import (
 )
 
 // BenchmarkAPIRequest serves requests straight through the echo app (no
-// network): the authenticated GET /v1/auth/test against GET /healthz,
-// which shares every global middleware but authenticates nothing.
+// network): the authenticated GET /v1/auth/test, and a reverse proxy's
+// question about GET /files/42 (/v1/authz), against GET /healthz, which
+// shares every global middleware but authenticates nothing.
 func BenchmarkAPIRequest(b *testing.B) {
 	app := testutil.StartApp(b, testutil.DatabaseURL(b, "sqlite"), testutil.WithQuietLogs())
 	u, err := app.Accounts.SignUp(b.Context(), accountsInput("bench@example.com"))
@@ -27,9 +28,10 @@ func BenchmarkAPIRequest(b *testing.B) {
 	}
 	limit := keys.MaxRateLimit
 	app.Keys.SetRateLimits(b.Context(), ms[0].WorkspaceID, actor, c.Key.ID, keys.LimitSettings{PerMinute: &limit})
-	for _, tc := range []struct{ name, path, key string }{
-		{"healthz", "/healthz", ""},
-		{"auth-test", "/v1/auth/test", c.Secret},
+	for _, tc := range []struct{ name, path, key, uri string }{
+		{"healthz", "/healthz", "", ""},
+		{"auth-test", "/v1/auth/test", c.Secret, ""},
+		{"authz", "/v1/authz", c.Secret, "/files/42"}, // a proxy's question (forward authentication)
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			b.ReportAllocs()
@@ -37,6 +39,10 @@ func BenchmarkAPIRequest(b *testing.B) {
 				req := httptest.NewRequest(http.MethodGet, tc.path, nil)
 				if tc.key != "" {
 					req.Header.Set("Authorization", "Bearer "+tc.key)
+				}
+				if tc.uri != "" {
+					req.Header.Set("X-Forwarded-Method", http.MethodGet)
+					req.Header.Set("X-Forwarded-Uri", tc.uri)
 				}
 				rec := httptest.NewRecorder()
 				app.Echo.ServeHTTP(rec, req)

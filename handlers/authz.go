@@ -91,14 +91,16 @@ func (h *Handlers) decide(c echo.Context) error {
 // OAuth app's token, which names no key), so that a proxy that copies
 // them (Envoy, Traefik) replaces whatever a client sent under those names.
 func setIdentity(hd http.Header, k *keys.Authenticated) {
-	id, ws, env, scopes, typ := "", "", "", "", ""
+	var vals [5]string // one allocation for the five values of this answer
 	if k != nil {
-		if k.ID != 0 {
-			id = strconv.FormatInt(k.ID, 10)
-		}
-		ws, env, scopes, typ = strconv.FormatInt(k.WorkspaceID, 10), string(k.Env), strings.Join(k.Scopes, " "), string(k.Type())
+		copy(vals[:], k.MemoValues(func() []string {
+			id := ""
+			if k.ID != 0 {
+				id = strconv.FormatInt(k.ID, 10)
+			}
+			return []string{id, strconv.FormatInt(k.WorkspaceID, 10), string(k.Env), strings.Join(k.Scopes, " "), string(k.Type())}
+		}))
 	}
-	vals := [...]string{id, ws, env, scopes, typ} // one allocation for the five
 	hd[hdrKeyID], hd[hdrWorkspaceID], hd[hdrEnvironment] = vals[0:1:1], vals[1:2:2], vals[2:3:3]
 	hd[hdrScopes], hd[hdrTokenType] = vals[3:4:4], vals[4:5:5]
 }

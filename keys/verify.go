@@ -63,7 +63,10 @@ type Authenticated struct {
 	allowed Allowlist // parsed once per cached version; empty: anywhere
 }
 
-type memo struct{ body atomic.Pointer[[]byte] }
+type memo struct {
+	body   atomic.Pointer[[]byte]
+	values atomic.Pointer[[]string]
+}
 
 // Allows reports whether the key holds scope.
 func (a Authenticated) Allows(scope string) bool { return Allows(a.Scopes, scope) }
@@ -86,6 +89,21 @@ func (a *Authenticated) Memo(build func() []byte) []byte {
 	b := build()
 	a.memo.body.Store(&b)
 	return b
+}
+
+// MemoValues is Memo for a few strings, such as the headers that name
+// the key to a proxy's upstream (forward authentication). The result is
+// shared: copy it, never change it.
+func (a *Authenticated) MemoValues(build func() []string) []string {
+	if a.memo == nil {
+		return build()
+	}
+	if v := a.memo.values.Load(); v != nil {
+		return *v
+	}
+	v := build()
+	a.memo.values.Store(&v)
+	return v
 }
 
 // RateLimitPolicy is the RateLimit-Policy field of the key's limits. A

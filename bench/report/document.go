@@ -26,6 +26,7 @@ func (r *report) document(figures []figure) ([]byte, error) {
 		"results":   r.markdownResults,
 		"coldstart": r.markdownColdStart,
 		"wrk":       r.markdownLoadTest,
+		"nginx":     r.markdownProxyTest,
 	}).Parse(docTemplate)
 	if err != nil {
 		return nil, err
@@ -159,6 +160,27 @@ func (r *report) markdownLoadTest() string {
 	}
 	fmt.Fprintf(&b, "| `GET /healthz` (no key) | %s | %s |\n", count(int(r.wrk.noop)), runs["/healthz"])
 	fmt.Fprintf(&b, "| `GET /v1/auth/test` (Bearer key) | %s | %s |\n", count(int(r.wrk.auth)), runs["/v1/auth/test"])
-	fmt.Fprintf(&b, "| ratio | **%.2f** | |\n", r.wrk.auth/r.wrk.noop)
+	fmt.Fprintf(&b, "| `GET /v1/authz` (a proxy asking about `GET /files/42`) | %s | %s |\n", count(int(r.wrk.authz)), runs["/v1/authz"])
+	fmt.Fprintf(&b, "| ratio, authenticated | **%.2f** | |\n", r.wrk.auth/r.wrk.noop)
+	fmt.Fprintf(&b, "| ratio, forward-auth decision | **%.2f** | |\n", r.wrk.authz/r.wrk.noop)
+	return b.String()
+}
+
+func (r *report) markdownProxyTest() string {
+	if r.proxy == nil {
+		if r.proxyNote != "" {
+			return "(" + r.proxyNote + ")"
+		}
+		return "(not measured in this run)"
+	}
+	var b strings.Builder
+	b.WriteString("| nginx | req/s (median) | runs |\n|---|---|---|\n")
+	runs := map[string]string{}
+	for _, m := range proxyLine.FindAllStringSubmatch(r.proxy.output, -1) {
+		runs[m[1]] = strings.ReplaceAll(strings.TrimSpace(m[3]), " ", " · ")
+	}
+	fmt.Fprintf(&b, "| straight to the API | %s | %s |\n", count(int(r.proxy.direct)), runs["straight to the API"])
+	fmt.Fprintf(&b, "| with auth_request (`deploy/nginx/nginx.conf`) | %s | %s |\n", count(int(r.proxy.authed)), runs["with auth_request"])
+	fmt.Fprintf(&b, "| ratio | **%.2f** | |\n", r.proxy.authed/r.proxy.direct)
 	return b.String()
 }

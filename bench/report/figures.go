@@ -26,7 +26,7 @@ func (r *report) figures() []figure {
 	fs = append(fs, r.auditFigures()...)
 	fs = append(fs, r.coldStartFigure())
 	fs = append(fs, r.verifyFigure())
-	fs = append(fs, r.apiFigure(), r.wrkFigure())
+	fs = append(fs, r.apiFigure(), r.wrkFigure(), r.authzFigure(), r.authzWrkFigure(), r.proxyFigure())
 	fs = append(fs, r.reminderFigures()...)
 	fs = append(fs, r.flushFigures()...)
 	fs = append(fs, r.manyKeysFigures()...)
@@ -214,6 +214,54 @@ func (r *report) wrkFigure() figure {
 	return figure{name: name, goal: goal,
 		measured: fmt.Sprintf("%s against %s req/s", count(int(w.auth)), count(int(w.noop))),
 		result:   atLeast(w.auth/w.noop, 0.9)}
+}
+
+// authzFigure: a reverse proxy's question (/v1/authz about GET /files/42)
+// against /healthz, in process.
+func (r *report) authzFigure() figure {
+	const name, goal = "Forward-auth decision against no-op, in process (/v1/authz ÷ /healthz req/s)", "≥ 0.90"
+	noop, ok := r.value("BenchmarkAPIRequest/healthz", "ns/op")
+	authz, okAuthz := r.value("BenchmarkAPIRequest/authz", "ns/op")
+	if !ok || !okAuthz {
+		return r.missing(name, goal, "api", "")
+	}
+	na, _ := r.value("BenchmarkAPIRequest/healthz", "allocs/op")
+	za, _ := r.value("BenchmarkAPIRequest/authz", "allocs/op")
+	return figure{name: name, goal: goal,
+		measured: fmt.Sprintf("%s, %.0f allocs against %s, %.0f allocs", duration(authz), za, duration(noop), na),
+		result:   atLeast(noop/authz, 0.9)}
+}
+
+func (r *report) authzWrkFigure() figure {
+	const name, goal = "Forward-auth decision against no-op, wrk over loopback", "≥ 0.90"
+	if r.wrk == nil {
+		f := r.missing(name, goal, "wrk", "")
+		if r.wrkNote != "" {
+			f.result = r.wrkNote
+		}
+		return f
+	}
+	w := r.wrk
+	return figure{name: name, goal: goal,
+		measured: fmt.Sprintf("%s against %s req/s", count(int(w.authz)), count(int(w.noop))),
+		result:   atLeast(w.authz/w.noop, 0.9)}
+}
+
+// proxyFigure: what asking Keysmith costs behind nginx; reported, with no
+// goal.
+func (r *report) proxyFigure() figure {
+	const name, goal = "nginx with auth_request against nginx straight to the API, wrk", "—"
+	if r.proxy == nil {
+		f := r.missing(name, goal, "nginx", "")
+		if r.proxyNote != "" {
+			f.result = r.proxyNote
+		}
+		return f
+	}
+	p := r.proxy
+	return figure{name: name, goal: goal,
+		measured: fmt.Sprintf("%s against %s req/s", count(int(p.authed)), count(int(p.direct))),
+		result:   fmt.Sprintf("reported (%.2f)", p.authed/p.direct)}
 }
 
 func atLeast(ratio, bound float64) string {

@@ -93,6 +93,9 @@ func main() {
 	if onlyRE.MatchString("wrk") {
 		r.loadTest()
 	}
+	if onlyRE.MatchString("nginx") {
+		r.proxyTest()
+	}
 	r.took = time.Since(began)
 
 	figures := r.figures()
@@ -126,8 +129,10 @@ type report struct {
 	commands map[string]string   // run id → the command, as a reader would type it
 	failed   map[string]string   // run id → why
 	cold     *coldStart
-	wrk      *loadTest
-	wrkNote  string
+	wrk       *loadTest
+	wrkNote   string
+	proxy     *proxyTest
+	proxyNote string
 	took     time.Duration
 }
 
