@@ -218,6 +218,10 @@ func TestRecoveryCodes(t *testing.T) {
 		if strings.Join(actions, " ") != want {
 			t.Fatalf("audit events %v, want %s", actions, want)
 		}
+		page = c.Get("/settings/audit-log?action=account.recovery_code_used")
+		if page.Status != http.StatusOK || strings.Count(page.Text("table"), "account.recovery_code_used") != 2 || strings.Contains(page.Text("table"), "account.two_factor_enabled") {
+			t.Fatalf("audit log filtered by account.recovery_code_used:\n%s", page.Text("main"))
+		}
 	})
 }
 
