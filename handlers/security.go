@@ -184,10 +184,10 @@ func (h *Handlers) secondStep(c echo.Context) error {
 		}
 		if err := h.securityMail(c, user, "A recovery code was used to sign in to Keysmith",
 			"Someone signed in to your Keysmith account with one of your recovery codes.",
-			fmt.Sprintf("%d recovery codes are left. If this was not you, change your password and make new recovery codes now.", st.RecoveryLeft)); err != nil {
+			fmt.Sprintf("Recovery codes left: %d. If this was not you, change your password and make new recovery codes now.", st.RecoveryLeft)); err != nil {
 			return err
 		}
-		h.flash(c, "warning", fmt.Sprintf("You signed in with a recovery code; %d are left. Lost your phone? Set up your authenticator app again on the Security page.", st.RecoveryLeft))
+		h.flash(c, "warning", fmt.Sprintf("You signed in with a recovery code (recovery codes left: %d). Lost your phone? Set up your authenticator app again on the Security page.", st.RecoveryLeft))
 	}
 	return redirect(c, safeNext(next))
 }

@@ -179,7 +179,7 @@ func TestRecoveryCodes(t *testing.T) {
 		if page.URL.Path != "/settings/api-keys" || !strings.Contains(page.Text(".flash"), "recovery code") {
 			t.Fatalf("recovery code sign-in: %d %s %q", page.Status, page.URL, page.Text(".flash"))
 		}
-		if m := mailWithSubject(t, app, "A recovery code was used to sign in to Keysmith"); !strings.Contains(m.Text, "9 recovery codes are left") {
+		if m := mailWithSubject(t, app, "A recovery code was used to sign in to Keysmith"); !strings.Contains(m.Text, "Recovery codes left: 9.") {
 			t.Fatalf("mail %q:\n%s", m.Subject, m.Text)
 		}
 		if page := c.Get("/settings/security"); page.Text("#recovery-left") != "9 of 10 recovery codes left." {
