@@ -363,6 +363,18 @@ func (s *Service) Authenticate(ctx context.Context, email, password, ip string) 
 	if bcrypt.CompareHashAndPassword([]byte(user.PasswordHash), []byte(password)) != nil {
 		return models.User{}, ErrInvalidCredentials
 	}
+	// With two-step verification on, a right password is only half a
+	// login: its attempt neither counts as a failure nor resets the
+	// account's count, which only the second step's success does
+	// (TwoFactor.VerifySecondStep). Else a known password would let
+	// wrong codes be tried without end.
+	on, err := hasSecondFactor(db, user.ID)
+	if err != nil {
+		return models.User{}, err
+	}
+	if on {
+		return user, db.Delete(&attempt).Error
+	}
 	if err := db.Model(&attempt).Update("succeeded", true).Error; err != nil {
 		return models.User{}, err
 	}

@@ -83,6 +83,9 @@ type App struct {
 	// tell people and webhooks of its warnings and actions.
 	Inactivity *scheduler.Inactivity
 
+	// SessionList is what Settings → Security lists of users' sessions.
+	SessionList *accounts.Sessions
+
 	sessionStore *gormstore.GORMStore
 	sharedLimits *ratelimit.Fallback // rate limits in Redis; nil without KEYSMITH_REDIS_URL
 	stopFeed     context.CancelFunc
@@ -179,6 +182,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 	}
 	a.Sessions = handlers.NewSessionManager(cfg, a.sessionStore)
 	a.Accounts = accounts.New(db, a.Clock, cfg.BcryptCost)
+	a.SessionList = accounts.NewSessions(a.Accounts, cfg.SessionIdle, cfg.SessionLifetime)
 	if a.Keys, err = NewKeys(cfg, db, a.Clock); err != nil {
 		a.closeStores()
 		_ = models.Close(db)
@@ -265,6 +269,9 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		Metrics:  a.Metrics,
 
 		SharedLimits: a.sharedLimits,
+
+		TwoFactor:   accounts.NewTwoFactor(a.Accounts, a.Tokens),
+		SessionList: a.SessionList,
 	})
 	a.Inactivity = scheduler.NewInactivity(a.Keys, a.Clock, a.Log)
 	notices := scheduler.NewNotices(db, a.Clock, a.Log, a.Mailer, a.Outbox, a.Webhooks, cfg.BaseURL)
@@ -274,6 +281,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		scheduler.Job{Name: "expiry reminders", Run: a.Reminders.Run},
 		scheduler.Job{Name: "inactivity policies", Run: a.Inactivity.Run},
 		scheduler.Job{Name: "purge expired login attempts, links and tokens", Run: a.Accounts.PurgeExpired},
+		scheduler.Job{Name: "purge the rows of sessions over", Run: a.SessionList.Purge},
 		scheduler.Job{Name: "prune usage counts older than 90 days", Run: a.Keys.PruneUsage},
 		scheduler.Job{Name: "prune expired OAuth codes and tokens", Run: a.OAuth.PruneExpired},
 	)

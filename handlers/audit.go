@@ -11,6 +11,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"keysmith/accounts"
 	"keysmith/keys"
 	"keysmith/models"
 	"keysmith/teams"
@@ -25,6 +26,8 @@ var auditActions = []string{
 	keys.ActionCreated, keys.ActionRenamed, keys.ActionRotated, keys.ActionRevoked, keys.ActionLimited, keys.ActionDisabled, keys.ActionEnabled, keys.ActionTokenIssued, keys.ActionLeaked,
 	teams.ActionInvited, teams.ActionReinvited, teams.ActionUninvited, teams.ActionJoined, teams.ActionRoleChanged,
 	teams.ActionRemoved, teams.ActionLeft, teams.ActionOwnerMoved, teams.ActionRenamed, teams.ActionKeyPolicy,
+	accounts.ActionTwoFactorEnabled, accounts.ActionTwoFactorDisabled, accounts.ActionTwoFactorReset, accounts.ActionRecoveryRegenerated,
+	accounts.ActionRecoveryCodeUsed, accounts.ActionPasswordChanged, accounts.ActionPasswordReset, accounts.ActionSessionEnded,
 }
 
 // auditFilter reads the filter form; dates are whole UTC days, "to" included.

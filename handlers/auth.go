@@ -147,6 +147,11 @@ func (h *Handlers) login(c echo.Context) error {
 	case err != nil:
 		return err
 	}
+	if on, err := h.TwoFactor.Enabled(c.Request().Context(), user.ID); err != nil {
+		return err
+	} else if on {
+		return h.beginSecondStep(c, user, form.Next)
+	}
 	if err := h.startSession(c, user); err != nil {
 		return err
 	}
@@ -157,17 +162,23 @@ func (h *Handlers) login(c echo.Context) error {
 // and a fresh CSRF token.
 func (h *Handlers) startSession(c echo.Context, user models.User) error {
 	ctx := c.Request().Context()
+	old := h.Sessions.Token(ctx)
 	if err := h.Sessions.RenewToken(ctx); err != nil {
 		return err
 	}
 	h.Sessions.Put(ctx, sessUserID, user.ID)
 	h.Sessions.Put(ctx, sessEpoch, user.SessionEpoch)
 	h.renewCSRF(c)
-	return nil
+	return h.sessionStarted(c, user, old)
 }
 
 func (h *Handlers) logout(c echo.Context) error {
 	ctx := c.Request().Context()
+	if hash := h.sessionHash(ctx); hash != "" {
+		if err := h.SessionList.Ended(ctx, hash); err != nil {
+			return err
+		}
+	}
 	// Destroy deletes the stored session; the flash below then lives in a
 	// new, empty session with a new token.
 	if err := h.Sessions.Destroy(ctx); err != nil {

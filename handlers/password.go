@@ -70,7 +70,7 @@ func (h *Handlers) resetForm(c echo.Context) error {
 
 func (h *Handlers) reset(c echo.Context) error {
 	ctx := c.Request().Context()
-	_, err := h.Accounts.ResetPasswordByHash(ctx, h.Sessions.GetString(ctx, sessResetTokenHash), c.FormValue("password"))
+	user, err := h.Accounts.ResetPasswordByHash(ctx, h.Sessions.GetString(ctx, sessResetTokenHash), c.FormValue("password"))
 	var fieldErrs validate.Errors
 	switch {
 	case errors.As(err, &fieldErrs):
@@ -81,7 +81,11 @@ func (h *Handlers) reset(c echo.Context) error {
 		return err
 	}
 	// Every session of the user ended with the password change, including
-	// any this browser had; start clean and ask for the new password.
+	// any this browser had; start clean and ask for the new password (and
+	// the second step, for a user with two-step verification on).
+	if err := h.passwordChanged(c, user, true); err != nil {
+		return err
+	}
 	if err := h.Sessions.Destroy(ctx); err != nil {
 		return err
 	}
@@ -113,6 +117,9 @@ func (h *Handlers) changePassword(c echo.Context) error {
 	// This session carries on under a new token at the new epoch; every
 	// other session of the user now fails requireLogin's epoch check.
 	if err := h.startSession(c, user); err != nil {
+		return err
+	}
+	if err := h.passwordChanged(c, user, false); err != nil {
 		return err
 	}
 	h.flash(c, "success", "Password changed. Every other session has been logged out.")

@@ -76,7 +76,7 @@ func (h *Handlers) routes(echoApp *echo.Echo) {
 	web := func(m ...echo.MiddlewareFunc) []echo.MiddlewareFunc {
 		return append([]echo.MiddlewareFunc{sess, csrfTokenFromBodyOnly, csrf}, m...)
 	}
-	guest, login := h.redirectIfLoggedIn, h.requireLogin
+	guest, login := h.redirectIfLoggedIn, h.requireLiveSession
 
 	e.GET("/", h.home, web()...)
 	e.GET("/signup", h.signupForm, web(guest)...)
@@ -155,6 +155,7 @@ func (h *Handlers) routes(echoApp *echo.Echo) {
 	// and CSRF protection.
 	e.GET(tokens.AuthorizePath, h.oauthAuthorize, web(login)...)
 	e.POST(tokens.AuthorizePath, h.oauthAuthorize, web(login)...)
+	h.securityRoutes(e, web)
 
 	if h.Mailbox != nil {
 		e.GET("/dev/mailbox", h.mailbox, web()...)

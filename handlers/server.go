@@ -48,6 +48,10 @@ type Deps struct {
 	// SharedLimits is where rate limits are shared (Redis), for /readyz;
 	// nil when each process keeps its own.
 	SharedLimits *ratelimit.Fallback
+
+	// TwoFactor and SessionList serve Settings → Security (issue 17).
+	TwoFactor   *accounts.TwoFactor
+	SessionList *accounts.Sessions
 }
 
 // Handlers holds the dependencies every handler method uses.

@@ -315,6 +315,10 @@ var migrations = []string{
 		PRIMARY KEY (key_id, span, hour)
 	){{clustered}};
 	CREATE INDEX key_usage_hour_idx ON key_usage (hour);`,
+
+	// 21: second factors and the sessions a user sees (issue 17),
+	// models/security.go
+	securityMigration,
 }
 
 var dialects = map[string]*strings.Replacer{
