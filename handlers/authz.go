@@ -11,6 +11,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"keysmith/keys"
+	"keysmith/views"
 )
 
 // AuthzPath is the forward-authentication decision endpoint: a reverse
@@ -157,4 +158,20 @@ func (w *decisionWriter) finish(c echo.Context, nginx bool) {
 	}
 	w.ResponseWriter.WriteHeader(status)
 	_, _ = w.ResponseWriter.Write(w.body.Bytes())
+}
+
+// routeTable is the catalog's routes by scope, public ones first, for the
+// API reference page.
+func (h *Handlers) routeTable() []views.ScopeRoutes {
+	var out []views.ScopeRoutes
+	at := map[string]int{}
+	for _, r := range h.Keys.Routes().Rules() {
+		i, ok := at[r.Scope]
+		if !ok {
+			i, at[r.Scope] = len(out), len(out)
+			out = append(out, views.ScopeRoutes{Scope: r.Scope})
+		}
+		out[i].Routes = append(out[i].Routes, r.Pattern)
+	}
+	return out
 }

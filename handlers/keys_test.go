@@ -516,6 +516,18 @@ func TestAPIReferencePage(t *testing.T) {
 	if !strings.Contains(page.Text("section.endpoint pre"), app.Server.URL+"/v1/auth/test") {
 		t.Error("curl examples do not use the base URL")
 	}
+	// The routes each scope opens behind a proxy (the demo catalog's).
+	routes := map[string]string{}
+	page.Doc.Find("#routes tbody tr").Each(func(_ int, s *goquery.Selection) {
+		routes[strings.TrimSpace(s.Find("td").First().Text())] = strings.Join(strings.Fields(s.Find("td").Last().Text()), " ")
+	})
+	if routes["public: no key"] != "GET /status" || routes["files:read"] != "GET /files GET /files/{id}" || !strings.Contains(routes["files:write"], "DELETE /files/{id}") {
+		t.Errorf("routes card: %v", routes)
+	}
+	form := c.Get("/settings/api-keys/new")
+	if got := form.Text(`label:has(input[value="files:read"]) .scope-routes`); got != "opens GET /files, GET /files/{id}" {
+		t.Errorf("the scope picker says files:read %q", got)
+	}
 }
 
 // A reminder email links to the key with ?workspace=…. Following it never

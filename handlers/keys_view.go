@@ -164,7 +164,8 @@ func (h *Handlers) formView(actor keys.Actor, ws models.Workspace, in keys.Creat
 		g := views.ScopeGroup{Resource: r.Name, Description: r.Description}
 		for _, a := range r.Actions {
 			v := r.Name + ":" + a.Name
-			g.Options = append(g.Options, views.ScopeOption{Value: v, Action: a.Name, Publishable: a.Publishable, Checked: checked[v]})
+			g.Options = append(g.Options, views.ScopeOption{Value: v, Action: a.Name, Publishable: a.Publishable, Checked: checked[v],
+				Routes: strings.Join(h.Keys.Routes().ScopeRoutes(v), ", ")})
 		}
 		f.Groups = append(f.Groups, g)
 	}

@@ -162,5 +162,5 @@ func curlExample(base string, ep views.Endpoint) string {
 }
 
 func (h *Handlers) apiReference(c echo.Context) error {
-	return h.app(c, http.StatusOK, "api-reference", "API reference", views.APIReferencePage(h.reference))
+	return h.app(c, http.StatusOK, "api-reference", "API reference", views.APIReferencePage(h.reference, h.routeTable()))
 }
