@@ -180,17 +180,12 @@ func duplicateInput(k models.APIKey) keys.CreateInput {
 	return in
 }
 
-// Session key of the create forms already used: a reload of the page that
-// showed a secret re-posts its form, and must not make a second key.
-const sessUsedNonces = "used_key_nonces"
-
 func (h *Handlers) createKey(c echo.Context) error {
 	v := currentViewer(c)
 	ctx := c.Request().Context()
 	actor := h.keyActor(c)
 	nonce := c.FormValue("nonce")
-	used, _ := h.Sessions.Get(ctx, sessUsedNonces).([]string)
-	if nonce != "" && slices.Contains(used, nonce) {
+	if h.formUsed(c, nonce) {
 		h.flash(c, "info", "That key was already created, and its secret was shown once. Rotate it if you did not copy the secret.")
 		return redirect(c, "/settings/api-keys")
 	}
@@ -226,14 +221,15 @@ func (h *Handlers) createKey(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	h.Sessions.Put(ctx, sessUsedNonces, append(used[max(0, len(used)-19):], nonce))
+	h.useForm(c, nonce)
 	return h.showSecret(c, created, nil, time.Time{})
 }
 
 // showSecret renders the one response that carries a secret, and keeps it
 // out of every cache.
 func (h *Handlers) showSecret(c echo.Context, created keys.Created, old *models.APIKey, oldUntil time.Time) error {
-	c.Response().Header().Set("Cache-Control", "no-store")
+	noStore(c)
+	pushURL(c, fmt.Sprintf("/settings/api-keys/%d", created.Key.ID))
 	now := h.Clock.Now()
 	view := views.SecretView{Key: keyRow(created.Key, now, h.keyActor(c)), Secret: created.Secret}
 	title := "API key created"

@@ -69,7 +69,8 @@ func (h *Handlers) routes(e *echo.Echo) {
 	web := func(m ...echo.MiddlewareFunc) []echo.MiddlewareFunc {
 		return append([]echo.MiddlewareFunc{sess, csrfTokenFromBodyOnly, csrf}, m...)
 	}
-	guest, login := h.redirectIfLoggedIn, h.requireLogin
+	guest := h.redirectIfLoggedIn
+	login := func(next echo.HandlerFunc) echo.HandlerFunc { return privatePage(h.requireLogin(next)) }
 
 	e.GET("/", h.home, web()...)
 	e.GET("/signup", h.signupForm, web(guest)...)
@@ -153,6 +154,16 @@ func (h *Handlers) routes(e *echo.Echo) {
 		e.GET("/dev/mailbox", h.mailbox, web()...)
 		e.GET("/dev/mailbox/:id", h.mailboxMessage, web()...)
 		e.GET("/dev/mailbox/:id/html", h.mailboxHTML, web()...)
+	}
+}
+
+// privatePage keeps every answer behind login out of every cache, the
+// browser's back-forward cache included: after logout, Back must not show
+// a key list, an audit log or a team's addresses.
+func privatePage(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		noStore(c)
+		return next(c)
 	}
 }
 
