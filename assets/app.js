@@ -20,11 +20,12 @@
     if (e.target.matches && e.target.matches("select[data-autosubmit]")) e.target.form.requestSubmit();
   });
 
-  // <button data-copy="#id"> copies that field's value.
+  // <button data-copy="#id"> copies that field's value; <button
+  // data-copy-text="…"> copies its own text (a key's hint).
   document.addEventListener("click", function (e) {
-    var btn = e.target.closest && e.target.closest("[data-copy]");
+    var btn = e.target.closest && e.target.closest("[data-copy], [data-copy-text]");
     if (!btn) return;
-    var field = document.querySelector(btn.getAttribute("data-copy"));
+    var field = btn.hasAttribute("data-copy-text") ? { value: btn.getAttribute("data-copy-text"), select: function () {} } : document.querySelector(btn.getAttribute("data-copy"));
     if (!field) return;
     var done = function () {
       var label = btn.textContent;
@@ -63,6 +64,18 @@
     var target = elt.classList.contains("editing") ? elt.querySelector("input[name=name]") : elt.querySelector("[hx-get$='/edit']") || elt.querySelector("a");
     if (target) target.focus();
   });
+
+  // A link to #rotate or #revoke (the list's row menu) opens that card's
+  // confirmation and puts focus on it.
+  function openTarget() {
+    var card = location.hash && document.getElementById(location.hash.slice(1));
+    var d = card && card.querySelector("details.confirm");
+    if (!d) return;
+    d.open = true;
+    d.querySelector("summary").focus();
+  }
+  document.addEventListener("DOMContentLoaded", openTarget);
+  document.addEventListener("htmx:afterSettle", function (e) { if (e.target === document.body) openTarget(); });
 
   // Escape cancels an in-place rename and closes an open confirmation
   // (Rotate, Revoke, Remove…), returning focus to what opened it.

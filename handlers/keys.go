@@ -18,7 +18,15 @@ import (
 	"keysmith/views"
 )
 
-const keysPerPage = 25
+// keysPerPage is the key list's page size, unless the user picks another
+// of views.PerPageChoices.
+func keysPerPage(c echo.Context) int {
+	n, _ := strconv.Atoi(c.QueryParam("per_page"))
+	if slices.Contains(views.PerPageChoices, n) {
+		return n
+	}
+	return views.PerPageChoices[0]
+}
 
 // keyActor is the logged-in member as the keys domain sees them.
 func (h *Handlers) keyActor(c echo.Context) keys.Actor {
@@ -53,7 +61,15 @@ func (h *Handlers) listKeys(c echo.Context) error {
 	} else if cur, ok := keys.ParseCursor(c.QueryParam("after")); ok {
 		at.After = &cur
 	}
-	p, err := h.Keys.List(ctx, v.Current.WorkspaceID, keys.ListOptions{Filter: filter, CreatorID: creator, At: at, Page: page, PerPage: keysPerPage})
+	q := views.KeyListQuery{Creator: creator, Filter: string(filter), Search: strings.TrimSpace(c.QueryParam("q")), PerPage: keysPerPage(c)}
+	if env := keys.Env(c.QueryParam("env")); env == keys.Live || env == keys.Test {
+		q.Env = string(env)
+	}
+	if len(q.Search) > 200 {
+		q.Search = q.Search[:200]
+	}
+	p, err := h.Keys.List(ctx, v.Current.WorkspaceID, keys.ListOptions{Filter: filter, CreatorID: creator, Env: keys.Env(q.Env), Search: q.Search,
+		At: at, Page: page, PerPage: q.PerPage})
 	if err != nil {
 		return err
 	}
@@ -63,7 +79,7 @@ func (h *Handlers) listKeys(c echo.Context) error {
 	}
 	actor := h.keyActor(c)
 	view := views.KeysView{
-		Workspace: v.Current.Workspace.Name, Tabs: filterTabs(filter, p.Counts), Filter: string(filter),
+		KeyListQuery: q, Workspace: v.Current.Workspace.Name, Tabs: filterTabs(filter, p.Counts),
 		Page: p.Page, Pages: p.Pages(), Total: countLabel(p.Total), CanCreate: actor.CanCreate(),
 	}
 	if p.Newer != nil {
@@ -78,7 +94,6 @@ func (h *Handlers) listKeys(c echo.Context) error {
 		}
 	}
 	if creator != 0 {
-		view.Creator = creator
 		view.CreatorName = fmt.Sprintf("user %d", creator)
 		if len(p.Keys) > 0 && p.Keys[0].CreatedBy != nil {
 			view.CreatorName = p.Keys[0].CreatedBy.DisplayName()
@@ -93,11 +108,27 @@ func (h *Handlers) listKeys(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	// A key rotated away but still working shows under its successor, so
+	// the pair reads together; not a second time where it was made.
+	onPage := make(map[int64]bool, len(p.Keys))
 	for _, k := range p.Keys {
+		onPage[k.ID] = true
+	}
+	back := c.Request().URL.RequestURI() // where a row's Disable or Enable returns
+	for _, k := range p.Keys {
+		if k.RotatedToID != nil && onPage[*k.RotatedToID] && keys.StatusOf(k, p.Now) == keys.StatusRotating {
+			continue
+		}
 		r := keyRowIn(k, p.Now, actor, members)
-		r.Back = c.Request().URL.RequestURI() // where a row's Disable or Enable returns
+		r.Back = back
 		spark := views.NewSparkline(totals[k.ID])
 		r.Spark = &spark
+		if old := k.Replaces; old != nil && keys.StatusOf(*old, p.Now) == keys.StatusRotating {
+			g := keyRow(*old, p.Now, actor)
+			g.Back = back
+			g.ReplacedBy = &views.KeyLink{ID: k.ID, Name: k.Name, Hint: k.Hint}
+			r.GraceKey = &g
+		}
 		view.Rows = append(view.Rows, r)
 	}
 	return h.app(c, http.StatusOK, "api-keys", "API Keys", views.KeysPage(view))

@@ -283,12 +283,15 @@ func TestRotateAndRevoke(t *testing.T) {
 		if second == first || page.Text("h1") != "Key rotated" || !strings.Contains(page.Text(".secret-card"), "keeps working until") {
 			t.Fatalf("rotation page: %q\n%s", page.Text("h1"), page.Text(".secret-card"))
 		}
+		// The pair reads together: the old key, still working, right under
+		// its successor, and only there.
 		list := c.Get("/settings/api-keys")
-		text := strings.Join(strings.Fields(list.Text("table.keys tbody")), " ")
-		for _, want := range []string{"Replaced by " + keys.Hint(second), "Replaces " + keys.Hint(first), "Rotating", "Active"} {
-			if !strings.Contains(text, want) {
-				t.Errorf("list lacks %q: %s", want, text)
-			}
+		rows := list.Doc.Find("table.keys tbody tr")
+		newRow := strings.Join(strings.Fields(rows.Eq(0).Text()), " ")
+		oldRow := strings.Join(strings.Fields(rows.Eq(1).Text()), " ")
+		if rows.Length() != 2 || !rows.Eq(1).HasClass("grace-row") || !strings.Contains(newRow, keys.Hint(second)) || !strings.Contains(newRow, "Replaces "+keys.Hint(first)) ||
+			!strings.Contains(newRow, "Active") || !strings.Contains(oldRow, keys.Hint(first)) || !strings.Contains(oldRow, "Rotating") || strings.Contains(oldRow, "Rotate…") {
+			t.Errorf("list after rotating: %d rows\n%s\n%s", rows.Length(), newRow, oldRow)
 		}
 		app.Clock.Advance(61 * time.Minute)
 		if got := c.Get(fmt.Sprintf("/settings/api-keys/%d", oldID)).Text(".badge.status"); got != "Expired" {

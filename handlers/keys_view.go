@@ -102,7 +102,7 @@ func permissionLabel(p string) string {
 }
 
 var filterLabels = map[keys.Filter]string{
-	keys.FilterAll:      "All",
+	keys.FilterAll:      "All but revoked",
 	keys.FilterActive:   "Active",
 	keys.FilterExpiring: "Expiring soon",
 	keys.FilterExpired:  "Expired",
