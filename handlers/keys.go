@@ -188,11 +188,21 @@ func defaultExpiry(ws models.Workspace, max time.Duration) string {
 	return "custom"
 }
 
+// copyName is the name Duplicate suggests: "name (copy)", within the
+// names' length limit.
+func copyName(name string) string {
+	const suffix, limit = " (copy)", 100
+	if r := []rune(name); len(r)+len([]rune(suffix)) > limit {
+		name = string(r[:limit-len([]rune(suffix))])
+	}
+	return name + suffix
+}
+
 // duplicateInput copies a key's settings into a create form; its lifetime
 // becomes the nearest offered choice that is not shorter.
 func duplicateInput(k models.APIKey) keys.CreateInput {
 	in := keys.CreateInput{
-		Name: k.Name, Description: k.Description, Kind: keys.Kind(k.Kind), Env: keys.Env(k.Environment),
+		Name: copyName(k.Name), Description: k.Description, Kind: keys.Kind(k.Kind), Env: keys.Env(k.Environment),
 		Permission: keys.Permission(k.Permission), ExpiresIn: "never", AllowedIPs: strings.Fields(k.AllowedIPs),
 	}
 	if in.Permission == keys.PermCustom {

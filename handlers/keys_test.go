@@ -336,7 +336,7 @@ func TestDuplicateADeadKey(t *testing.T) {
 	if form.Text("h1") != "Duplicate API key" {
 		t.Fatalf("duplicate form: %q", form.Text("h1"))
 	}
-	if v, _ := form.Doc.Find("#name").Attr("value"); v != "Uploader" {
+	if v, _ := form.Doc.Find("#name").Attr("value"); v != "Uploader (copy)" {
 		t.Errorf("name %q", v)
 	}
 	for sel, what := range map[string]string{

@@ -28,6 +28,7 @@ func (h *Handlers) routes(e *echo.Echo) {
 		e.GET("/metrics", echo.WrapHandler(h.Metrics.Handler(h.Config.MetricsToken)))
 	}
 	e.GET("/assets/*", serveAssets())
+	e.GET("/favicon.ico", serveFavicon)
 	// The API (SPEC §6) never touches sessions or CSRF cookies.
 	e.GET("/v1/openapi.json", serveOpenAPI)
 	e.POST("/v1/keys/verify", h.verify, h.requireServiceToken)
@@ -181,6 +182,17 @@ func serveAssets() echo.HandlerFunc {
 		files.ServeHTTP(c.Response(), c.Request())
 		return nil
 	}
+}
+
+// serveFavicon answers the browsers that ask for /favicon.ico whatever the
+// page's <link rel="icon"> says.
+func serveFavicon(c echo.Context) error {
+	b, err := assets.FS.ReadFile("favicon.ico")
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "public, max-age=86400")
+	return c.Blob(http.StatusOK, "image/x-icon", b)
 }
 
 func (h *Handlers) home(c echo.Context) error {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -132,8 +133,12 @@ func TestTeamManagementThroughThePage(t *testing.T) {
 		t.Fatalf("the removed member still sees the workspace:\n%s", p.Text("main"))
 	}
 
-	// The last owner cannot leave.
-	page = owner.Submit(owner.Get("/settings/team"), "form[action='/settings/team/leave']", nil)
+	// The last owner is not offered Leave, and a stale form cannot leave.
+	team := owner.Get("/settings/team")
+	if team.Doc.Find("form[action='/settings/team/leave']").Length() != 0 || !strings.Contains(team.Text(".danger-zone"), "only owner") {
+		t.Fatalf("the only owner is offered Leave: %q", team.Text(".danger-zone"))
+	}
+	page = owner.PostForm("/settings/team/leave", url.Values{"_csrf": {csrfOf(team)}})
 	if page.Status != http.StatusConflict || !strings.Contains(page.Text(".flash.error"), "at least one owner") {
 		t.Fatalf("last owner leaving: %d %q", page.Status, page.Text(".flash.error"))
 	}
