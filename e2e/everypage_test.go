@@ -65,7 +65,8 @@ func TestEveryPage(t *testing.T) {
 		return k
 	}
 	live := mk("billing-worker-production", keys.Live, "90")
-	mk("ci", keys.Test, "7")
+	ci := mk("ci", keys.Test, "7")
+	madeEarlier(t, app, ci.Key, 24*time.Hour) // its 7-day reminder is due: the delivery log has a row
 	old := mk("deploy-bot", keys.Live, "30")
 	if _, err := app.Keys.Rotate(ctx, ws, actor, old.Key.ID, 24*time.Hour); err != nil {
 		t.Fatal(err)
@@ -88,6 +89,10 @@ func TestEveryPage(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	if err := app.Reminders.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+
 	loggedOut := []page{
 		{"login", "/login", "#email"},
 		{"signup", "/signup", "#email"},
@@ -105,7 +110,7 @@ func TestEveryPage(t *testing.T) {
 		{"api-reference", "/settings/api-reference", "main h1"},
 		{"team", "/settings/team", "table.members"},
 		{"workspace", "/settings/workspace", "main h1"},
-		{"notifications", "/settings/notifications", "main h1"},
+		{"notifications", "/settings/notifications", "table.deliveries"},
 		{"audit-log", "/settings/audit-log", "table.audit"},
 		{"account", "/settings/account", "main h1"},
 		{"oauth-apps", "/settings/oauth-apps", "main h1"},
