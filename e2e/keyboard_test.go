@@ -69,12 +69,18 @@ func TestKeyboardOnlyCreateCopyRotateRevoke(t *testing.T) {
 	b.do("type and save", chromedp.KeyEvent(kb.End+"-prod"+kb.Enter), chromedp.WaitNotPresent(`form.inline-edit`))
 	b.wantFocus("after saving", "Rename ci-prod")
 
-	b.do("key page", chromedp.Navigate(app.URL("/settings/api-keys/1")), chromedp.WaitVisible(`dl.facts`))
-	rotate := `details.confirm summary.btn.secondary`
-	b.do("open rotate", chromedp.Focus(rotate), chromedp.KeyEvent(kb.Enter), chromedp.WaitVisible(`#grace`))
+	// The row's menu: Escape closes it; its Rotate… opens the key page's
+	// rotate panel, focused.
+	menu := `summary[aria-label="Actions for ci-prod"]`
+	b.do("open the row menu", chromedp.Focus(menu), chromedp.KeyEvent(kb.Enter), chromedp.WaitVisible(`tr#key-1 .menu-items a[href$="#rotate"]`))
+	b.do("Escape closes the menu", chromedp.Focus(`tr#key-1 .menu-items a[href$="#rotate"]`), chromedp.KeyEvent(kb.Escape), hidden(`tr#key-1 .menu-items`))
+	b.wantFocus("after closing the menu", "Actions for ci-prod")
+	b.do("Rotate… from the menu", chromedp.KeyEvent(kb.Enter), chromedp.WaitVisible(`tr#key-1 .menu-items a[href$="#rotate"]`),
+		chromedp.Focus(`tr#key-1 .menu-items a[href$="#rotate"]`), chromedp.KeyEvent(kb.Enter), chromedp.WaitVisible(`#grace`))
+	b.wantFocus("the rotate panel opens", "Rotate key…")
 	b.do("into the panel", chromedp.Focus(`#grace`))
 	b.do("Escape closes it", chromedp.KeyEvent(kb.Escape), hidden(`#grace`))
-	b.wantFocus("after closing rotate", "summary|")
+	b.wantFocus("after closing rotate", "Rotate key…")
 	b.do("rotate", chromedp.KeyEvent(kb.Enter), chromedp.WaitVisible(`#grace`),
 		chromedp.Focus(`form[action$="/rotate"] button`), chromedp.KeyEvent(kb.Enter), chromedp.WaitVisible(`#secret`))
 
