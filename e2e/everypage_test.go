@@ -57,6 +57,9 @@ func TestEveryPage(t *testing.T) {
 	actor := app.Keys.UserActor(u, models.RoleOwner, "", "")
 	mate, _ := app.Accounts.SignUp(ctx, accounts.SignUpInput{Email: "max.mustermann-longname@example.com", Name: "Maximilian Mustermann", Password: ownerPassword})
 	app.DB.Create(&models.Membership{WorkspaceID: ws, UserID: mate.ID, Role: models.RoleEditor})
+	if mms, _ := app.Accounts.Memberships(ctx, mate.ID); len(mms) > 0 { // Wanda has two workspaces: the header shows a switcher
+		app.DB.Create(&models.Membership{WorkspaceID: mms[0].WorkspaceID, UserID: u.ID, Role: models.RoleViewer})
+	}
 	mk := func(name string, env keys.Env, expires string) keys.Created {
 		k, err := app.Keys.Create(ctx, ws, actor, keys.CreateInput{Name: name, Description: "used by " + name, Kind: keys.Secret, Env: env, Permission: keys.PermRead, ExpiresIn: expires})
 		if err != nil {
@@ -162,7 +165,11 @@ func TestEveryPage(t *testing.T) {
 		b = newTab(t)
 		b.do("log in", chromedp.EmulateViewport(1280, 860), chromedp.Navigate(app.URL("/login")), chromedp.WaitVisible(`#email`),
 			chromedp.SendKeys(`#email`, "wanda@example.com"), chromedp.SendKeys(`#password`, ownerPassword),
-			chromedp.Click(`button[type=submit]`), chromedp.WaitVisible(`table.keys`))
+			chromedp.Click(`button[type=submit]`), chromedp.WaitVisible(`#workspace-switch`))
+		if _, err := chromedp.Run(b.ctx, chromedp.Evaluate[any](fmt.Sprintf(`(s => { s.value = "%d"; s.form.requestSubmit() })(document.getElementById("workspace-switch"))`, ws))); err != nil {
+			t.Fatal(err)
+		}
+		b.do("her own workspace", chromedp.WaitVisible(`table.keys`))
 		for _, p := range loggedIn[:n] {
 			visit(p)
 		}

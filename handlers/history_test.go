@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"keysmith/models"
 	"keysmith/testutil"
 )
 
@@ -67,5 +68,32 @@ func TestBoostedPostsLeaveAReloadableURL(t *testing.T) {
 	}
 	if again := c.Get(push); again.Status != http.StatusOK || strings.Contains(again.Body, secret) {
 		t.Fatalf("reloading %s: %d, secret shown again: %v", push, again.Status, strings.Contains(again.Body, secret))
+	}
+}
+
+// The one-time form guard stops a true double submission only: the same
+// form posted again with the same values (a reload of the secret page) is
+// refused, while its token with other values (the form restored by Back,
+// a new name typed) makes another key.
+func TestResubmissionGuardComparesWhatWasSubmitted(t *testing.T) {
+	app := testutil.StartApp(t, testutil.DatabaseURL(t, "sqlite"))
+	c := signUp(t, app, "ada@example.com")
+	form := c.Get("/settings/api-keys/new")
+	fields := map[string]string{"name": "first", "kind": "sk", "environment": "live", "permission": "read", "expires_in": "30"}
+	secretOf(t, c.Submit(form, "form.key-form", fields))
+	if again := c.Submit(form, "form.key-form", fields); !strings.Contains(again.Text(".flash"), "already created") || again.Doc.Find("#secret").Length() != 0 {
+		t.Fatalf("the same form again: %d %q", again.Status, again.Text(".flash"))
+	}
+	fields["name"] = "second"
+	if p := c.Submit(form, "form.key-form", fields); p.Status != http.StatusCreated {
+		t.Fatalf("the restored form with a new name: %d %q", p.Status, p.Text(".flash"))
+	}
+	if again := c.Submit(form, "form.key-form", fields); !strings.Contains(again.Text(".flash"), "already created") {
+		t.Fatalf("the second form again: %q", again.Text(".flash"))
+	}
+	var n int64
+	app.DB.Model(&models.APIKey{}).Count(&n)
+	if n != 2 {
+		t.Fatalf("%d keys, want 2", n)
 	}
 }
