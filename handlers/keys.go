@@ -65,8 +65,8 @@ func (h *Handlers) listKeys(c echo.Context) error {
 	if env := keys.Env(c.QueryParam("env")); env == keys.Live || env == keys.Test {
 		q.Env = string(env)
 	}
-	if len(q.Search) > 200 {
-		q.Search = q.Search[:200]
+	if r := []rune(q.Search); len(r) > 200 { // longer than any name or hint
+		q.Search = string(r[:200])
 	}
 	p, err := h.Keys.List(ctx, v.Current.WorkspaceID, keys.ListOptions{Filter: filter, CreatorID: creator, Env: keys.Env(q.Env), Search: q.Search,
 		At: at, Page: page, PerPage: q.PerPage})
