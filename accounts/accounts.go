@@ -149,8 +149,10 @@ func (s *Service) SignUp(ctx context.Context, in SignUpInput) (models.User, erro
 	}
 	var user models.User
 	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		user, err = createUser(tx, NormalizeEmail(in.Email), strings.TrimSpace(in.Name), string(hash))
-		return err
+		if user, err = createUser(tx, NormalizeEmail(in.Email), strings.TrimSpace(in.Name), string(hash)); err != nil {
+			return err
+		}
+		return createPersonalWorkspace(tx, user)
 	})
 	return user, err
 }
@@ -163,11 +165,22 @@ func createUser(tx *gorm.DB, email, name, passwordHash string) (models.User, err
 		}
 		return models.User{}, err
 	}
+	return user, nil
+}
+
+func createPersonalWorkspace(tx *gorm.DB, user models.User) error {
 	ws := models.Workspace{Name: personalWorkspaceName(user), Personal: true}
 	if err := tx.Create(&ws).Error; err != nil {
-		return models.User{}, err
+		return err
 	}
-	return user, tx.Create(&models.Membership{WorkspaceID: ws.ID, UserID: user.ID, Role: models.RoleOwner}).Error
+	return tx.Create(&models.Membership{WorkspaceID: ws.ID, UserID: user.ID, Role: models.RoleOwner}).Error
+}
+
+// CreatePersonalWorkspace gives a user their own workspace, as sign-up
+// does: for one who signed up to join a workspace whose invitation was
+// then cancelled, so they are not left with none.
+func (s *Service) CreatePersonalWorkspace(ctx context.Context, user models.User) error {
+	return createPersonalWorkspace(s.db.WithContext(ctx), user)
 }
 
 // SignUpLinkLifetime is how long an emailed sign-up confirmation works.
@@ -300,6 +313,17 @@ func (s *Service) livePendingSignup(db *gorm.DB, token string) (models.PendingSi
 // pending sign-up of the address ends with it. ErrEmailTaken: the address
 // got an account meanwhile.
 func (s *Service) ConfirmSignUp(ctx context.Context, token string) (models.User, error) {
+	return s.confirmSignUp(ctx, token, true)
+}
+
+// ConfirmInvitedSignUp is ConfirmSignUp for someone who signed up from an
+// invitation: no personal workspace, since they are about to join one
+// (teams.Service.Accept).
+func (s *Service) ConfirmInvitedSignUp(ctx context.Context, token string) (models.User, error) {
+	return s.confirmSignUp(ctx, token, false)
+}
+
+func (s *Service) confirmSignUp(ctx context.Context, token string, personal bool) (models.User, error) {
 	var user models.User
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		p, err := s.livePendingSignup(tx, token)
@@ -314,8 +338,10 @@ func (s *Service) ConfirmSignUp(ctx context.Context, token string) (models.User,
 		if res.RowsAffected == 0 {
 			return ErrSignUpLinkInvalid
 		}
-		user, err = createUser(tx, p.Email, p.Name, p.PasswordHash)
-		return err
+		if user, err = createUser(tx, p.Email, p.Name, p.PasswordHash); err != nil || !personal {
+			return err
+		}
+		return createPersonalWorkspace(tx, user)
 	})
 	return user, err
 }

@@ -18,7 +18,7 @@ func TestDisableAndEnableAKey(t *testing.T) {
 	app := testutil.StartApp(t, testutil.DatabaseURL(t, "sqlite"))
 	o := newOwner(t, app, "ida@example.com", keys.CreateInput{Name: "suspicious", Kind: keys.Secret, Env: keys.Live, Permission: keys.PermRead, ExpiresIn: "30"})
 	o.logIn(b)
-	b.do("disable from the row", chromedp.Click(`button[aria-label="Disable suspicious"]`), chromedp.WaitVisible(`.flash.success`))
+	b.do("disable from the row", chromedp.Click(`summary[aria-label="Actions for suspicious"]`), chromedp.Click(`button[aria-label="Disable suspicious"]`), chromedp.WaitVisible(`.flash.success`))
 	if got := b.text(`table.keys tbody tr:first-child .badge.status`); got != "Disabled" {
 		t.Fatalf("status after disabling: %q", got)
 	}

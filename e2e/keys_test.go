@@ -117,7 +117,7 @@ func TestCreateCopyRotateRevokeKey(t *testing.T) {
 
 	b.do("both keys listed", chromedp.Click(`//a[normalize-space()="Done"]`), chromedp.WaitVisible(`table.keys`))
 	list := b.text(`table.keys tbody`)
-	if !strings.Contains(list, "Rotating") || !strings.Contains(list, "Replaced by") || !strings.Contains(list, "Replaces") {
+	if !strings.Contains(list, "Rotating") || !strings.Contains(list, "Old key, still working") || !strings.Contains(list, "Replaces") {
 		t.Fatalf("list after rotation: %s", list)
 	}
 	b.shot("07-list-rotating")

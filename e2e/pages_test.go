@@ -3,6 +3,7 @@ package e2e
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -26,9 +27,11 @@ func TestSecondaryPages(t *testing.T) {
 	ws := ms[0].WorkspaceID
 	leaver, _ := app.Accounts.SignUp(t.Context(), accounts.SignUpInput{Email: "leo@example.com", Name: "Leo", Password: "a long enough password"})
 	app.DB.Create(&models.Membership{WorkspaceID: ws, UserID: leaver.ID, Role: models.RoleEditor})
-	if _, err := app.Keys.Create(t.Context(), ws, app.Keys.UserActor(leaver, models.RoleEditor, "", ""), keys.CreateInput{Name: "leo-ci", Kind: keys.Secret, Env: keys.Live, Permission: keys.PermRead, ExpiresIn: "7"}); err != nil {
+	leoKey, err := app.Keys.Create(t.Context(), ws, app.Keys.UserActor(leaver, models.RoleEditor, "", ""), keys.CreateInput{Name: "leo-ci", Kind: keys.Secret, Env: keys.Live, Permission: keys.PermRead, ExpiresIn: "7"})
+	if err != nil {
 		t.Fatal(err)
 	}
+	madeEarlier(t, app, leoKey.Key, 24*time.Hour)
 
 	b.do("forgot password",
 		chromedp.Navigate(app.URL("/login")),

@@ -3,6 +3,7 @@ package e2e
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -21,9 +22,11 @@ func TestReminderMailAndNotificationSettings(t *testing.T) {
 	}
 	ms, _ := app.Accounts.Memberships(t.Context(), u.ID)
 	actor := app.Keys.UserActor(u, models.RoleOwner, "", "")
-	if _, err := app.Keys.Create(t.Context(), ms[0].WorkspaceID, actor, keys.CreateInput{Name: "billing-worker", Kind: keys.Secret, Env: keys.Live, Permission: keys.PermRead, ExpiresIn: "7"}); err != nil {
+	k, err := app.Keys.Create(t.Context(), ms[0].WorkspaceID, actor, keys.CreateInput{Name: "billing-worker", Kind: keys.Secret, Env: keys.Live, Permission: keys.PermRead, ExpiresIn: "7"})
+	if err != nil {
 		t.Fatal(err)
 	}
+	madeEarlier(t, app, k.Key, 24*time.Hour)
 	if err := app.Reminders.Run(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -73,5 +76,18 @@ func TestReminderMailAndNotificationSettings(t *testing.T) {
 	app.DB.Take(&user, u.ID)
 	if !user.RemindersOptOut {
 		t.Fatal("the opt-out was not saved")
+	}
+}
+
+// madeEarlier makes k as if created ago earlier, its expiry unchanged,
+// with its reminders planned from then: a key made 8 days before its
+// expiry, whose 7-day reminder is due now (one made with exactly 7 days
+// left never gets that mail).
+func madeEarlier(t *testing.T, app *testutil.App, k models.APIKey, ago time.Duration) {
+	t.Helper()
+	created := k.CreatedAt.Add(-ago)
+	if err := app.DB.Model(&models.APIKey{}).Where("id = ?", k.ID).
+		Updates(map[string]any{"created_at": created, "reminder_due_at": keys.FirstReminderAt(created, k.ExpiresAt)}).Error; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -45,17 +45,19 @@ func TestInviteJoinPromoteAndCreateAnAdminKey(t *testing.T) {
 		chromedp.Click(`button[type=submit]`),
 		chromedp.WaitVisible(`.flash.info`),
 	)
+	// Confirming the address joins the workspace: no "Join" click, no
+	// personal workspace of his own.
 	ivan.do("confirm the address from the mailed link",
 		chromedp.Navigate(ivan.mailedLink(app, "/signup/confirm?token=")),
 		chromedp.WaitVisible(`form[action="/signup/confirm"] button`),
 		chromedp.Click(`form[action="/signup/confirm"] button`),
-		chromedp.WaitVisible(`form[action^="/invitations/"] button`),
+		chromedp.WaitVisible(`nav.sidenav`),
 	)
-	// The invitation page still shows the sign-up's welcome: wait for the
-	// dashboard (its side navigation) before reading the new message.
-	ivan.do("join", chromedp.Click(`form[action^="/invitations/"] button`), chromedp.WaitVisible(`nav.sidenav`))
-	if got := ivan.text(`.flash.success`); !strings.Contains(got, "Welcome to Olga's workspace") {
+	if got := ivan.text(`.flash.success`); !strings.Contains(got, "You joined Olga's workspace as viewer") {
 		t.Fatalf("join flash %q", got)
+	}
+	if n, _ := chromedp.Run(ivan.ctx, chromedp.Evaluate[int](`document.querySelectorAll("#workspace-switch").length`)); n != 0 {
+		t.Fatal("Ivan has a second (personal) workspace")
 	}
 	if got := ivan.text(`main`); strings.Contains(got, "Create API key") {
 		t.Fatal("a viewer is offered key creation")

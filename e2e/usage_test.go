@@ -30,7 +30,7 @@ func TestPauseResumePinAndWatchUsage(t *testing.T) {
 	page := app.URL("/settings/api-keys/" + fmt.Sprint(o.key.Key.ID))
 	o.logIn(b)
 
-	b.do("disable from the row", chromedp.Click(`button[aria-label="Disable billing"]`), chromedp.WaitVisible(`.flash.success`))
+	b.do("disable from the row", chromedp.Click(`summary[aria-label="Actions for billing"]`), chromedp.Click(`button[aria-label="Disable billing"]`), chromedp.WaitVisible(`.flash.success`))
 	for range 2 {
 		if got := apiStatus(t, app, o.key.Secret); got != 401 {
 			t.Fatalf("the API with a disabled key: %d", got)

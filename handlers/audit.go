@@ -46,6 +46,9 @@ func auditFilter(c echo.Context) (keys.AuditFilter, views.AuditFilterView) {
 		end := d.Add(24 * time.Hour)
 		f.To = &end
 	}
+	if f.From != nil && f.To != nil && !f.From.Before(*f.To) {
+		fv.Error = fmt.Sprintf("The From date (%s) is after the To date (%s): no event can match. Swap them, or clear one.", fv.From, fv.To)
+	}
 	fv.Actions = auditActions
 	q := url.Values{}
 	for k, v := range map[string]string{"actor": fv.Actor, "action": f.Action, "from": fv.From, "to": fv.To} {
@@ -63,6 +66,9 @@ func (h *Handlers) auditLog(c echo.Context) error {
 		return h.app(c, http.StatusForbidden, "audit-log", "Audit log", views.AuditAdminsOnly())
 	}
 	f, fv := auditFilter(c)
+	if fv.Error != "" {
+		return h.app(c, http.StatusUnprocessableEntity, "audit-log", "Audit log", views.AuditPage(views.AuditView{Filter: fv}))
+	}
 	var at keys.Position
 	if cur, ok := keys.ParseCursor(c.QueryParam("before")); ok {
 		at.Before = &cur
@@ -105,7 +111,10 @@ func (h *Handlers) auditExport(format string) echo.HandlerFunc {
 		if !v.Current.Role.IsAdmin() {
 			return echo.NewHTTPError(http.StatusForbidden, "Only owners and admins can export the audit log.")
 		}
-		f, _ := auditFilter(c)
+		f, fv := auditFilter(c)
+		if fv.Error != "" {
+			return echo.NewHTTPError(http.StatusUnprocessableEntity, fv.Error)
+		}
 		name := fmt.Sprintf("keysmith-audit-%d-%s.%s", v.Current.WorkspaceID, h.Clock.Now().Format("20060102-150405"), format)
 		res := c.Response()
 		res.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)

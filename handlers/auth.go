@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -85,7 +86,12 @@ func (h *Handlers) signupConfirmForm(c echo.Context) error {
 }
 
 func (h *Handlers) signupConfirm(c echo.Context) error {
-	user, err := h.Accounts.ConfirmSignUp(c.Request().Context(), c.FormValue("token"))
+	ctx := c.Request().Context()
+	next := safeNext(cmp.Or(c.FormValue("next"), "/settings/api-keys"))
+	if inv, ok := h.invitationFor(c, next); ok {
+		return h.signupAndJoin(c, inv, strings.TrimPrefix(next, "/invitations/"))
+	}
+	user, err := h.Accounts.ConfirmSignUp(ctx, c.FormValue("token"))
 	switch {
 	case errors.Is(err, accounts.ErrSignUpLinkInvalid):
 		return h.public(c, http.StatusGone, "Confirm your email", views.SignupConfirmPage(views.SignupConfirmForm{Invalid: true}))
@@ -98,7 +104,61 @@ func (h *Handlers) signupConfirm(c echo.Context) error {
 		return err
 	}
 	h.flash(c, "success", "Welcome to Keysmith! Your account and personal workspace are ready.")
-	return redirect(c, safeNext(cmp.Or(c.FormValue("next"), "/settings/api-keys")))
+	return redirect(c, next)
+}
+
+// invitationFor is the invitation a sign-up confirmation came from: next
+// is its page, it is still open, and it invites the address being
+// confirmed.
+func (h *Handlers) invitationFor(c echo.Context, next string) (models.Invitation, bool) {
+	token, ok := strings.CutPrefix(next, "/invitations/")
+	if !ok || token == "" || strings.ContainsAny(token, "/?#") {
+		return models.Invitation{}, false
+	}
+	ctx := c.Request().Context()
+	email, err := h.Accounts.CheckSignUpToken(ctx, c.FormValue("token"))
+	if err != nil {
+		return models.Invitation{}, false
+	}
+	inv, err := h.Teams.Invitation(ctx, token)
+	if err != nil || inv.Email != email {
+		return models.Invitation{}, false
+	}
+	return inv, true
+}
+
+// signupAndJoin creates the account of someone who signed up from an
+// invitation and joins them to its workspace at once: no personal
+// workspace, no second "Join" click. Should the invitation be cancelled
+// in between, they get a personal workspace after all.
+func (h *Handlers) signupAndJoin(c echo.Context, inv models.Invitation, token string) error {
+	ctx := c.Request().Context()
+	user, err := h.Accounts.ConfirmInvitedSignUp(ctx, c.FormValue("token"))
+	switch {
+	case errors.Is(err, accounts.ErrSignUpLinkInvalid):
+		return h.public(c, http.StatusGone, "Confirm your email", views.SignupConfirmPage(views.SignupConfirmForm{Invalid: true}))
+	case errors.Is(err, accounts.ErrEmailTaken):
+		return h.public(c, http.StatusConflict, "Confirm your email", views.SignupConfirmPage(views.SignupConfirmForm{Taken: true}))
+	case err != nil:
+		return err
+	}
+	joined, err := h.Teams.Accept(ctx, token, user, c.RealIP(), c.Request().UserAgent())
+	if err != nil {
+		if perr := h.Accounts.CreatePersonalWorkspace(ctx, user); perr != nil {
+			return perr
+		}
+		if err := h.startSession(c, user); err != nil {
+			return err
+		}
+		h.flash(c, "info", "Your account is ready, but the invitation to "+inv.Workspace.Name+" is no longer valid. Ask for a new one; meanwhile you have a personal workspace.")
+		return redirect(c, "/settings/api-keys")
+	}
+	if err := h.startSession(c, user); err != nil {
+		return err
+	}
+	h.Sessions.Put(ctx, sessWorkspaceID, joined.WorkspaceID)
+	h.flash(c, "success", fmt.Sprintf("Welcome to Keysmith! You joined %s as %s.", inv.Workspace.Name, inv.Role))
+	return redirect(c, "/settings/api-keys")
 }
 
 func (h *Handlers) loginForm(c echo.Context) error {

@@ -18,7 +18,15 @@ import (
 	"keysmith/views"
 )
 
-const keysPerPage = 25
+// keysPerPage is the key list's page size, unless the user picks another
+// of views.PerPageChoices.
+func keysPerPage(c echo.Context) int {
+	n, _ := strconv.Atoi(c.QueryParam("per_page"))
+	if slices.Contains(views.PerPageChoices, n) {
+		return n
+	}
+	return views.PerPageChoices[0]
+}
 
 // keyActor is the logged-in member as the keys domain sees them.
 func (h *Handlers) keyActor(c echo.Context) keys.Actor {
@@ -53,7 +61,15 @@ func (h *Handlers) listKeys(c echo.Context) error {
 	} else if cur, ok := keys.ParseCursor(c.QueryParam("after")); ok {
 		at.After = &cur
 	}
-	p, err := h.Keys.List(ctx, v.Current.WorkspaceID, keys.ListOptions{Filter: filter, CreatorID: creator, At: at, Page: page, PerPage: keysPerPage})
+	q := views.KeyListQuery{Creator: creator, Filter: string(filter), Search: strings.TrimSpace(c.QueryParam("q")), PerPage: keysPerPage(c)}
+	if env := keys.Env(c.QueryParam("env")); env == keys.Live || env == keys.Test {
+		q.Env = string(env)
+	}
+	if r := []rune(q.Search); len(r) > 200 { // longer than any name or hint
+		q.Search = string(r[:200])
+	}
+	p, err := h.Keys.List(ctx, v.Current.WorkspaceID, keys.ListOptions{Filter: filter, CreatorID: creator, Env: keys.Env(q.Env), Search: q.Search,
+		At: at, Page: page, PerPage: q.PerPage})
 	if err != nil {
 		return err
 	}
@@ -63,7 +79,7 @@ func (h *Handlers) listKeys(c echo.Context) error {
 	}
 	actor := h.keyActor(c)
 	view := views.KeysView{
-		Workspace: v.Current.Workspace.Name, Tabs: filterTabs(filter, p.Counts), Filter: string(filter),
+		KeyListQuery: q, Workspace: v.Current.Workspace.Name, Tabs: filterTabs(filter, p.Counts),
 		Page: p.Page, Pages: p.Pages(), Total: countLabel(p.Total), CanCreate: actor.CanCreate(),
 	}
 	if p.Newer != nil {
@@ -78,7 +94,6 @@ func (h *Handlers) listKeys(c echo.Context) error {
 		}
 	}
 	if creator != 0 {
-		view.Creator = creator
 		view.CreatorName = fmt.Sprintf("user %d", creator)
 		if len(p.Keys) > 0 && p.Keys[0].CreatedBy != nil {
 			view.CreatorName = p.Keys[0].CreatedBy.DisplayName()
@@ -93,11 +108,27 @@ func (h *Handlers) listKeys(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	// A key rotated away but still working shows under its successor, so
+	// the pair reads together; not a second time where it was made.
+	onPage := make(map[int64]bool, len(p.Keys))
 	for _, k := range p.Keys {
+		onPage[k.ID] = true
+	}
+	back := c.Request().URL.RequestURI() // where a row's Disable or Enable returns
+	for _, k := range p.Keys {
+		if k.RotatedToID != nil && onPage[*k.RotatedToID] && keys.StatusOf(k, p.Now) == keys.StatusRotating {
+			continue
+		}
 		r := keyRowIn(k, p.Now, actor, members)
-		r.Back = c.Request().URL.RequestURI() // where a row's Disable or Enable returns
+		r.Back = back
 		spark := views.NewSparkline(totals[k.ID])
 		r.Spark = &spark
+		if old := k.Replaces; old != nil && keys.StatusOf(*old, p.Now) == keys.StatusRotating {
+			g := keyRow(*old, p.Now, actor)
+			g.Back = back
+			g.ReplacedBy = &views.KeyLink{ID: k.ID, Name: k.Name, Hint: k.Hint}
+			r.GraceKey = &g
+		}
 		view.Rows = append(view.Rows, r)
 	}
 	return h.app(c, http.StatusOK, "api-keys", "API Keys", views.KeysPage(view))
@@ -157,11 +188,21 @@ func defaultExpiry(ws models.Workspace, max time.Duration) string {
 	return "custom"
 }
 
+// copyName is the name Duplicate suggests: "name (copy)", within the
+// names' length limit.
+func copyName(name string) string {
+	const suffix, limit = " (copy)", 100
+	if r := []rune(name); len(r)+len([]rune(suffix)) > limit {
+		name = string(r[:limit-len([]rune(suffix))])
+	}
+	return name + suffix
+}
+
 // duplicateInput copies a key's settings into a create form; its lifetime
 // becomes the nearest offered choice that is not shorter.
 func duplicateInput(k models.APIKey) keys.CreateInput {
 	in := keys.CreateInput{
-		Name: k.Name, Description: k.Description, Kind: keys.Kind(k.Kind), Env: keys.Env(k.Environment),
+		Name: copyName(k.Name), Description: k.Description, Kind: keys.Kind(k.Kind), Env: keys.Env(k.Environment),
 		Permission: keys.Permission(k.Permission), ExpiresIn: "never", AllowedIPs: strings.Fields(k.AllowedIPs),
 	}
 	if in.Permission == keys.PermCustom {
@@ -180,17 +221,12 @@ func duplicateInput(k models.APIKey) keys.CreateInput {
 	return in
 }
 
-// Session key of the create forms already used: a reload of the page that
-// showed a secret re-posts its form, and must not make a second key.
-const sessUsedNonces = "used_key_nonces"
-
 func (h *Handlers) createKey(c echo.Context) error {
 	v := currentViewer(c)
 	ctx := c.Request().Context()
 	actor := h.keyActor(c)
 	nonce := c.FormValue("nonce")
-	used, _ := h.Sessions.Get(ctx, sessUsedNonces).([]string)
-	if nonce != "" && slices.Contains(used, nonce) {
+	if h.formUsed(c, nonce) {
 		h.flash(c, "info", "That key was already created, and its secret was shown once. Rotate it if you did not copy the secret.")
 		return redirect(c, "/settings/api-keys")
 	}
@@ -226,14 +262,15 @@ func (h *Handlers) createKey(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	h.Sessions.Put(ctx, sessUsedNonces, append(used[max(0, len(used)-19):], nonce))
+	h.useForm(c, nonce)
 	return h.showSecret(c, created, nil, time.Time{})
 }
 
 // showSecret renders the one response that carries a secret, and keeps it
 // out of every cache.
 func (h *Handlers) showSecret(c echo.Context, created keys.Created, old *models.APIKey, oldUntil time.Time) error {
-	c.Response().Header().Set("Cache-Control", "no-store")
+	noStore(c)
+	pushURL(c, fmt.Sprintf("/settings/api-keys/%d", created.Key.ID))
 	now := h.Clock.Now()
 	view := views.SecretView{Key: keyRow(created.Key, now, h.keyActor(c)), Secret: created.Secret}
 	title := "API key created"

@@ -70,6 +70,7 @@ func (h *Handlers) deriveToken(c echo.Context, id int64, scopes []string, lifeti
 // every cache, like a key's secret.
 func (h *Handlers) showToken(c echo.Context, k *keys.Authenticated, t tokens.Issued) error {
 	noStore(c)
+	pushURL(c, fmt.Sprintf("/settings/api-keys/%d", k.ID))
 	now := h.Clock.Now()
 	return h.app(c, http.StatusCreated, "api-keys", "Temporary token", views.TokenPage(views.TokenView{
 		KeyID: k.ID, KeyName: k.Name, KeyHint: k.Hint, Token: t.Token, Scopes: t.Scopes,

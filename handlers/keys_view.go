@@ -68,6 +68,10 @@ func keyRow(k models.APIKey, now time.Time, actor keys.Actor) views.KeyRow {
 		}
 		r.ExpiresExact = views.Exact(*k.ExpiresAt)
 	}
+	if k.RevokedAt != nil && k.ExpiresAt != nil && k.ExpiresAt.After(*k.RevokedAt) {
+		// Revoked before it expired: it will never expire, it has stopped.
+		r.Expires, r.ExpiresExact = "—", "Revoked before it expired"
+	}
 	if k.RotatedTo != nil {
 		r.ReplacedBy = &views.KeyLink{ID: k.RotatedTo.ID, Name: k.RotatedTo.Name, Hint: k.RotatedTo.Hint}
 	}
@@ -102,7 +106,7 @@ func permissionLabel(p string) string {
 }
 
 var filterLabels = map[keys.Filter]string{
-	keys.FilterAll:      "All",
+	keys.FilterAll:      "All but revoked",
 	keys.FilterActive:   "Active",
 	keys.FilterExpiring: "Expiring soon",
 	keys.FilterExpired:  "Expired",

@@ -117,26 +117,11 @@ func (h *Handlers) oauthAppForm(in oauth.AppInput, errs views.FieldErrors) views
 	return f
 }
 
-// formUsed says whether a form carrying nonce was already posted in this
-// session: reloading the page that shows a secret re-posts its form, and
-// must neither register an app twice nor rotate its secret again. The
-// used nonces are the ones the key creation form keeps.
-func (h *Handlers) formUsed(c echo.Context, nonce string) bool {
-	used, _ := h.Sessions.Get(c.Request().Context(), sessUsedNonces).([]string)
-	return nonce != "" && slices.Contains(used, nonce)
-}
-
-// useForm records that the form carrying nonce has done its work.
-func (h *Handlers) useForm(c echo.Context, nonce string) {
-	ctx := c.Request().Context()
-	used, _ := h.Sessions.Get(ctx, sessUsedNonces).([]string)
-	h.Sessions.Put(ctx, sessUsedNonces, append(used[max(0, len(used)-19):], nonce))
-}
-
 // showOAuthSecret renders the one response that carries an app's client
 // secret, kept out of every cache, like a key's.
 func (h *Handlers) showOAuthSecret(c echo.Context, reg oauth.Registered, rotated bool) error {
 	noStore(c)
+	pushURL(c, fmt.Sprintf("/settings/oauth-apps/%d", reg.App.ID))
 	title := "OAuth app registered"
 	if rotated {
 		title = "Client secret rotated"

@@ -22,12 +22,33 @@ func (h *Handlers) render(c echo.Context, status int, wrap layout, s views.Shell
 	if c.Request().Header.Get("HX-Request") != "true" || c.Request().Header.Get("HX-Boosted") == "true" {
 		page = wrap(h.shell(c, s), body)
 	}
+	stayOnGetURL(c)
 	buf := templ.GetBuffer()
 	defer templ.ReleaseBuffer(buf)
 	if err := page.Render(ctx, buf); err != nil {
 		return err
 	}
 	return c.HTMLBlob(status, buf.Bytes())
+}
+
+// stayOnGetURL keeps a boosted form's POST URL out of the address bar when
+// the answer is a page rather than a redirect (a refused form, a shown-once
+// secret): htmx would push it, and a reload would ask for it with GET, a
+// 405. The address stays at the page that held the form, unless the
+// handler named a better one with pushURL.
+func stayOnGetURL(c echo.Context) {
+	r, h := c.Request(), c.Response().Header()
+	if r.Method == http.MethodPost && r.Header.Get("HX-Boosted") == "true" && h.Get("HX-Push-Url") == "" {
+		h.Set("HX-Push-Url", "false")
+	}
+}
+
+// pushURL names the GET page a boosted POST's answer stands for, so that
+// Reload shows it: after a shown-once secret, the new object's own page.
+func pushURL(c echo.Context, url string) {
+	if c.Request().Header.Get("HX-Boosted") == "true" {
+		c.Response().Header().Set("HX-Push-Url", url)
+	}
 }
 
 // app renders a page behind login, under the given navigation entry.

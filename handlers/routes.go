@@ -29,6 +29,7 @@ func (h *Handlers) routes(echoApp *echo.Echo) {
 		e.GET("/metrics", echo.WrapHandler(h.Metrics.Handler(h.Config.MetricsToken)))
 	}
 	e.GET("/assets/*", serveAssets())
+	e.GET("/favicon.ico", serveFavicon)
 	// The API (SPEC §6) never touches sessions or CSRF cookies.
 	e.GET("/v1/openapi.json", serveOpenAPI)
 	e.POST("/v1/keys/verify", h.verify, h.requireServiceToken)
@@ -76,7 +77,7 @@ func (h *Handlers) routes(echoApp *echo.Echo) {
 	web := func(m ...echo.MiddlewareFunc) []echo.MiddlewareFunc {
 		return append([]echo.MiddlewareFunc{sess, csrfTokenFromBodyOnly, csrf}, m...)
 	}
-	guest, login := h.redirectIfLoggedIn, h.requireLiveSession
+	guest, login := h.redirectIfLoggedIn, h.privateLogin
 
 	e.GET("/", h.home, web()...)
 	e.GET("/signup", h.signupForm, web(guest)...)
@@ -197,6 +198,16 @@ func compose(h echo.HandlerFunc, m []echo.MiddlewareFunc) echo.HandlerFunc {
 	return h
 }
 
+// privatePage keeps every answer behind login out of every cache, the
+// browser's back-forward cache included: after logout, Back must not show
+// a key list, an audit log or a team's addresses.
+func privatePage(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		noStore(c)
+		return next(c)
+	}
+}
+
 // serveAssets serves the embedded files; a URL carrying the file's current
 // content hash (assets.Path) may be cached for a year.
 func serveAssets() echo.HandlerFunc {
@@ -211,6 +222,17 @@ func serveAssets() echo.HandlerFunc {
 		files.ServeHTTP(c.Response(), c.Request())
 		return nil
 	}
+}
+
+// serveFavicon answers the browsers that ask for /favicon.ico whatever the
+// page's <link rel="icon"> says.
+func serveFavicon(c echo.Context) error {
+	b, err := assets.FS.ReadFile("favicon.ico")
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "public, max-age=86400")
+	return c.Blob(http.StatusOK, "image/x-icon", b)
 }
 
 func (h *Handlers) home(c echo.Context) error {

@@ -33,7 +33,7 @@ const secondStepWithin = 10 * time.Minute
 // securityRoutes registers Settings → Security and the second step of
 // signing in (issue 17).
 func (h *Handlers) securityRoutes(e router, web func(...echo.MiddlewareFunc) []echo.MiddlewareFunc) {
-	guest, login := h.redirectIfLoggedIn, h.requireLiveSession
+	guest, login := h.redirectIfLoggedIn, h.privateLogin
 	e.GET("/login/two-factor", h.secondStepForm, web(guest)...)
 	e.POST("/login/two-factor", h.secondStep, web(guest)...)
 	e.GET("/settings/security", h.security, web(login)...)
@@ -44,6 +44,12 @@ func (h *Handlers) securityRoutes(e router, web func(...echo.MiddlewareFunc) []e
 	e.POST("/settings/security/recovery-codes", h.regenerateRecoveryCodes, web(login)...)
 	e.POST("/settings/security/sessions/end-others", h.endOtherSessions, web(login)...)
 	e.POST("/settings/security/sessions/:id/end", h.endSession, web(login)...)
+}
+
+// privateLogin guards every page behind login: a live session, and an
+// answer kept out of every cache (privatePage).
+func (h *Handlers) privateLogin(next echo.HandlerFunc) echo.HandlerFunc {
+	return privatePage(h.requireLiveSession(next))
 }
 
 // requireLiveSession is requireLogin, and the session must not have been

@@ -38,6 +38,13 @@ func (h *Handlers) teamView(c echo.Context) (views.TeamView, error) {
 			view.Roles = append(view.Roles, views.Choice{Value: string(r), Label: string(r)})
 		}
 	}
+	owners := 0
+	for _, m := range members {
+		if m.Role == models.RoleOwner {
+			owners++
+		}
+	}
+	view.CanLeave = role != models.RoleOwner || owners > 1
 	for _, m := range members {
 		view.Members = append(view.Members, views.MemberRow{
 			UserID: m.UserID, Name: m.User.DisplayName(), Email: m.User.Email, Role: string(m.Role),

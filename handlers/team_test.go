@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -48,18 +49,45 @@ func TestInviteSignUpAndJoin(t *testing.T) {
 			t.Fatalf("sign-up not prefilled: %q", v)
 		}
 		page = c.Submit(signup, "form[action='/signup']", map[string]string{"name": "Grace", "password": "long enough pw"})
+		// Confirming the address joins the workspace: no personal
+		// workspace, no second "Join" click.
 		page = confirmSignUp(t, app, c, page, "grace@example.com")
-		if page.URL.Path != link {
-			t.Fatalf("after sign-up: %s, want back on the invitation", page.URL)
+		if page.URL.Path != "/settings/api-keys" || !strings.Contains(page.Text(".flash"), "You joined Ada Lovelace's workspace as editor") ||
+			page.Text(".topbar > .muted") != "Ada Lovelace's workspace" || page.Doc.Find("#workspace-switch").Length() != 0 {
+			t.Fatalf("after sign-up: %s %q / %q", page.URL, page.Text(".flash"), page.Text(".topbar"))
 		}
-		page = c.Submit(page, "form[action='"+link+"']", nil)
-		if !strings.Contains(page.Text(".flash"), "Welcome to Ada Lovelace's workspace") || page.Text(".topbar select option[selected]") != "Ada Lovelace's workspace" {
-			t.Fatalf("after joining: %q / %q", page.Text(".flash"), page.Text(".topbar select option[selected]"))
+		var grace models.User
+		app.DB.Where("email = ?", "grace@example.com").Take(&grace)
+		if ms, _ := app.Accounts.Memberships(t.Context(), grace.ID); len(ms) != 1 || ms[0].Role != models.RoleEditor || ms[0].Workspace.Name != "Ada Lovelace's workspace" {
+			t.Fatalf("grace's memberships: %+v", ms)
 		}
 		if page := c.Get(link); page.Status != http.StatusGone {
 			t.Fatalf("link reused: %d", page.Status)
 		}
 	})
+}
+
+// An invitation cancelled while its guest confirms their address leaves
+// them an account with a personal workspace, and the invitation's page
+// says it is no longer valid.
+func TestSignUpFromACancelledInvitation(t *testing.T) {
+	app := testutil.StartApp(t, testutil.DatabaseURL(t, "sqlite"))
+	owner := signUp(t, app, "owner@example.com")
+	link := invite(t, app, owner, "grace@example.com", "viewer")
+	c := app.NewClient(t)
+	signup := c.Get(c.Get(link).Doc.Find(`a.btn`).AttrOr("href", ""))
+	page := c.Submit(signup, "form[action='/signup']", map[string]string{"name": "Grace", "password": "long enough pw"})
+	team := owner.Get("/settings/team")
+	owner.Submit(team, "table.invitations form[action$='/cancel']", nil)
+	page = confirmSignUp(t, app, c, page, "grace@example.com")
+	if page.URL.Path != link || page.Status != http.StatusGone || !strings.Contains(page.Text("main"), "personal workspace are ready") {
+		t.Fatalf("after sign-up: %d %s %q", page.Status, page.URL, page.Text("main"))
+	}
+	var grace models.User
+	app.DB.Where("email = ?", "grace@example.com").Take(&grace)
+	if ms, _ := app.Accounts.Memberships(t.Context(), grace.ID); len(ms) != 1 || !ms[0].Workspace.Personal {
+		t.Fatalf("grace's memberships: %+v", ms)
+	}
 }
 
 func TestInvitationForAnotherAccount(t *testing.T) {
@@ -132,8 +160,12 @@ func TestTeamManagementThroughThePage(t *testing.T) {
 		t.Fatalf("the removed member still sees the workspace:\n%s", p.Text("main"))
 	}
 
-	// The last owner cannot leave.
-	page = owner.Submit(owner.Get("/settings/team"), "form[action='/settings/team/leave']", nil)
+	// The last owner is not offered Leave, and a stale form cannot leave.
+	team := owner.Get("/settings/team")
+	if team.Doc.Find("form[action='/settings/team/leave']").Length() != 0 || !strings.Contains(team.Text(".danger-zone"), "only owner") {
+		t.Fatalf("the only owner is offered Leave: %q", team.Text(".danger-zone"))
+	}
+	page = owner.PostForm("/settings/team/leave", url.Values{"_csrf": {csrfOf(team)}})
 	if page.Status != http.StatusConflict || !strings.Contains(page.Text(".flash.error"), "at least one owner") {
 		t.Fatalf("last owner leaving: %d %q", page.Status, page.Text(".flash.error"))
 	}

@@ -119,6 +119,7 @@ func (h *Handlers) createWebhook(c echo.Context) error {
 // signing secret, kept out of every cache.
 func (h *Handlers) showWebhookSecret(c echo.Context, created webhooks.Created, rotated bool) error {
 	noStore(c)
+	pushURL(c, webhookURL(created.Endpoint.ID, ""))
 	title := "Webhook endpoint added"
 	if rotated {
 		title = "Signing secret rotated"

@@ -2,6 +2,7 @@ package keys
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -107,8 +108,9 @@ func (p Page) Pages() int {
 // ListOptions narrows and pages a key list.
 type ListOptions struct {
 	Filter    Filter
-	Env       Env   // "" for both; keys listing keys see only their own
-	CreatorID int64 // 0 for everyone's
+	Env       Env    // "" for both; keys listing keys see only their own
+	CreatorID int64  // 0 for everyone's
+	Search    string // part of a key's name or hint, in any case; "" for every key
 	// At reads a keyset page (the dashboard): the same cost at any depth.
 	// Page > 1 with a zero At reads an offset page (the API's page=).
 	At      Position
@@ -201,15 +203,24 @@ func inWorkspace(db *gorm.DB, workspaceID int64, o ListOptions) *gorm.DB {
 	if o.CreatorID != 0 {
 		db = db.Where("created_by_id = ?", o.CreatorID)
 	}
+	if q := strings.ToLower(strings.TrimSpace(o.Search)); q != "" {
+		pattern := "%" + likeEscaper.Replace(q) + "%"
+		db = db.Where(`(LOWER(name) LIKE ? ESCAPE '\' OR LOWER(hint) LIKE ? ESCAPE '\')`, pattern, pattern)
+	}
 	return db
 }
+
+// likeEscaper makes a search's % and _ stand for themselves in LIKE.
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 
 // count reads All and Revoked from key_counts, and counts the
 // time-dependent filters through their index ranges, each up to CountCap:
 // one statement of scalar subqueries, one round trip. One creator's keys
-// (o.CreatorID) are counted in one pass over them.
+// (o.CreatorID) are counted in one pass over them, and so are a search's
+// (o.Search): a substring match has no index, so that pass reads the
+// workspace's keys once, and the page reads no more.
 func (s *Service) count(ctx context.Context, workspaceID int64, o ListOptions, now time.Time) (Counts, error) {
-	if o.CreatorID != 0 {
+	if o.CreatorID != 0 || strings.TrimSpace(o.Search) != "" {
 		return s.countEach(ctx, workspaceID, o, now)
 	}
 	db := s.db.WithContext(ctx)

@@ -3,6 +3,7 @@ package keys_test
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,8 +63,9 @@ func TestCountsAgreeWithARecount(t *testing.T) {
 		editor := f.svc.UserActor(eu, models.RoleEditor, "", "")
 		check := func(step string) {
 			t.Helper()
-			for _, o := range []keys.ListOptions{{}, {Env: keys.Test}, {Env: keys.Live}, {CreatorID: eu.ID}} {
-				counts, err := f.svc.List(ctx, f.ws, keys.ListOptions{Env: o.Env, CreatorID: o.CreatorID, PerPage: 1})
+			for _, o := range []keys.ListOptions{{}, {Env: keys.Test}, {Env: keys.Live}, {CreatorID: eu.ID},
+				{Search: "KEY 1"}, {Search: "ks_sk_live"}, {Env: keys.Test, Search: "key"}, {Search: "%"}, {Search: "nothing like it"}} {
+				counts, err := f.svc.List(ctx, f.ws, keys.ListOptions{Env: o.Env, CreatorID: o.CreatorID, Search: o.Search, PerPage: 1})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -76,6 +78,26 @@ func TestCountsAgreeWithARecount(t *testing.T) {
 					if got := counts.Counts[filter]; got != (keys.Count{N: int64(len(byKeyset))}) {
 						t.Fatalf("%s, %+v: tab counts %+v, list holds %d", step, o, got, len(byKeyset))
 					}
+				}
+			}
+			// A search lists exactly the keys whose name or hint holds it.
+			var all []models.APIKey
+			f.db.Where("workspace_id = ?", f.ws).Find(&all)
+			for _, o := range []keys.ListOptions{{Search: "Key 1"}, {Search: "ks_sk_live"}, {Search: "%"}} {
+				var want []int64
+				for _, k := range all {
+					if strings.Contains(strings.ToLower(k.Name+" "+k.Hint), strings.ToLower(o.Search)) {
+						want = append(want, k.ID)
+					}
+				}
+				o.PerPage = 2
+				got := f.walk(t, o)
+				o.Filter = keys.FilterRevoked
+				got = append(got, f.walk(t, o)...)
+				slices.Sort(want)
+				slices.Sort(got)
+				if !slices.Equal(got, want) {
+					t.Fatalf("%s: search %q lists %v, want %v", step, o.Search, got, want)
 				}
 			}
 			before, _ := f.svc.Count(ctx, f.ws)

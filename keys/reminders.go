@@ -30,11 +30,17 @@ var Stages = []struct {
 const ExpiredReminderWindow = 7 * 24 * time.Hour
 
 // relevant reports whether a stage applies to a key created at created:
-// the key must have existed when the stage's moment passed, so a key
-// created with 10 days left never gets the 14-day mail.
+// the key must have lived through the stage's moment, so a key created
+// with 10 days left never gets the 14-day mail, and one created with
+// exactly 7 days left (or a few seconds more, a client's clock ahead of
+// ours) does not get the 7-day mail within seconds of its creation.
 func relevant(before time.Duration, created, expires time.Time) bool {
-	return !expires.Add(-before).Before(created)
+	return expires.Add(-before).After(created.Add(stageSlack))
 }
+
+// stageSlack is how long a key must have existed before a stage's moment
+// for that stage to count as lived through.
+const stageSlack = time.Minute
 
 // FirstReminderAt is when a new key's first reminder falls due; nil for a
 // key that never expires.

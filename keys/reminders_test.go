@@ -27,6 +27,10 @@ func TestReminderStages(t *testing.T) {
 		{"expired long ago", created, at(8 * day), "", false, -1},
 		{"created with 10 days left", at(-10 * day), at(-9 * day), "", false, -7 * day},
 		{"created with 10 days left, at 7", at(-10 * day), at(-7 * day), Stage7d, true, -day},
+		{"created with exactly 7 days left", at(-7 * day), at(-7 * day), "", false, -day},
+		{"created with 7 days and a few seconds left", at(-7*day - 5*time.Second), at(-7 * day), "", false, -day},
+		{"created with exactly 7 days left, at 1", at(-7 * day), at(-day), Stage1d, true, 0},
+		{"created with exactly 1 day left", at(-day), at(-day), "", false, 0},
 	}
 	for _, tc := range cases {
 		stage, due, next := CurrentStage(tc.created, exp, tc.now)
@@ -45,5 +49,8 @@ func TestReminderStages(t *testing.T) {
 	}
 	if got := FirstReminderAt(exp.Add(-10*day), &exp); !got.Equal(exp.Add(-7 * day)) {
 		t.Errorf("first reminder of a 10-day key: %s", got)
+	}
+	if got := FirstReminderAt(exp.Add(-7*day), &exp); !got.Equal(exp.Add(-day)) {
+		t.Errorf("first reminder of a 7-day key: %s, want the 1-day one", got)
 	}
 }

@@ -62,7 +62,23 @@ func (tm *team) key(t *testing.T, by keys.Actor, name, days string) keys.Created
 	if err != nil {
 		t.Fatal(err)
 	}
+	if days == "7" {
+		madeEarlier(t, tm.app, c.Key, 24*time.Hour)
+	}
 	return c
+}
+
+// madeEarlier makes k as if created ago earlier, its expiry unchanged,
+// with its reminders planned from then: "7" above is a key whose 7-day
+// reminder is due now, made 8 days before its expiry (one made with
+// exactly 7 days left never gets that mail).
+func madeEarlier(t *testing.T, app *testutil.App, k models.APIKey, ago time.Duration) {
+	t.Helper()
+	created := k.CreatedAt.Add(-ago)
+	if err := app.DB.Model(&models.APIKey{}).Where("id = ?", k.ID).
+		Updates(map[string]any{"created_at": created, "reminder_due_at": keys.FirstReminderAt(created, k.ExpiresAt)}).Error; err != nil {
+		t.Fatal(err)
+	}
 }
 
 // arrived lists the reminder mails in the dev mailbox as
@@ -399,5 +415,27 @@ func TestConcurrentSchedulersSendEachReminderOnce(t *testing.T) {
 		if n != 1 {
 			t.Errorf("%s sent %d times", k, n)
 		}
+	}
+}
+
+// A key created with exactly 7 days left does not get "expires in 7 days"
+// within seconds: like one created with 10 days left, it gets only the
+// stages it lives through (1 day before, and expired).
+func TestAKeyMadeWithSevenDaysLeftGetsNoSevenDayMail(t *testing.T) {
+	app := testutil.StartApp(t, testutil.DatabaseURL(t, "sqlite"))
+	tm := newTeam(t, app)
+	start := app.Clock.Now()
+	if _, err := app.Keys.Create(t.Context(), tm.ws, tm.actor(tm.owner, models.RoleOwner), keys.CreateInput{Name: "weekly", Kind: keys.Secret, Env: keys.Live, Permission: keys.PermRead, ExpiresIn: "7"}); err != nil {
+		t.Fatal(err)
+	}
+	for range 8 * 24 {
+		if err := app.Reminders.Run(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		app.Clock.Advance(time.Hour)
+	}
+	got := strings.Join(arrived(app, start), "\n")
+	if strings.Contains(got, "expires in 7 days") || !strings.Contains(got, `day 6: Your API key "weekly" expires in 1 day`) {
+		t.Fatalf("reminders of a key made with 7 days left:\n%s", got)
 	}
 }

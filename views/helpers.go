@@ -18,7 +18,12 @@ func flashRole(kind string) string {
 // htmxConfig keeps htmx inside the CSP (no injected styles, no eval) and
 // swaps every response but 204: an invalid form (422), a throttled login
 // (429) and an error page must reach the user as they do without htmx.
+// No page is kept in htmx's history cache (sessionStorage): Back after
+// logout must not show keys or members, and a form restored from history
+// must not carry a used one-time token. Back and Forward reload the page
+// from the server instead.
 const htmxConfig = `{"includeIndicatorStyles":false,"allowEval":false,"allowScriptTags":false,` +
+	`"historyCacheSize":0,"refreshOnHistoryMiss":true,` +
 	`"responseHandling":[{"code":"204","swap":false},{"code":"...","swap":true}]}`
 
 func joinScopes(s []string) string { return strings.Join(s, " ") }

@@ -47,14 +47,14 @@ func APIReferencePage(eps []Endpoint, routes []ScopeRoutes) templ.Component {
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 1, "<div class=\"card\"><h2>Authentication</h2><p>Send the key in the Authorization header of every request:</p><pre class=\"code\">Authorization: Bearer ks_sk_live_…</pre><p class=\"muted\">A temporary token from <code>POST /oauth/token</code> goes in the same header. Keys in the URL (<code>?api_key=</code>) are refused with <code>key_in_query_string</code>: URLs end up in logs. Test keys (<code>_test_</code>) never see live data, and live keys never see test data.</p><p class=\"muted\">Every answer carries <code>X-Request-Id</code> and the key's <code>RateLimit-Limit</code>, <code>RateLimit-Remaining</code> and <code>RateLimit-Reset</code> headers.</p><p><a href=\"/v1/openapi.json\">OpenAPI 3 document</a></p></div><div class=\"card\"><h2>Errors</h2><table><thead><tr><th scope=\"col\">Status</th><th scope=\"col\">type</th><th scope=\"col\">code</th></tr></thead> <tbody><tr><td>400</td><td><code>invalid_request_error</code></td><td><code>key_in_query_string</code>, <code>invalid_body</code></td></tr><tr><td>401</td><td><code>authentication_error</code></td><td><code>missing_api_key</code>, <code>invalid_api_key</code>, <code>expired_api_key</code>, <code>revoked_api_key</code>, <code>disabled_api_key</code></td></tr><tr><td>403</td><td><code>permission_error</code></td><td><code>insufficient_scope</code>, <code>wrong_environment</code>, <code>ip_not_allowed</code>, <code>route_not_allowed</code></td></tr><tr><td>404, 422</td><td><code>invalid_request_error</code></td><td><code>resource_missing</code>, <code>validation_failed</code>, <code>key_not_active</code></td></tr><tr><td>429</td><td><code>rate_limit_error</code></td><td><code>rate_limit_exceeded</code>, with <code>Retry-After</code></td></tr><tr><td>500</td><td><code>api_error</code></td><td><code>internal_error</code>: quote the <code>request_id</code></td></tr></tbody></table><pre class=\"code\">")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 1, "<div class=\"card\"><h2>Authentication</h2><p>Send the key in the Authorization header of every request:</p><pre class=\"code\" tabindex=\"0\" role=\"region\" aria-label=\"Example header\">Authorization: Bearer ks_sk_live_…</pre><p class=\"muted\">A temporary token from <code>POST /oauth/token</code> goes in the same header. Keys in the URL (<code>?api_key=</code>) are refused with <code>key_in_query_string</code>: URLs end up in logs. Test keys (<code>_test_</code>) never see live data, and live keys never see test data.</p><p class=\"muted\">Every answer carries <code>X-Request-Id</code> and the key's <code>RateLimit-Limit</code>, <code>RateLimit-Remaining</code> and <code>RateLimit-Reset</code> headers.</p><p><a href=\"/v1/openapi.json\">OpenAPI 3 document</a></p></div><div class=\"card\"><h2>Errors</h2><div class=\"table-scroll\" tabindex=\"0\" role=\"region\" aria-label=\"Error statuses\"><table><thead><tr><th scope=\"col\">Status</th><th scope=\"col\">type</th><th scope=\"col\">code</th></tr></thead> <tbody><tr><td>400</td><td><code>invalid_request_error</code></td><td><code>key_in_query_string</code>, <code>invalid_body</code></td></tr><tr><td>401</td><td><code>authentication_error</code></td><td><code>missing_api_key</code>, <code>invalid_api_key</code>, <code>expired_api_key</code>, <code>revoked_api_key</code>, <code>disabled_api_key</code></td></tr><tr><td>403</td><td><code>permission_error</code></td><td><code>insufficient_scope</code>, <code>wrong_environment</code>, <code>ip_not_allowed</code>, <code>route_not_allowed</code></td></tr><tr><td>404, 422</td><td><code>invalid_request_error</code></td><td><code>resource_missing</code>, <code>validation_failed</code>, <code>key_not_active</code></td></tr><tr><td>429</td><td><code>rate_limit_error</code></td><td><code>rate_limit_exceeded</code>, with <code>Retry-After</code></td></tr><tr><td>500</td><td><code>api_error</code></td><td><code>internal_error</code>: quote the <code>request_id</code></td></tr></tbody></table></div><pre class=\"code\" tabindex=\"0\" role=\"region\" aria-label=\"Example error body\">")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
 		var templ_7745c5c3_Var2 string
 		templ_7745c5c3_Var2, templ_7745c5c3_Err = templ.JoinStringErrs(`{"error":{"type":"permission_error","code":"insufficient_scope","message":"API key lacks scope: files:write","request_id":"req_…"}}`)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `reference.templ`, Line: 40, Col: 157}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `reference.templ`, Line: 42, Col: 216}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var2))
 		if templ_7745c5c3_Err != nil {
@@ -98,7 +98,7 @@ func APIReferencePage(eps []Endpoint, routes []ScopeRoutes) templ.Component {
 			var templ_7745c5c3_Var5 string
 			templ_7745c5c3_Var5, templ_7745c5c3_Err = templ.JoinStringErrs(ep.Method)
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `reference.templ`, Line: 45, Col: 54}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `reference.templ`, Line: 47, Col: 54}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var5))
 			if templ_7745c5c3_Err != nil {
@@ -111,7 +111,7 @@ func APIReferencePage(eps []Endpoint, routes []ScopeRoutes) templ.Component {
 			var templ_7745c5c3_Var6 string
 			templ_7745c5c3_Var6, templ_7745c5c3_Err = templ.JoinStringErrs(ep.Path)
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `reference.templ`, Line: 45, Col: 79}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `reference.templ`, Line: 47, Col: 79}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var6))
 			if templ_7745c5c3_Err != nil {
@@ -124,7 +124,7 @@ func APIReferencePage(eps []Endpoint, routes []ScopeRoutes) templ.Component {
 			var templ_7745c5c3_Var7 string
 			templ_7745c5c3_Var7, templ_7745c5c3_Err = templ.JoinStringErrs(ep.Summary)
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `reference.templ`, Line: 46, Col: 26}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `reference.templ`, Line: 48, Col: 26}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var7))
 			if templ_7745c5c3_Err != nil {
@@ -142,7 +142,7 @@ func APIReferencePage(eps []Endpoint, routes []ScopeRoutes) templ.Component {
 				var templ_7745c5c3_Var8 string
 				templ_7745c5c3_Var8, templ_7745c5c3_Err = templ.JoinStringErrs(ep.Description)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `reference.templ`, Line: 48, Col: 37}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `reference.templ`, Line: 50, Col: 37}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var8))
 				if templ_7745c5c3_Err != nil {
@@ -175,7 +175,7 @@ func APIReferencePage(eps []Endpoint, routes []ScopeRoutes) templ.Component {
 				var templ_7745c5c3_Var9 string
 				templ_7745c5c3_Var9, templ_7745c5c3_Err = templ.JoinStringErrs(ep.Scope)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `reference.templ`, Line: 56, Col: 33}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `reference.templ`, Line: 58, Col: 33}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var9))
 				if templ_7745c5c3_Err != nil {
@@ -203,7 +203,7 @@ func APIReferencePage(eps []Endpoint, routes []ScopeRoutes) templ.Component {
 				var templ_7745c5c3_Var10 string
 				templ_7745c5c3_Var10, templ_7745c5c3_Err = templ.JoinStringErrs(s)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `reference.templ`, Line: 62, Col: 28}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `reference.templ`, Line: 64, Col: 28}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var10))
 				if templ_7745c5c3_Err != nil {
@@ -214,43 +214,69 @@ func APIReferencePage(eps []Endpoint, routes []ScopeRoutes) templ.Component {
 					return templ_7745c5c3_Err
 				}
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 20, "</p><pre class=\"code\">")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 20, "</p><pre class=\"code\" tabindex=\"0\" role=\"region\" aria-label=\"")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
 			var templ_7745c5c3_Var11 string
-			templ_7745c5c3_Var11, templ_7745c5c3_Err = templ.JoinStringErrs(ep.Curl)
+			templ_7745c5c3_Var11, templ_7745c5c3_Err = templ.JoinStringErrs("curl example: " + ep.Method + " " + ep.Path)
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `reference.templ`, Line: 65, Col: 30}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `reference.templ`, Line: 67, Col: 105}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var11))
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 21, "</pre>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 21, "\">")
+			if templ_7745c5c3_Err != nil {
+				return templ_7745c5c3_Err
+			}
+			var templ_7745c5c3_Var12 string
+			templ_7745c5c3_Var12, templ_7745c5c3_Err = templ.JoinStringErrs(ep.Curl)
+			if templ_7745c5c3_Err != nil {
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `reference.templ`, Line: 67, Col: 117}
+			}
+			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var12))
+			if templ_7745c5c3_Err != nil {
+				return templ_7745c5c3_Err
+			}
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 22, "</pre>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
 			if ep.GoExample != "" {
-				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 22, "<p class=\"small\">In Go, with <code>github.com/go-jose/go-jose/v4</code>:</p><pre class=\"code\">")
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 23, "<p class=\"small\">In Go, with <code>github.com/go-jose/go-jose/v4</code>:</p><pre class=\"code\" tabindex=\"0\" role=\"region\" aria-label=\"")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
-				var templ_7745c5c3_Var12 string
-				templ_7745c5c3_Var12, templ_7745c5c3_Err = templ.JoinStringErrs(ep.GoExample)
+				var templ_7745c5c3_Var13 string
+				templ_7745c5c3_Var13, templ_7745c5c3_Err = templ.JoinStringErrs("Go example: " + ep.Method + " " + ep.Path)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `reference.templ`, Line: 68, Col: 36}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `reference.templ`, Line: 70, Col: 104}
 				}
-				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var12))
+				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var13))
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
-				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 23, "</pre>")
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 24, "\">")
+				if templ_7745c5c3_Err != nil {
+					return templ_7745c5c3_Err
+				}
+				var templ_7745c5c3_Var14 string
+				templ_7745c5c3_Var14, templ_7745c5c3_Err = templ.JoinStringErrs(ep.GoExample)
+				if templ_7745c5c3_Err != nil {
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `reference.templ`, Line: 70, Col: 121}
+				}
+				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var14))
+				if templ_7745c5c3_Err != nil {
+					return templ_7745c5c3_Err
+				}
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 25, "</pre>")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 24, "</section>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 26, "</section>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}

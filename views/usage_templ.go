@@ -218,7 +218,7 @@ func usageTotals(v UsageView) templ.Component {
 				return templ_7745c5c3_Err
 			}
 		} else {
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 17, "<div class=\"table-scroll\"><table class=\"usage-totals\"><thead><tr><th scope=\"col\">Key</th><th scope=\"col\" class=\"num\">Requests</th><th scope=\"col\" class=\"num\">Success</th><th scope=\"col\" class=\"num\">Rate limited</th><th scope=\"col\" class=\"num\">Forbidden</th><th scope=\"col\" class=\"num\">Other refusals</th></tr></thead> <tbody>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 17, "<div class=\"table-scroll\" tabindex=\"0\" role=\"region\" aria-label=\"Requests per key\"><table class=\"usage-totals\"><thead><tr><th scope=\"col\">Key</th><th scope=\"col\" class=\"num\">Requests</th><th scope=\"col\" class=\"num\">Success</th><th scope=\"col\" class=\"num\">Rate limited</th><th scope=\"col\" class=\"num\">Forbidden</th><th scope=\"col\" class=\"num\">Other refusals</th></tr></thead> <tbody>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}

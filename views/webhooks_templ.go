@@ -770,14 +770,14 @@ func WebhookSecretPage(v WebhookSecretView) templ.Component {
 					return templ_7745c5c3_Err
 				}
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 65, " <h2>Verify the signature</h2><p class=\"muted small\">Every call carries <code>webhook-id</code>, <code>webhook-timestamp</code> and <code>webhook-signature: v1,&lt;base64&gt;</code>: the HMAC-SHA256 of <code>id.timestamp.body</code>, keyed with the base64-decoded part after <code>whsec_</code>. The Standard Webhooks libraries check it for you; in Go by hand:</p><pre class=\"code webhook-snippet\"><code>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 65, " <h2>Verify the signature</h2><p class=\"muted small\">Every call carries <code>webhook-id</code>, <code>webhook-timestamp</code> and <code>webhook-signature: v1,&lt;base64&gt;</code>: the HMAC-SHA256 of <code>id.timestamp.body</code>, keyed with the base64-decoded part after <code>whsec_</code>. The Standard Webhooks libraries check it for you; in Go by hand:</p><pre class=\"code webhook-snippet\" tabindex=\"0\" role=\"region\" aria-label=\"Signature check in Go\"><code>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
 			var templ_7745c5c3_Var28 string
 			templ_7745c5c3_Var28, templ_7745c5c3_Err = templ.JoinStringErrs(webhookVerifySnippet)
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `webhooks.templ`, Line: 243, Col: 64}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `webhooks.templ`, Line: 243, Col: 126}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var28))
 			if templ_7745c5c3_Err != nil {
