@@ -434,6 +434,23 @@ func TestInvalidConfigurationExitsWithEveryProblem(t *testing.T) {
 	}
 }
 
+// A scope catalog whose routes cannot be matched unambiguously stops the
+// server before it serves, naming the route and who claimed it.
+func TestBadRouteRulesExit2(t *testing.T) {
+	dir := t.TempDir()
+	scopes := filepath.Join(dir, "scopes.json")
+	catalog := `{"resources":[{"name":"files","actions":[{"name":"read","routes":["GET /files/{id}"]},{"name":"write","routes":["GET /files/{id}"]}]}]}`
+	if err := os.WriteFile(scopes, []byte(catalog), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("KEYSMITH_SCOPES_FILE", scopes)
+	t.Setenv("KEYSMITH_ADDR", "127.0.0.1:0")
+	code, _, stderr := cli(t, filepath.Join(dir, "k.db"), "", "serve")
+	if code != 2 || !strings.Contains(stderr, `"GET /files/{id}" is claimed twice: by files:read and by files:write`) {
+		t.Fatalf("bad route rules: %d %q", code, stderr)
+	}
+}
+
 func TestKeyCreateCommandPrintsOnlyTheSecret(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "k.db")
 	if code, _, stderr := cli(t, db, "", "user", "create", "--email", "ops@example.com", "--password", "long enough pw"); code != 0 {
