@@ -122,18 +122,18 @@ func main() {
 
 // report holds one run's results.
 type report struct {
-	small    bool
-	results  map[string][]sample // by benchmark name without the -GOMAXPROCS suffix
-	order    []string            // benchmark names as they came
-	runOf    map[string]string   // benchmark name → run id
-	commands map[string]string   // run id → the command, as a reader would type it
-	failed   map[string]string   // run id → why
-	cold     *coldStart
+	small     bool
+	results   map[string][]sample // by benchmark name without the -GOMAXPROCS suffix
+	order     []string            // benchmark names as they came
+	runOf     map[string]string   // benchmark name → run id
+	commands  map[string]string   // run id → the command, as a reader would type it
+	failed    map[string]string   // run id → why
+	cold      *coldStart
 	wrk       *loadTest
 	wrkNote   string
 	proxy     *proxyTest
 	proxyNote string
-	took     time.Duration
+	took      time.Duration
 }
 
 // sample is one result line: iterations and value per unit (ns/op, B/op,
