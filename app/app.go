@@ -244,7 +244,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 	a.Reminders = scheduler.NewReminders(db, a.Clock, a.Mailer, a.Outbox, cfg.BaseURL)
 	a.Webhooks = webhooks.New(db, a.Clock, a.Outbox, a.Tokens, a.Mailer, a.Log,
 		webhooks.Options{AllowPrivate: cfg.WebhookAllowPrivate, BaseURL: cfg.BaseURL})
-	a.Reminders.OnStage = a.Webhooks.KeyStage
+	a.Reminders.OnStages = a.Webhooks.KeyStages
 	if err := a.Webhooks.WatchAudit(db); err != nil {
 		a.closeStores()
 		_ = models.Close(db)

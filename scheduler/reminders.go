@@ -15,6 +15,7 @@ import (
 	"keysmith/mailer"
 	"keysmith/models"
 	"keysmith/outbox"
+	"keysmith/webhooks"
 )
 
 // Reminders plans expiry reminders (SPEC §7): for every key whose next
@@ -32,10 +33,10 @@ type Reminders struct {
 
 	Batch int // keys planned at a time
 
-	// OnStage hears of each key whose reminder stage was planned (the
-	// key.expiring and key.expired webhooks); it must be idempotent, as a
-	// pass that stops halfway plans the same stage again.
-	OnStage func(ctx context.Context, db *gorm.DB, k models.APIKey, stage string) error
+	// OnStages hears of each batch of keys whose reminder stage was
+	// planned (the key.expiring and key.expired webhooks); it must be
+	// idempotent, as a pass that stops halfway plans the same stages again.
+	OnStages func(ctx context.Context, db *gorm.DB, staged []webhooks.Staged) error
 }
 
 // NewReminders returns the reminder job, and registers it as the outbox's
@@ -126,13 +127,15 @@ func (r *Reminders) planBatch(ctx context.Context, db *gorm.DB, due []models.API
 			})
 		}
 	}
-	if r.OnStage != nil {
+	if r.OnStages != nil {
+		staged := make([]webhooks.Staged, 0, len(plans))
 		for _, p := range plans {
 			if p.due {
-				if err := r.OnStage(ctx, db, p.key, string(p.stage)); err != nil {
-					return err
-				}
+				staged = append(staged, webhooks.Staged{Key: p.key, Stage: string(p.stage)})
 			}
+		}
+		if err := r.OnStages(ctx, db, staged); err != nil {
+			return err
 		}
 	}
 	if len(deliveries) > 0 {

@@ -3,6 +3,7 @@ package webhooks
 import (
 	"context"
 	"crypto/rand"
+	"slices"
 	"strings"
 	"time"
 
@@ -111,28 +112,82 @@ func (s *Service) fromAuditEvent(ctx context.Context, db *gorm.DB, typ string, e
 	return s.Emit(ctx, db, typ, data, "")
 }
 
-// KeyStage queues key.expiring (with the reminder's stage) or key.expired
-// for a key whose reminder the planner just planned; once per key, stage
-// and endpoint however often the planner runs.
-func (s *Service) KeyStage(ctx context.Context, db *gorm.DB, k models.APIKey, stage string) error {
-	typ := "key.expiring"
-	data := EventData{WorkspaceID: k.WorkspaceID, Key: keyData(k), Stage: stage, At: s.clock.Now().UTC()}
-	if stage == "expired" {
-		typ, data.Stage = "key.expired", ""
+// Staged is a key whose reminder stage the planner just planned.
+type Staged struct {
+	Key   models.APIKey
+	Stage string // 14d, 7d, 1d or expired
+}
+
+// KeyStages queues key.expiring (with the reminder's stage) or key.expired
+// for each key the planner just planned; once per key, stage and endpoint
+// however often the planner runs. The endpoints of every workspace in the
+// batch are read in one query, so a pass costs the same whether or not
+// anyone listens.
+func (s *Service) KeyStages(ctx context.Context, db *gorm.DB, staged []Staged) error {
+	if len(staged) == 0 {
+		return nil
 	}
-	return s.Emit(ctx, db, typ, data, typ+":"+itoa(k.ID)+":"+stage)
+	ws := make([]int64, 0, 4)
+	for _, st := range staged {
+		if !slices.Contains(ws, st.Key.WorkspaceID) {
+			ws = append(ws, st.Key.WorkspaceID)
+		}
+	}
+	byWorkspace, err := s.endpoints(ctx, db, ws...)
+	if err != nil || len(byWorkspace) == 0 {
+		return err
+	}
+	now := s.clock.Now().UTC()
+	var msgs []outbox.Message
+	for _, st := range staged {
+		typ := "key.expiring"
+		data := EventData{WorkspaceID: st.Key.WorkspaceID, Key: keyData(st.Key), Stage: st.Stage, At: now}
+		if st.Stage == "expired" {
+			typ, data.Stage = "key.expired", ""
+		}
+		ms, err := s.messages(byWorkspace[st.Key.WorkspaceID], typ, data, typ+":"+itoa(st.Key.ID)+":"+st.Stage)
+		if err != nil {
+			return err
+		}
+		msgs = append(msgs, ms...)
+	}
+	_, err = s.outbox.Enqueue(ctx, db, msgs...)
+	return err
 }
 
 // Emit queues event typ for every enabled endpoint of the workspace that
 // wants it, in db (the caller's transaction). dedupe, when set, makes it
 // once per endpoint.
 func (s *Service) Emit(ctx context.Context, db *gorm.DB, typ string, data EventData, dedupe string) error {
-	var es []models.WebhookEndpoint
-	err := db.WithContext(ctx).Select("id, url, events").
-		Where("workspace_id = ? AND enabled", data.WorkspaceID).Find(&es).Error
-	if err != nil || len(es) == 0 {
+	byWorkspace, err := s.endpoints(ctx, db, data.WorkspaceID)
+	if err != nil || len(byWorkspace) == 0 {
 		return err
 	}
+	msgs, err := s.messages(byWorkspace[data.WorkspaceID], typ, data, dedupe)
+	if err != nil {
+		return err
+	}
+	_, err = s.outbox.Enqueue(ctx, db, msgs...)
+	return err
+}
+
+// endpoints are the enabled endpoints of the workspaces, by workspace.
+func (s *Service) endpoints(ctx context.Context, db *gorm.DB, workspaces ...int64) (map[int64][]models.WebhookEndpoint, error) {
+	var es []models.WebhookEndpoint
+	err := db.WithContext(ctx).Select("id, workspace_id, url, events").
+		Where("workspace_id IN ? AND enabled", workspaces).Find(&es).Error
+	if err != nil || len(es) == 0 {
+		return nil, err
+	}
+	by := make(map[int64][]models.WebhookEndpoint, len(workspaces))
+	for _, e := range es {
+		by[e.WorkspaceID] = append(by[e.WorkspaceID], e)
+	}
+	return by, nil
+}
+
+// messages are event typ's calls to those of es that want it.
+func (s *Service) messages(es []models.WebhookEndpoint, typ string, data EventData, dedupe string) ([]outbox.Message, error) {
 	var msgs []outbox.Message
 	for _, e := range es {
 		if typ != TestEvent && !strings.Contains(" "+e.Events+" ", " "+typ+" ") {
@@ -140,15 +195,14 @@ func (s *Service) Emit(ctx context.Context, db *gorm.DB, typ string, data EventD
 		}
 		m, err := s.message(e, typ, data)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if dedupe != "" {
 			m.Dedupe = dedupe + ":" + itoa(e.ID)
 		}
 		msgs = append(msgs, m)
 	}
-	_, err = s.outbox.Enqueue(ctx, db, msgs...)
-	return err
+	return msgs, nil
 }
 
 // message is one call to endpoint e: its body is written now, signed when

@@ -366,3 +366,58 @@ func TestOnlyAdminsAndKeysWithKeysWriteManageEndpoints(t *testing.T) {
 		t.Errorf("a key with keys:write: %v", err)
 	}
 }
+
+// One planner batch holds keys of several workspaces: each workspace's
+// endpoints hear of its own keys only, and an endpoint that did not ask
+// for expiry events hears nothing.
+func TestExpiryEventsOfOneBatchGoToEachWorkspacesOwnEndpoints(t *testing.T) {
+	testutil.ForEachEngine(t, func(t *testing.T, dbURL string) {
+		f := newFixture(t, dbURL, true)
+		other := &fixture{app: f.app}
+		u, err := f.app.Accounts.SignUp(t.Context(), accounts.SignUpInput{Email: "other@example.com", Name: "Other", Password: "long enough pw"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ms, _ := f.app.Accounts.Memberships(t.Context(), u.ID)
+		other.ws, other.owner = ms[0].WorkspaceID, f.app.Keys.UserActor(u, models.RoleOwner, "192.0.2.2", "test")
+
+		mine, theirs, deaf := newReceiver(t), newReceiver(t), newReceiver(t)
+		f.endpoint(t, mine.URL, "key.expiring")
+		f.endpoint(t, deaf.URL, "key.created")
+		other.endpoint(t, theirs.URL, "key.expiring", "key.expired")
+		made := map[int64][]int64{}
+		for _, fx := range []*fixture{f, other, f} {
+			k, err := f.app.Keys.Create(t.Context(), fx.ws, fx.owner, keys.CreateInput{Name: "soon", Kind: keys.Secret, Env: keys.Live, Permission: keys.PermRead, ExpiresIn: "30"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			made[fx.ws] = append(made[fx.ws], k.Key.ID)
+		}
+		f.pass(t) // the deaf endpoint's key.created calls
+		f.app.Clock.Advance(16 * 24 * time.Hour)
+		if err := f.app.Reminders.Run(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			r    *receiver
+			want []int64
+		}{{mine, made[f.ws]}, {theirs, made[other.ws]}} {
+			var got []int64
+			for _, call := range c.r.got() {
+				if call.event.Type != "key.expiring" || call.event.Data.Stage != "14d" {
+					t.Fatalf("call %+v", call.event)
+				}
+				got = append(got, call.event.Data.Key.ID)
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, c.want) {
+				t.Fatalf("keys %v, want %v", got, c.want)
+			}
+		}
+		for _, call := range deaf.got() {
+			if call.event.Type != "key.created" {
+				t.Fatalf("an endpoint without expiry events got %s", call.event.Type)
+			}
+		}
+	})
+}
