@@ -170,15 +170,21 @@ func (s *Service) after(e models.WebhookEndpoint, callErr error) {
 	ctx := context.Background()
 	now := s.clock.Now().UTC()
 	db := s.db.WithContext(ctx)
+	// A model of its own: e shares FailingSince with the other calls of this
+	// send, and gorm writes an update's values through the model's pointers.
+	row := &models.WebhookEndpoint{ID: e.ID}
 	if callErr == nil {
-		if err := db.Model(&e).Updates(map[string]any{"failing_since": nil, "last_delivery_at": now}).Error; err != nil {
+		if err := db.Model(row).Updates(map[string]any{"failing_since": nil, "last_delivery_at": now}).Error; err != nil {
 			s.log.Warn("webhooks: endpoint health not recorded", "endpoint_id", e.ID, "err", err)
 		}
 		return
 	}
-	err := db.Model(&e).Where("failing_since IS NULL").Update("failing_since", now).Error
+	err := db.Model(row).Where("failing_since IS NULL").Update("failing_since", now).Error
 	if err == nil {
-		err = db.Where("id = ?", e.ID).Take(&e).Error
+		var fresh models.WebhookEndpoint // read into a new value, for the same reason
+		if err = db.Where("id = ?", e.ID).Take(&fresh).Error; err == nil {
+			e = fresh
+		}
 	}
 	if err != nil || e.FailingSince == nil || !e.Enabled || now.Sub(*e.FailingSince) < FailingFor {
 		return
