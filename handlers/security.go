@@ -33,15 +33,15 @@ const secondStepWithin = 10 * time.Minute
 // securityRoutes registers Settings → Security and the second step of
 // signing in (issue 17).
 func (h *Handlers) securityRoutes(e router, web func(...echo.MiddlewareFunc) []echo.MiddlewareFunc) {
-	guest, login := h.redirectIfLoggedIn, h.privateLogin
+	guest, login, sudo := h.redirectIfLoggedIn, h.privateLogin, h.sudo
 	e.GET("/login/two-factor", h.secondStepForm, web(guest)...)
 	e.POST("/login/two-factor", h.secondStep, web(guest)...)
 	e.GET("/settings/security", h.security, web(login)...)
-	e.POST("/settings/security/two-factor", h.beginTOTP, web(login)...)
+	e.POST("/settings/security/two-factor", h.beginTOTP, web(login, sudo)...)
 	e.GET("/settings/security/two-factor", h.totpSetup, web(login)...)
-	e.POST("/settings/security/two-factor/confirm", h.confirmTOTP, web(login)...)
-	e.POST("/settings/security/two-factor/disable", h.disableTOTP, web(login)...)
-	e.POST("/settings/security/recovery-codes", h.regenerateRecoveryCodes, web(login)...)
+	e.POST("/settings/security/two-factor/confirm", h.confirmTOTP, web(login, sudo)...)
+	e.POST("/settings/security/two-factor/disable", h.disableTOTP, web(login, sudo)...)
+	e.POST("/settings/security/recovery-codes", h.regenerateRecoveryCodes, web(login, sudo)...)
 	e.POST("/settings/security/sessions/end-others", h.endOtherSessions, web(login)...)
 	e.POST("/settings/security/sessions/:id/end", h.endSession, web(login)...)
 }
