@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -90,6 +91,13 @@ func (h *Handlers) shell(c echo.Context, s views.Shell) views.Shell {
 			s.Workspaces = append(s.Workspaces, views.WorkspaceOption{ID: m.WorkspaceID, Name: m.Workspace.Name, Role: string(m.Role)})
 		}
 		s.Current = views.WorkspaceOption{ID: v.Current.WorkspaceID, Name: v.Current.Workspace.Name, Role: string(v.Current.Role)}
+		if d := v.TwoFactorDue; d != nil {
+			s.Notice = views.Flash{
+				Kind:    "warning",
+				Message: fmt.Sprintf("%s requires two-step verification. Turn it on before %s, or you will be able to open only your Security page.", v.Current.Workspace.Name, views.Exact(d.Deadline)),
+				Href:    "/settings/security", LinkText: "Set it up now",
+			}
+		}
 	}
 	return s
 }

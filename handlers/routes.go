@@ -134,6 +134,7 @@ func (h *Handlers) routes(echoApp *echo.Echo) {
 	e.POST("/settings/workspace", h.renameWorkspace, web(login)...)
 	e.POST("/settings/workspace/key-policy", h.saveKeyPolicy, web(login, sudo)...)
 	e.POST("/settings/workspace/inactivity-policy", h.saveInactivityPolicy, web(login)...)
+	e.POST("/settings/workspace/two-factor-policy", h.saveTwoFactorPolicy, web(login, sudo)...)
 	e.GET("/settings/account", h.account, web(login)...)
 	e.POST("/settings/account/password", h.changePassword, web(login, sudo)...)
 	e.GET("/settings/oauth-apps", h.listOAuthApps, web(login)...)
