@@ -250,6 +250,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		_ = models.Close(db)
 		return nil, err
 	}
+	twoFactor := accounts.NewTwoFactor(a.Accounts, a.Tokens)
 	a.Echo = handlers.New(handlers.Deps{
 		Config:   cfg,
 		DB:       db,
@@ -270,8 +271,9 @@ func New(cfg config.Config, opts Options) (*App, error) {
 
 		SharedLimits: a.sharedLimits,
 
-		TwoFactor:   accounts.NewTwoFactor(a.Accounts, a.Tokens),
+		TwoFactor:   twoFactor,
 		SessionList: a.SessionList,
+		Sudo:        accounts.NewSudo(twoFactor, cfg.SudoTimeout),
 	})
 	a.Inactivity = scheduler.NewInactivity(a.Keys, a.Clock, a.Log)
 	notices := scheduler.NewNotices(db, a.Clock, a.Log, a.Mailer, a.Outbox, a.Webhooks, cfg.BaseURL)

@@ -38,6 +38,7 @@ type Config struct {
 	SchedulerEvery      time.Duration // KEYSMITH_SCHEDULER_INTERVAL
 	SessionIdle         time.Duration // KEYSMITH_SESSION_IDLE_TIMEOUT
 	SessionLifetime     time.Duration // KEYSMITH_SESSION_LIFETIME
+	SudoTimeout         time.Duration // KEYSMITH_SUDO_TIMEOUT: how long a confirmation before sensitive actions holds
 	ShutdownTimeout     time.Duration // KEYSMITH_SHUTDOWN_TIMEOUT
 	BcryptCost          int           // KEYSMITH_BCRYPT_COST
 	Demo                bool          // KEYSMITH_DEMO: seed and print a demo login
@@ -89,6 +90,7 @@ var Variables = []Variable{
 	{"KEYSMITH_SCHEDULER_INTERVAL", "1m", "how often background work runs (Go duration)"},
 	{"KEYSMITH_SESSION_IDLE_TIMEOUT", "2h", "a dashboard session ends after this long without a request"},
 	{"KEYSMITH_SESSION_LIFETIME", "24h", "a dashboard session ends this long after login, active or not"},
+	{"KEYSMITH_SUDO_TIMEOUT", "1h", "sensitive dashboard actions (new or rotated secrets, two-step settings, members' roles) ask to confirm the password, or a code, when the session last did longer ago than this (Go duration); signing in counts"},
 	{"KEYSMITH_SHUTDOWN_TIMEOUT", "15s", "how long a SIGTERM waits for requests in flight"},
 	{"KEYSMITH_BCRYPT_COST", "12", "bcrypt cost of password hashes (10–14)"},
 	{"KEYSMITH_DEMO", "true with the default SQLite file, else false", "seed a demo account and print its login"},
@@ -135,6 +137,7 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 		SchedulerEvery:  p.duration("KEYSMITH_SCHEDULER_INTERVAL", time.Minute),
 		SessionIdle:     p.duration("KEYSMITH_SESSION_IDLE_TIMEOUT", 2*time.Hour),
 		SessionLifetime: p.duration("KEYSMITH_SESSION_LIFETIME", 24*time.Hour),
+		SudoTimeout:     p.duration("KEYSMITH_SUDO_TIMEOUT", time.Hour),
 		ShutdownTimeout: p.duration("KEYSMITH_SHUTDOWN_TIMEOUT", 15*time.Second),
 		BcryptCost:      p.integer("KEYSMITH_BCRYPT_COST", 12),
 		Demo:            p.boolean("KEYSMITH_DEMO", !dbSet),
@@ -193,6 +196,7 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 		"KEYSMITH_SCHEDULER_INTERVAL":       c.SchedulerEvery,
 		"KEYSMITH_SESSION_IDLE_TIMEOUT":     c.SessionIdle,
 		"KEYSMITH_SESSION_LIFETIME":         c.SessionLifetime,
+		"KEYSMITH_SUDO_TIMEOUT":             c.SudoTimeout,
 		"KEYSMITH_SHUTDOWN_TIMEOUT":         c.ShutdownTimeout,
 		"KEYSMITH_LAST_USED_FLUSH_INTERVAL": c.UsageFlushEvery,
 	} {

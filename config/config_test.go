@@ -229,3 +229,21 @@ func TestPostgresNeedsAnEncryptionKey(t *testing.T) {
 		t.Errorf("keysmith migrate needs no encryption key: %v", err)
 	}
 }
+
+func TestSudoTimeout(t *testing.T) {
+	c, err := config.Load(testutil.Env(nil))
+	if err != nil || c.SudoTimeout != time.Hour {
+		t.Fatalf("default sudo timeout %s, %v; want 1h", c.SudoTimeout, err)
+	}
+	c, err = config.Load(testutil.Env(map[string]string{"KEYSMITH_SUDO_TIMEOUT": "15m"}))
+	if err != nil || c.SudoTimeout != 15*time.Minute {
+		t.Fatalf("15m: %s, %v", c.SudoTimeout, err)
+	}
+	for _, bad := range []string{"0s", "-5m", "an hour"} {
+		_, err := config.Load(testutil.Env(map[string]string{"KEYSMITH_SUDO_TIMEOUT": bad}))
+		var problems config.Problems
+		if !errors.As(err, &problems) || problems.Concerning("KEYSMITH_SUDO_TIMEOUT") == nil {
+			t.Errorf("%q accepted: %v", bad, err)
+		}
+	}
+}

@@ -26,8 +26,10 @@ var auditActions = []string{
 	keys.ActionCreated, keys.ActionRenamed, keys.ActionRotated, keys.ActionRevoked, keys.ActionLimited, keys.ActionDisabled, keys.ActionEnabled, keys.ActionTokenIssued, keys.ActionLeaked,
 	teams.ActionInvited, teams.ActionReinvited, teams.ActionUninvited, teams.ActionJoined, teams.ActionRoleChanged,
 	teams.ActionRemoved, teams.ActionLeft, teams.ActionOwnerMoved, teams.ActionRenamed, teams.ActionKeyPolicy,
+	teams.ActionTwoFactorRequired, teams.ActionTwoFactorNotRequired,
 	accounts.ActionTwoFactorEnabled, accounts.ActionTwoFactorDisabled, accounts.ActionTwoFactorReset, accounts.ActionRecoveryRegenerated,
 	accounts.ActionRecoveryCodeUsed, accounts.ActionPasswordChanged, accounts.ActionPasswordReset, accounts.ActionSessionEnded,
+	accounts.ActionSudoFailed,
 }
 
 // auditFilter reads the filter form; dates are whole UTC days, "to" included.

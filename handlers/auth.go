@@ -219,7 +219,7 @@ func (h *Handlers) login(c echo.Context) error {
 }
 
 // startSession logs the user in with a fresh session token (no fixation)
-// and a fresh CSRF token.
+// and a fresh CSRF token. Signing in confirms access for sudo mode.
 func (h *Handlers) startSession(c echo.Context, user models.User) error {
 	ctx := c.Request().Context()
 	old := h.Sessions.Token(ctx)
@@ -228,6 +228,7 @@ func (h *Handlers) startSession(c echo.Context, user models.User) error {
 	}
 	h.Sessions.Put(ctx, sessUserID, user.ID)
 	h.Sessions.Put(ctx, sessEpoch, user.SessionEpoch)
+	h.Sessions.Put(ctx, sessSudoAt, h.Clock.Now().Unix())
 	h.renewCSRF(c)
 	return h.sessionStarted(c, user, old)
 }

@@ -297,7 +297,12 @@ func TestRotateAndRevoke(t *testing.T) {
 		if got := c.Get(fmt.Sprintf("/settings/api-keys/%d", oldID)).Text(".badge.status"); got != "Expired" {
 			t.Fatalf("old key after its grace: %q", got)
 		}
+		// An hour on, the session confirms access (sudo mode) first.
 		again := c.Submit(detail, `form[action$="/rotate"]`, map[string]string{"grace": "0s"})
+		if again.Doc.Find("#confirm-access").Length() != 1 {
+			t.Fatalf("rotating after an hour did not ask to confirm access: %d %q", again.Status, again.Text("h1"))
+		}
+		again = confirmAccess(t, c, again)
 		if !strings.Contains(again.Text(".flash.error"), "already rotated") || again.Doc.Find("#secret").Length() != 0 {
 			t.Fatalf("rotating the replaced key again: %q", again.Text(".flash.error"))
 		}

@@ -20,6 +20,7 @@ import (
 
 	"keysmith/accounts"
 	"keysmith/models"
+	"keysmith/teams"
 	"keysmith/views"
 )
 
@@ -200,6 +201,9 @@ type viewer struct {
 	User        models.User
 	Memberships []models.Membership
 	Current     models.Membership
+	// TwoFactorDue is set while the current workspace requires two-step
+	// verification that the user has off, within its grace period.
+	TwoFactorDue *teams.TwoFactorStanding
 }
 
 type viewerKey struct{}

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -17,9 +18,27 @@ type layout func(views.Shell, templ.Component) templ.Component
 // render writes a page through templ's pooled buffer. A plain HTMX request
 // (not a boosted navigation) gets the body fragment alone.
 func (h *Handlers) render(c echo.Context, status int, wrap layout, s views.Shell, body templ.Component) error {
+	whole := c.Request().Header.Get("HX-Request") != "true" || c.Request().Header.Get("HX-Boosted") == "true"
+	return h.renderPage(c, status, wrap, s, body, whole)
+}
+
+// wholeApp renders a page behind login as a whole document even for a
+// plain HTMX request, retargeted to replace the page: for an answer that
+// is not the fragment the request expected (Confirm access).
+func (h *Handlers) wholeApp(c echo.Context, status int, title string, body templ.Component) error {
+	if c.Request().Header.Get("HX-Request") == "true" && c.Request().Header.Get("HX-Boosted") != "true" {
+		header := c.Response().Header()
+		header.Set("HX-Retarget", "body")
+		header.Set("HX-Reswap", "innerHTML")
+		header.Set("HX-Push-Url", "false")
+	}
+	return h.renderPage(c, status, views.AppPage, views.Shell{Title: title}, body, true)
+}
+
+func (h *Handlers) renderPage(c echo.Context, status int, wrap layout, s views.Shell, body templ.Component, whole bool) error {
 	ctx := views.WithCSRF(c.Request().Context(), csrfTokenOf(c))
 	page := body
-	if c.Request().Header.Get("HX-Request") != "true" || c.Request().Header.Get("HX-Boosted") == "true" {
+	if whole {
 		page = wrap(h.shell(c, s), body)
 	}
 	stayOnGetURL(c)
@@ -72,6 +91,13 @@ func (h *Handlers) shell(c echo.Context, s views.Shell) views.Shell {
 			s.Workspaces = append(s.Workspaces, views.WorkspaceOption{ID: m.WorkspaceID, Name: m.Workspace.Name, Role: string(m.Role)})
 		}
 		s.Current = views.WorkspaceOption{ID: v.Current.WorkspaceID, Name: v.Current.Workspace.Name, Role: string(v.Current.Role)}
+		if d := v.TwoFactorDue; d != nil {
+			s.Notice = views.Flash{
+				Kind:    "warning",
+				Message: fmt.Sprintf("%s requires two-step verification. Turn it on before %s, or you will be able to open only your Security page.", v.Current.Workspace.Name, views.Exact(d.Deadline)),
+				Href:    "/settings/security", LinkText: "Set it up now",
+			}
+		}
 	}
 	return s
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -13,6 +14,7 @@ import (
 	"keysmith/accounts"
 	"keysmith/models"
 	"keysmith/outbox"
+	"keysmith/teams"
 	"keysmith/views"
 	"keysmith/views/emails"
 )
@@ -33,15 +35,15 @@ const secondStepWithin = 10 * time.Minute
 // securityRoutes registers Settings → Security and the second step of
 // signing in (issue 17).
 func (h *Handlers) securityRoutes(e router, web func(...echo.MiddlewareFunc) []echo.MiddlewareFunc) {
-	guest, login := h.redirectIfLoggedIn, h.privateLogin
+	guest, login, sudo := h.redirectIfLoggedIn, h.privateLogin, h.sudo
 	e.GET("/login/two-factor", h.secondStepForm, web(guest)...)
 	e.POST("/login/two-factor", h.secondStep, web(guest)...)
 	e.GET("/settings/security", h.security, web(login)...)
-	e.POST("/settings/security/two-factor", h.beginTOTP, web(login)...)
+	e.POST("/settings/security/two-factor", h.beginTOTP, web(login, sudo)...)
 	e.GET("/settings/security/two-factor", h.totpSetup, web(login)...)
-	e.POST("/settings/security/two-factor/confirm", h.confirmTOTP, web(login)...)
-	e.POST("/settings/security/two-factor/disable", h.disableTOTP, web(login)...)
-	e.POST("/settings/security/recovery-codes", h.regenerateRecoveryCodes, web(login)...)
+	e.POST("/settings/security/two-factor/confirm", h.confirmTOTP, web(login, sudo)...)
+	e.POST("/settings/security/two-factor/disable", h.disableTOTP, web(login, sudo)...)
+	e.POST("/settings/security/recovery-codes", h.regenerateRecoveryCodes, web(login, sudo)...)
 	e.POST("/settings/security/sessions/end-others", h.endOtherSessions, web(login)...)
 	e.POST("/settings/security/sessions/:id/end", h.endSession, web(login)...)
 }
@@ -49,7 +51,38 @@ func (h *Handlers) securityRoutes(e router, web func(...echo.MiddlewareFunc) []e
 // privateLogin guards every page behind login: a live session, and an
 // answer kept out of every cache (privatePage).
 func (h *Handlers) privateLogin(next echo.HandlerFunc) echo.HandlerFunc {
-	return privatePage(h.requireLiveSession(next))
+	return privatePage(h.requireLiveSession(h.twoFactorPolicy(next)))
+}
+
+// twoFactorPolicy applies the current workspace's "Require two-step
+// verification" to a member who has it off: during the grace period every
+// page shows a banner; after it, only Settings → Security (and switching
+// to another workspace) opens until they turn it on. Keys are unaffected:
+// the API never comes here.
+func (h *Handlers) twoFactorPolicy(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		v := currentViewer(c)
+		w := v.Current.Workspace
+		if w.TwoFactorRequiredAt == nil {
+			return next(c)
+		}
+		on, err := h.TwoFactor.Enabled(c.Request().Context(), v.User.ID)
+		if err != nil {
+			return err
+		}
+		st := teams.StandingOf(w, on, h.Clock.Now())
+		if !st.Required {
+			return next(c)
+		}
+		path := c.Request().URL.Path
+		open := path == "/settings/security" || strings.HasPrefix(path, "/settings/security/") || path == "/workspaces/switch"
+		if st.Blocked && !open {
+			h.flash(c, "error", w.Name+" requires two-step verification. Turn it on to open its other pages; your API keys keep working.")
+			return redirect(c, "/settings/security")
+		}
+		v.TwoFactorDue = &st
+		return next(c)
+	}
 }
 
 // requireLiveSession is requireLogin, and the session must not have been

@@ -52,6 +52,8 @@ type Deps struct {
 	// TwoFactor and SessionList serve Settings → Security (issue 17).
 	TwoFactor   *accounts.TwoFactor
 	SessionList *accounts.Sessions
+	// Sudo asks for a fresh confirmation before sensitive actions.
+	Sudo *accounts.Sudo
 }
 
 // Handlers holds the dependencies every handler method uses.

@@ -38,6 +38,10 @@ func (h *Handlers) teamView(c echo.Context) (views.TeamView, error) {
 			view.Roles = append(view.Roles, views.Choice{Value: string(r), Label: string(r)})
 		}
 	}
+	twoStep, err := h.Teams.TwoFactorMembers(ctx, v.Current.WorkspaceID)
+	if err != nil {
+		return views.TeamView{}, err
+	}
 	owners := 0
 	for _, m := range members {
 		if m.Role == models.RoleOwner {
@@ -50,6 +54,7 @@ func (h *Handlers) teamView(c echo.Context) (views.TeamView, error) {
 			UserID: m.UserID, Name: m.User.DisplayName(), Email: m.User.Email, Role: string(m.Role),
 			Joined: views.Date(m.CreatedAt), IsYou: m.UserID == v.User.ID,
 			CanChange: role.IsAdmin() && m.UserID != v.User.ID && (m.Role != models.RoleOwner || role == models.RoleOwner),
+			TwoFactor: twoStep[m.UserID],
 		})
 	}
 	if role.IsAdmin() {

@@ -319,6 +319,13 @@ var migrations = []string{
 	// 21: second factors and the sessions a user sees (issue 17),
 	// models/security.go
 	securityMigration,
+
+	// 22: a workspace that requires two-step verification of its members
+	// (issue 17): since when (NULL: it does not), and the days of grace
+	// after that before a member without it is held to Settings →
+	// Security (teams/twofactor.go).
+	`ALTER TABLE workspaces ADD COLUMN two_factor_required_at {{time}};
+	ALTER TABLE workspaces ADD COLUMN two_factor_grace_days INTEGER NOT NULL DEFAULT 0 CHECK (two_factor_grace_days BETWEEN 0 AND 90);`,
 }
 
 var dialects = map[string]*strings.Replacer{

@@ -78,8 +78,13 @@ type Workspace struct {
 	InactivityAction string     `gorm:"<-:update"`
 	InactivityDays   int        `gorm:"<-:update"` // 30 to 365, kept while off
 	InactivitySince  *time.Time `gorm:"<-:update"` // when the policy was last switched on
-	CreatedAt        time.Time
-	UpdatedAt        time.Time
+	// The two-step verification policy (teams/twofactor.go): required of
+	// every member since TwoFactorRequiredAt (nil: not required), after
+	// TwoFactorGraceDays. Only teams.SetTwoFactorPolicy writes them.
+	TwoFactorRequiredAt *time.Time `gorm:"<-:update"`
+	TwoFactorGraceDays  int        `gorm:"<-:update"`
+	CreatedAt           time.Time
+	UpdatedAt           time.Time
 }
 
 // Invitation asks someone to join a workspace; only the token's SHA-256

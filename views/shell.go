@@ -13,6 +13,9 @@ type Shell struct {
 	Current    WorkspaceOption
 	Nav        string // which navigation entry is current
 	DevMailbox bool   // link the dev mailbox in the footer
+	// Notice is a standing message on every page until its cause is gone:
+	// two-step verification the workspace requires.
+	Notice Flash
 }
 
 // Flash is a one-time message shown at the top of the next page.
