@@ -136,7 +136,7 @@ func (h *Handlers) routes(echoApp *echo.Echo) {
 	e.POST("/settings/workspace/inactivity-policy", h.saveInactivityPolicy, web(login)...)
 	e.POST("/settings/workspace/two-factor-policy", h.saveTwoFactorPolicy, web(login, sudo)...)
 	e.GET("/settings/account", h.account, web(login)...)
-	e.POST("/settings/account/password", h.changePassword, web(login, sudo)...)
+	e.POST("/settings/account/password", h.changePassword, web(login)...) // asks for the current password itself
 	e.GET("/settings/oauth-apps", h.listOAuthApps, web(login)...)
 	e.GET("/settings/oauth-apps/new", h.newOAuthApp, web(login)...)
 	e.POST("/settings/oauth-apps", h.registerOAuthApp, web(login, sudo)...)

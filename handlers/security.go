@@ -42,7 +42,7 @@ func (h *Handlers) securityRoutes(e router, web func(...echo.MiddlewareFunc) []e
 	e.POST("/settings/security/two-factor", h.beginTOTP, web(login, sudo)...)
 	e.GET("/settings/security/two-factor", h.totpSetup, web(login)...)
 	e.POST("/settings/security/two-factor/confirm", h.confirmTOTP, web(login, sudo)...)
-	e.POST("/settings/security/two-factor/disable", h.disableTOTP, web(login, sudo)...)
+	e.POST("/settings/security/two-factor/disable", h.disableTOTP, web(login)...) // asks for the password (or a code) itself
 	e.POST("/settings/security/recovery-codes", h.regenerateRecoveryCodes, web(login, sudo)...)
 	e.POST("/settings/security/sessions/end-others", h.endOtherSessions, web(login)...)
 	e.POST("/settings/security/sessions/:id/end", h.endSession, web(login)...)

@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -86,7 +87,7 @@ func (h *Handlers) sudoPage(c echo.Context, status int, errMsg string, errs view
 	}
 	names := make([]string, 0, len(r.PostForm))
 	for name := range r.PostForm {
-		if name != "_csrf" {
+		if name != "_csrf" && !strings.Contains(name, "password") { // never written back into a page
 			names = append(names, name)
 		}
 	}

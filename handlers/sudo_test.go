@@ -213,14 +213,21 @@ func TestSudoGuardsTheSensitiveActions(t *testing.T) {
 		"/settings/api-keys", "/settings/api-keys/1/rotate", "/settings/api-keys/1/token",
 		"/settings/oauth-apps", "/settings/oauth-apps/1/rotate-secret",
 		"/settings/webhooks", "/settings/webhooks/1/rotate-secret",
-		"/settings/account/password",
-		"/settings/security/two-factor", "/settings/security/two-factor/confirm", "/settings/security/two-factor/disable", "/settings/security/recovery-codes",
+		"/settings/security/two-factor", "/settings/security/two-factor/confirm", "/settings/security/recovery-codes",
 		"/settings/team/members/1/role", "/settings/team/members/1/remove", "/settings/team/transfer",
 		"/settings/workspace/key-policy",
 	} {
 		page := c.PostForm(path, url.Values{"_csrf": {token}, "x": {"kept"}})
 		if page.Doc.Find("#confirm-access").Length() != 1 || !slices.Equal(hiddenValues(page, "x"), []string{"kept"}) {
 			t.Errorf("POST %s after the window: %d %q", path, page.Status, page.Text("h1"))
+		}
+	}
+	// These forms ask for the password themselves: no second question, and
+	// the password is never written back into a page.
+	for _, path := range []string{"/settings/account/password", "/settings/security/two-factor/disable"} {
+		page := c.PostForm(path, url.Values{"_csrf": {token}, "current_password": {"wrong one"}, "password": {"wrong one"}})
+		if page.Doc.Find("#confirm-access").Length() != 0 || strings.Contains(page.Raw, "wrong one") {
+			t.Errorf("POST %s after the window asked to confirm, or echoed the password: %d", path, page.Status)
 		}
 	}
 	for _, path := range []string{"/settings/api-keys", "/settings/api-keys/new", "/settings/security", "/settings/team"} {
