@@ -23,7 +23,7 @@ type userReset2FACmd struct {
 }
 
 // Run turns two-step verification off for a locked-out user: the app's
-// secret and the recovery codes are deleted, every session ends, the
+// secret, the recovery codes and the passkeys are deleted, every session ends, the
 // workspaces' audit logs record it, and the user is mailed (through the
 // outbox: a running server sends it on its next pass).
 func (c *userReset2FACmd) Run(s *streams) error {
@@ -56,7 +56,7 @@ func (c *userReset2FACmd) Run(s *streams) error {
 		Name:     user.DisplayName(),
 		Headline: "An operator of your Keysmith server turned two-step verification off for your account.",
 		Facts:    []string{"When: " + views.Exact(clk.Now())},
-		Body:     "Your authenticator app and recovery codes no longer work, and every session was signed out. Sign in with your password and set up two-step verification again. If you did not ask for this, reset your password now and tell your operator.",
+		Body:     "Your authenticator app, recovery codes and passkeys no longer work, and every session was signed out. Sign in with your password and set up two-step verification again. If you did not ask for this, reset your password now and tell your operator.",
 		Link:     m.URL("/settings/security"), LinkLabel: "Set up two-step verification",
 	})
 	if err != nil {

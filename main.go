@@ -52,7 +52,7 @@ type commandLine struct {
 	User    struct {
 		Create userCreateCmd `cmd:"" help:"Create a user with a personal workspace."`
 
-		Reset2FA userReset2FACmd `cmd:"" name:"reset-2fa" help:"Turn two-step verification off for a locked-out user (audited, mailed to the user)."`
+		Reset2FA userReset2FACmd `cmd:"" name:"reset-2fa" help:"Turn two-step verification off for a locked-out user: authenticator app, recovery codes and passkeys (audited, mailed to the user)."`
 	} `cmd:"" help:"Manage users."`
 	Key struct {
 		Create keyCreateCmd `cmd:"" help:"Create an API key and print only its secret."`

@@ -394,7 +394,7 @@ func (s *Service) Authenticate(ctx context.Context, email, password, ip string) 
 	// account's count, which only the second step's success does
 	// (TwoFactor.VerifySecondStep). Else a known password would let
 	// wrong codes be tried without end.
-	on, err := hasSecondFactor(db, user.ID)
+	on, err := needsSecondStep(db, user.ID)
 	if err != nil {
 		return models.User{}, err
 	}

@@ -106,14 +106,28 @@ func (t *TwoFactor) Status(ctx context.Context, userID int64) (TwoFactorStatus, 
 	return st, nil
 }
 
-// Enabled reports whether signing in as the user takes a second step.
+// Enabled reports whether signing in as the user takes a second step: an
+// authenticator app or a passkey.
 func (t *TwoFactor) Enabled(ctx context.Context, userID int64) (bool, error) {
-	return hasSecondFactor(t.accounts.db.WithContext(ctx), userID)
+	return needsSecondStep(t.accounts.db.WithContext(ctx), userID)
 }
 
+// hasSecondFactor reports whether the user's authenticator app is on.
 func hasSecondFactor(db *gorm.DB, userID int64) (bool, error) {
 	var n int64
 	err := db.Model(&models.UserTOTP{}).Where("user_id = ? AND confirmed_at IS NOT NULL", userID).Count(&n).Error
+	return n > 0, err
+}
+
+// needsSecondStep reports whether a right password is only half a
+// sign-in: the user has an authenticator app or a passkey
+// (passkeys_user_idx).
+func needsSecondStep(db *gorm.DB, userID int64) (bool, error) {
+	if on, err := hasSecondFactor(db, userID); on || err != nil {
+		return on, err
+	}
+	var n int64
+	err := db.Model(&models.Passkey{}).Where("user_id = ?", userID).Count(&n).Error
 	return n > 0, err
 }
 
@@ -257,8 +271,9 @@ func (t *TwoFactor) DisableTOTP(ctx context.Context, userID int64, password, cod
 }
 
 // Reset turns two-step verification off for the account with that email,
-// for an operator helping a locked-out user (keysmith user reset-2fa).
-// Every session of the user ends.
+// for an operator helping a locked-out user (keysmith user reset-2fa): the
+// authenticator app, the recovery codes and every passkey go. Every
+// session of the user ends.
 func (t *TwoFactor) Reset(ctx context.Context, email string, a Actor) (models.User, error) {
 	var user models.User
 	err := t.accounts.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
@@ -269,7 +284,7 @@ func (t *TwoFactor) Reset(ctx context.Context, email string, a Actor) (models.Us
 		if err != nil {
 			return err
 		}
-		on, err := hasSecondFactor(tx, user.ID)
+		on, err := needsSecondStep(tx, user.ID)
 		if err != nil {
 			return err
 		}
@@ -277,6 +292,9 @@ func (t *TwoFactor) Reset(ctx context.Context, email string, a Actor) (models.Us
 			return ErrTwoFactorOff
 		}
 		if err := removeFactors(tx, user.ID); err != nil {
+			return err
+		}
+		if err := tx.Where("user_id = ?", user.ID).Delete(&models.Passkey{}).Error; err != nil {
 			return err
 		}
 		if user, err = bumpEpoch(tx, user.ID); err != nil {

@@ -25,6 +25,7 @@ import (
 	"keysmith/clock"
 	"keysmith/config"
 	"keysmith/handlers"
+	"keysmith/identity"
 	"keysmith/keys"
 	"keysmith/mailer"
 	"keysmith/metrics"
@@ -274,6 +275,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		TwoFactor:   twoFactor,
 		SessionList: a.SessionList,
 		Sudo:        accounts.NewSudo(twoFactor, cfg.SudoTimeout),
+		Passkeys:    identity.NewPasskeys(db, a.Accounts, a.Clock, cfg.BaseURL),
 	})
 	a.Inactivity = scheduler.NewInactivity(a.Keys, a.Clock, a.Log)
 	notices := scheduler.NewNotices(db, a.Clock, a.Log, a.Mailer, a.Outbox, a.Webhooks, cfg.BaseURL)

@@ -10,7 +10,7 @@ import (
 	"sync"
 )
 
-//go:embed htmx.min.js app.css app.js favicon.ico favicon.svg
+//go:embed htmx.min.js app.css app.js passkeys.js favicon.ico favicon.svg
 var FS embed.FS
 
 var versions = sync.OnceValue(func() map[string]string {

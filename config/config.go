@@ -79,7 +79,7 @@ var Variables = []Variable{
 	{"KEYSMITH_SMTP_URL", "", "smtp://user:pass@host:587 (STARTTLS when offered; ?starttls=required to insist) or smtps://…:465; required unless the dev mailbox is on"},
 	{"KEYSMITH_DEV_MAILBOX", "true with the default SQLite file and no SMTP, else false", "keep every email in memory and show it, reset links included, to anyone at /dev/mailbox: development only"},
 	{"KEYSMITH_MAIL_FROM", "Keysmith <no-reply@keysmith.localhost>", "sender of every email"},
-	{"KEYSMITH_BASE_URL", "http://localhost:8080", "public URL of the dashboard, used in email links"},
+	{"KEYSMITH_BASE_URL", "http://localhost:8080", "public URL of the dashboard, used in email links and as the passkeys' origin (https, or localhost)"},
 	{"KEYSMITH_KEY_PREFIX", "ks", "prefix of every API key (2–10 lowercase letters or digits, starting with a letter)"},
 	{"KEYSMITH_SERVICE_TOKEN", "", "token the operator's services use for POST /v1/keys/verify"},
 	{"KEYSMITH_SCOPES_FILE", "", "JSON scope catalog, e.g. {\"resources\":[{\"name\":\"files\",\"actions\":[{\"name\":\"read\",\"publishable\":true}]}]}; empty for the demo catalog"},

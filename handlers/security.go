@@ -46,6 +46,7 @@ func (h *Handlers) securityRoutes(e router, web func(...echo.MiddlewareFunc) []e
 	e.POST("/settings/security/recovery-codes", h.regenerateRecoveryCodes, web(login, sudo)...)
 	e.POST("/settings/security/sessions/end-others", h.endOtherSessions, web(login)...)
 	e.POST("/settings/security/sessions/:id/end", h.endSession, web(login)...)
+	h.passkeyRoutes(e, web)
 }
 
 // privateLogin guards every page behind login: a live session, and an
@@ -167,11 +168,30 @@ func (h *Handlers) pendingUser(c echo.Context) (int64, bool) {
 }
 
 func (h *Handlers) secondStepForm(c echo.Context) error {
-	if _, ok := h.pendingUser(c); !ok {
+	uid, ok := h.pendingUser(c)
+	if !ok {
 		h.clearSecondStep(c.Request().Context())
 		return redirect(c, "/login")
 	}
-	return h.public(c, http.StatusOK, "Two-step verification", views.TwoFactorLoginPage(views.TwoFactorLoginForm{}))
+	return h.secondStepPage(c, http.StatusOK, uid, "")
+}
+
+// secondStepPage offers the pending user's second steps: a code, a
+// passkey, or both.
+func (h *Handlers) secondStepPage(c echo.Context, status int, uid int64, msg string) error {
+	ctx := c.Request().Context()
+	form := views.TwoFactorLoginForm{Error: msg}
+	st, err := h.TwoFactor.Status(ctx, uid)
+	if err != nil {
+		return err
+	}
+	passkeys, err := h.Passkeys.List(ctx, uid)
+	if err != nil {
+		return err
+	}
+	form.Passkey = len(passkeys) > 0 && h.Passkeys.Unavailable() == nil
+	form.PasskeyOnly = form.Passkey && !st.Enabled
+	return h.public(c, status, "Two-step verification", views.TwoFactorLoginPage(form))
 }
 
 func (h *Handlers) secondStep(c echo.Context) error {
@@ -182,9 +202,7 @@ func (h *Handlers) secondStep(c echo.Context) error {
 		h.flash(c, "info", "Your sign-in took too long. Please log in again.")
 		return redirect(c, "/login")
 	}
-	page := func(status int, msg string) error {
-		return h.public(c, status, "Two-step verification", views.TwoFactorLoginPage(views.TwoFactorLoginForm{Error: msg}))
-	}
+	page := func(status int, msg string) error { return h.secondStepPage(c, status, uid, msg) }
 	code := c.FormValue("code")
 	if code == "" {
 		return page(http.StatusUnprocessableEntity, "Enter the code from your authenticator app, or a recovery code.")
@@ -201,6 +219,13 @@ func (h *Handlers) secondStep(c echo.Context) error {
 	case err != nil:
 		return err
 	}
+	return h.finishSecondStep(c, uid, method)
+}
+
+// finishSecondStep signs in the pending user after their second step,
+// under a fresh session token, unless their account changed meanwhile.
+func (h *Handlers) finishSecondStep(c echo.Context, uid int64, method accounts.Method) error {
+	ctx := c.Request().Context()
 	user, err := h.Accounts.User(ctx, uid)
 	if err != nil {
 		return err
@@ -235,7 +260,9 @@ func (h *Handlers) security(c echo.Context) error {
 	return h.securityPage(c, http.StatusOK, nil)
 }
 
-func (h *Handlers) securityPage(c echo.Context, status int, errs views.FieldErrors) error {
+// securityPage renders Settings → Security; adjust sets what a form being
+// shown again keeps (the passkey forms').
+func (h *Handlers) securityPage(c echo.Context, status int, errs views.FieldErrors, adjust ...func(*views.SecurityView)) error {
 	ctx := c.Request().Context()
 	v := currentViewer(c)
 	st, err := h.TwoFactor.Status(ctx, v.User.ID)
@@ -259,6 +286,12 @@ func (h *Handlers) securityPage(c echo.Context, status int, errs views.FieldErro
 			SignedIn: views.Relative(s.CreatedAt, now), LastActive: views.Relative(s.LastSeenAt, now),
 			Current: s.TokenHash == current,
 		})
+	}
+	if view.Passkeys, err = h.passkeysView(ctx, v.User.ID); err != nil {
+		return err
+	}
+	for _, f := range adjust {
+		f(&view)
 	}
 	return h.app(c, status, "security", "Security", views.SecurityPage(view))
 }

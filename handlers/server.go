@@ -14,6 +14,7 @@ import (
 	"keysmith/accounts"
 	"keysmith/clock"
 	"keysmith/config"
+	"keysmith/identity"
 	"keysmith/keys"
 	"keysmith/mailer"
 	"keysmith/metrics"
@@ -53,7 +54,8 @@ type Deps struct {
 	TwoFactor   *accounts.TwoFactor
 	SessionList *accounts.Sessions
 	// Sudo asks for a fresh confirmation before sensitive actions.
-	Sudo *accounts.Sudo
+	Sudo     *accounts.Sudo
+	Passkeys *identity.Passkeys
 }
 
 // Handlers holds the dependencies every handler method uses.

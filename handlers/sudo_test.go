@@ -214,6 +214,7 @@ func TestSudoGuardsTheSensitiveActions(t *testing.T) {
 		"/settings/oauth-apps", "/settings/oauth-apps/1/rotate-secret",
 		"/settings/webhooks", "/settings/webhooks/1/rotate-secret",
 		"/settings/security/two-factor", "/settings/security/two-factor/confirm", "/settings/security/recovery-codes",
+		"/settings/security/passkeys", "/settings/security/passkeys/1/remove",
 		"/settings/team/members/1/role", "/settings/team/members/1/remove", "/settings/team/transfer",
 		"/settings/workspace/key-policy",
 	} {

@@ -326,6 +326,8 @@ var migrations = []string{
 	// Security (teams/twofactor.go).
 	`ALTER TABLE workspaces ADD COLUMN two_factor_required_at {{time}};
 	ALTER TABLE workspaces ADD COLUMN two_factor_grace_days INTEGER NOT NULL DEFAULT 0 CHECK (two_factor_grace_days BETWEEN 0 AND 90);`,
+	// 23: passkeys (issue 17), models/passkey.go
+	passkeysMigration,
 }
 
 var dialects = map[string]*strings.Replacer{
