@@ -29,9 +29,25 @@ func (b *tab) shot(name string) { testutil.Screenshot(b.t, b.ctx, b.shots, name)
 
 // settled waits until htmx has no request, swap or settle under way, so
 // the next step acts on the page a person would see, not one being replaced.
-var settled = chromedp.Poll[chromedp.Void](
-	`document.readyState === "complete" && !document.querySelector(".htmx-request, .htmx-swapping, .htmx-settling")`,
-	chromedp.WithPollingInterval(20*time.Millisecond))
+// A poll does not survive a navigation (chromedp answers "Cannot find
+// context with specified id" when a submitted form replaces the page under
+// it), so it is asked again on the new page until the step's deadline.
+var settled chromedp.Action[chromedp.Void] = func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+	ready := chromedp.Poll[chromedp.Void](
+		`document.readyState === "complete" && !document.querySelector(".htmx-request, .htmx-swapping, .htmx-settling")`,
+		chromedp.WithPollingInterval(20*time.Millisecond))
+	for {
+		v, err := ready(ctx, t)
+		if err == nil || ctx.Err() != nil {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			return v, err
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
 
 func (b *tab) do(step string, actions ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
