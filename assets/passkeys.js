@@ -92,8 +92,11 @@
     s.classList.toggle("error", !!isError);
   }
 
+  // The answer goes in the form's field named by data-credential (the
+  // Confirm access form carries the original form's own "credential").
   function submitWith(form, cred) {
-    form.querySelector('input[name="credential"]').value = credentialJSON(cred);
+    var field = form.getAttribute("data-credential") || "credential";
+    form.querySelector('input[name="' + field + '"]').value = credentialJSON(cred);
     status(form, "Checking your passkey…");
     form.submit();
   }

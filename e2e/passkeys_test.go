@@ -96,6 +96,18 @@ func TestPasskeys(t *testing.T) {
 		t.Fatalf("no mail about the new passkey")
 	}
 
+	// An hour on, creating a key asks to confirm access; the passkey does,
+	// and the key the form described is made.
+	app.Clock.Advance(61 * time.Minute)
+	b.do("open the create form", chromedp.Navigate(url("/settings/api-keys/new")), chromedp.WaitVisible(`form.key-form #name`))
+	b.do("create a key", chromedp.SendKeys(`#name`, "deploy-bot"), chromedp.Click(`form.key-form button[type=submit]`),
+		chromedp.WaitVisible(`#confirm-access form[data-passkey="confirm"] button`))
+	b.shot("02-confirm-access-with-a-passkey")
+	b.do("confirm with the passkey", chromedp.Click(`#confirm-access form[data-passkey="confirm"] button`), chromedp.WaitVisible(`#secret`))
+	if err := app.DB.Where("name = ?", "deploy-bot").Take(&models.APIKey{}).Error; err != nil {
+		t.Fatalf("no key after confirming with the passkey: %v", err)
+	}
+
 	// The login page offers the passkey in the email field's autofill
 	// (conditional mediation); the virtual authenticator picks it at once,
 	// as a person choosing it from the autofill list would.
@@ -129,7 +141,7 @@ func TestPasskeys(t *testing.T) {
 	if got := b.text(`main h1`); got != "API Keys" {
 		t.Fatalf("after the passkey sign-in the page is %q", got)
 	}
-	b.shot("02-signed-in-with-passkey")
+	b.shot("03-signed-in-with-passkey")
 	logOut()
 
 	b.do("log in with the password again",
@@ -139,7 +151,7 @@ func TestPasskeys(t *testing.T) {
 		chromedp.SendKeys(`#password`, "a long enough password"),
 		chromedp.Click(`form[action="/login"] button[type=submit]`),
 		chromedp.WaitVisible(`form[data-passkey="second-step"] button`))
-	b.shot("03-second-step-passkey")
+	b.shot("04-second-step-passkey")
 	if n, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll("#code").length`)); err != nil || n != 0 {
 		t.Fatalf("a user without an authenticator app is asked for a code (%d, %v)", n, err)
 	}
@@ -159,7 +171,7 @@ func TestPasskeys(t *testing.T) {
 		chromedp.WaitVisible(`#passkeys details.confirm form button`),
 		chromedp.Click(`#passkeys details.confirm form button`),
 		chromedp.WaitVisible(`#no-passkeys`))
-	b.shot("04-passkey-removed")
+	b.shot("05-passkey-removed")
 	var n int64
 	app.DB.Model(&models.Passkey{}).Count(&n)
 	if n != 0 {
@@ -167,7 +179,7 @@ func TestPasskeys(t *testing.T) {
 	}
 	var events []string
 	app.DB.Model(&models.AuditEvent{}).Where("action LIKE ?", "passkey.%").Order("id").Pluck("action", &events)
-	if strings.Join(events, " ") != "passkey.added passkey.used passkey.used passkey.used passkey.removed" {
+	if strings.Join(events, " ") != "passkey.added passkey.used passkey.used passkey.used passkey.used passkey.removed" {
 		t.Fatalf("audit events: %v", events)
 	}
 }

@@ -16,7 +16,12 @@ import (
 
 // sessPasskeyCeremony keeps the one passkey request of a session between
 // its options and the browser's answer; the answer pops it (single use).
-const sessPasskeyCeremony = "passkey_ceremony"
+// A confirmation of access keeps its own (sessSudoCeremony): it may stand
+// in front of adding a passkey, whose request must outlive it.
+const (
+	sessPasskeyCeremony = "passkey_ceremony"
+	sessSudoCeremony    = "sudo_passkey_ceremony"
+)
 
 // methodPasskey is a second step done with a passkey.
 const methodPasskey accounts.Method = "passkey"
@@ -31,6 +36,7 @@ func (h *Handlers) passkeyRoutes(e router, web func(...echo.MiddlewareFunc) []ec
 	e.POST("/settings/security/passkeys", h.addPasskey, web(login, sudo)...) // the browser's answer waits on Confirm access
 	e.POST("/settings/security/passkeys/:id", h.renamePasskey, web(login)...)
 	e.POST("/settings/security/passkeys/:id/remove", h.removePasskey, web(login, sudo)...)
+	e.POST("/sudo/passkey/options", h.passkeyConfirmOptions, web(login)...) // the answer goes to the action, through h.sudo
 	e.POST("/login/two-factor/passkey/options", h.passkeySecondStepOptions, web(guest)...)
 	e.POST("/login/two-factor/passkey", h.passkeySecondStep, web(guest)...)
 	e.POST("/login/passkey/options", h.passkeySignInOptions, web(guest)...)
@@ -68,8 +74,8 @@ func unavailableReason(err error) string {
 }
 
 // passkeyOptions answers a ceremony's options as JSON and keeps the
-// ceremony in the session.
-func (h *Handlers) passkeyOptions(c echo.Context, options []byte, ceremony identity.Ceremony, err error) error {
+// ceremony in the session under key.
+func (h *Handlers) passkeyOptions(c echo.Context, key string, options []byte, ceremony identity.Ceremony, err error) error {
 	switch {
 	case errors.Is(err, identity.ErrUnavailable):
 		return c.JSON(http.StatusServiceUnavailable, map[string]string{"error": "Passkeys are unavailable on this server."})
@@ -78,7 +84,7 @@ func (h *Handlers) passkeyOptions(c echo.Context, options []byte, ceremony ident
 	case err != nil:
 		return err
 	}
-	h.Sessions.Put(c.Request().Context(), sessPasskeyCeremony, []byte(ceremony))
+	h.Sessions.Put(c.Request().Context(), key, []byte(ceremony))
 	noStore(c)
 	return c.JSONBlob(http.StatusOK, options)
 }
@@ -87,9 +93,14 @@ func (h *Handlers) popCeremony(c echo.Context) identity.Ceremony {
 	return h.Sessions.PopBytes(c.Request().Context(), sessPasskeyCeremony)
 }
 
+func (h *Handlers) passkeyConfirmOptions(c echo.Context) error {
+	opts, ceremony, err := h.Passkeys.BeginConfirm(c.Request().Context(), currentViewer(c).User)
+	return h.passkeyOptions(c, sessSudoCeremony, opts, ceremony, err)
+}
+
 func (h *Handlers) passkeyRegisterOptions(c echo.Context) error {
 	opts, ceremony, err := h.Passkeys.BeginRegistration(c.Request().Context(), currentViewer(c).User)
-	return h.passkeyOptions(c, opts, ceremony, err)
+	return h.passkeyOptions(c, sessPasskeyCeremony, opts, ceremony, err)
 }
 
 // passkeyMessage says why a browser's answer was not accepted.
@@ -199,7 +210,7 @@ func (h *Handlers) passkeySecondStepOptions(c echo.Context) error {
 		return err
 	}
 	opts, ceremony, err := h.Passkeys.BeginSecondStep(ctx, user)
-	return h.passkeyOptions(c, opts, ceremony, err)
+	return h.passkeyOptions(c, sessPasskeyCeremony, opts, ceremony, err)
 }
 
 func (h *Handlers) passkeySecondStep(c echo.Context) error {
@@ -233,7 +244,7 @@ func (h *Handlers) passkeySecondStep(c echo.Context) error {
 
 func (h *Handlers) passkeySignInOptions(c echo.Context) error {
 	opts, ceremony, err := h.Passkeys.BeginSignIn(c.Request().Context(), c.QueryParam("mediation") == "conditional")
-	return h.passkeyOptions(c, opts, ceremony, err)
+	return h.passkeyOptions(c, sessPasskeyCeremony, opts, ceremony, err)
 }
 
 // passkeySignIn signs in with a passkey alone: its user verification

@@ -12,6 +12,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"keysmith/accounts"
+	"keysmith/identity"
 	"keysmith/views"
 )
 
@@ -23,7 +24,8 @@ const sessSudoAt = "sudo_at"
 // sudo guards a sensitive action (issue 17's sudo mode). Within the window
 // since the session last confirmed access, the action runs. Otherwise the
 // answer is the Confirm access page, whose form posts every field the user
-// submitted back to the same action with their password or a code; when
+// submitted back to the same action with their password, a code or a
+// passkey (whose request /sudo/passkey/options makes); when
 // that confirmation is right, the action runs on the original input. The
 // page's own fields never reach the action.
 func (h *Handlers) sudo(next echo.HandlerFunc) echo.HandlerFunc {
@@ -33,9 +35,10 @@ func (h *Handlers) sudo(next echo.HandlerFunc) echo.HandlerFunc {
 		if _, err := c.FormParams(); err != nil {
 			return echo.NewHTTPError(http.StatusBadRequest, "The form body could not be read.")
 		}
-		password, code := r.PostForm.Get(views.SudoPasswordField), r.PostForm.Get(views.SudoCodeField)
-		confirming := r.PostForm.Has(views.SudoPasswordField) || r.PostForm.Has(views.SudoCodeField)
-		for _, name := range []string{views.SudoPasswordField, views.SudoCodeField} {
+		password, code, passkey := r.PostForm.Get(views.SudoPasswordField), r.PostForm.Get(views.SudoCodeField), r.PostForm.Get(views.SudoPasskeyField)
+		confirming := false
+		for _, name := range []string{views.SudoPasswordField, views.SudoCodeField, views.SudoPasskeyField} {
+			confirming = confirming || r.PostForm.Has(name)
 			r.Form.Del(name)
 			r.PostForm.Del(name)
 			if r.MultipartForm != nil {
@@ -52,7 +55,17 @@ func (h *Handlers) sudo(next echo.HandlerFunc) echo.HandlerFunc {
 		if !confirming {
 			return h.sudoPage(c, http.StatusOK, "", nil)
 		}
-		at, err := h.Sudo.Confirm(ctx, currentViewer(c).User.ID, password, code, c.RealIP(), actorOf(c))
+		user := currentViewer(c).User
+		var at time.Time
+		var err error
+		if passkey != "" {
+			ceremony := h.Sessions.PopBytes(ctx, sessSudoCeremony)
+			if _, err = h.Passkeys.FinishConfirm(ctx, user, ceremony, []byte(passkey), c.RealIP(), actorOf(c)); err == nil {
+				at = h.Clock.Now()
+			}
+		} else {
+			at, err = h.Sudo.Confirm(ctx, user.ID, password, code, c.RealIP(), actorOf(c))
+		}
 		var throttled *accounts.ThrottledError
 		switch {
 		case errors.As(err, &throttled):
@@ -65,6 +78,9 @@ func (h *Handlers) sudo(next echo.HandlerFunc) echo.HandlerFunc {
 			return h.sudoPage(c, http.StatusUnauthorized, "", views.FieldErrors{views.SudoPasswordField: "That is not your password."})
 		case errors.Is(err, accounts.ErrWrongCode):
 			return h.sudoPage(c, http.StatusUnauthorized, "", views.FieldErrors{views.SudoCodeField: "That code is wrong or was already used."})
+		case errors.Is(err, identity.ErrPasskeyRefused), errors.Is(err, identity.ErrCeremonyExpired),
+			errors.Is(err, identity.ErrSignCountWentBack), errors.Is(err, identity.ErrUnavailable):
+			return h.sudoPage(c, http.StatusUnauthorized, passkeyMessage(err), nil)
 		case err != nil:
 			return err
 		}
@@ -78,12 +94,19 @@ func (h *Handlers) sudo(next echo.HandlerFunc) echo.HandlerFunc {
 func (h *Handlers) sudoPage(c echo.Context, status int, errMsg string, errs views.FieldErrors) error {
 	r := c.Request()
 	v := currentViewer(c)
-	on, err := h.TwoFactor.Enabled(r.Context(), v.User.ID)
+	app, err := h.TwoFactor.Status(r.Context(), v.User.ID) // the authenticator app, not any second step
 	if err != nil {
 		return err
 	}
 	view := views.SudoView{
-		Action: r.URL.RequestURI(), TwoFactor: on, Window: views.Duration(h.Sudo.Window()), Error: errMsg, Errors: errs,
+		Action: r.URL.RequestURI(), TwoFactor: app.Enabled, Window: views.Duration(h.Sudo.Window()), Error: errMsg, Errors: errs,
+	}
+	if h.Passkeys.Unavailable() == nil {
+		keys, err := h.Passkeys.List(r.Context(), v.User.ID)
+		if err != nil {
+			return err
+		}
+		view.Passkey = len(keys) > 0
 	}
 	names := make([]string, 0, len(r.PostForm))
 	for name := range r.PostForm {

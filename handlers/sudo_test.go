@@ -281,3 +281,56 @@ func confirmAccess(t *testing.T, c *testutil.Client, page *testutil.Page) *testu
 	}
 	return c.Submit(page, "#confirm-access form", map[string]string{"_sudo_password": password})
 }
+
+// A user with a passkey may confirm access with it: the page offers a
+// second form carrying the same input, whose answer field is its own
+// (adding a passkey posts a "credential" of its own through this page).
+// A refused or stale answer asks again and makes nothing.
+func TestSudoOffersAPasskey(t *testing.T) {
+	app := testutil.StartApp(t, testutil.DatabaseURL(t, "sqlite"), onLocalhost(),
+		testutil.WithConfig(func(c *config.Config) { c.SudoTimeout = sudoWindow }))
+	c := newUser(t, app, "ada@example.com")
+	addPasskeyRow(t, app, "ada@example.com", "Laptop")
+	app.Clock.Advance(sudoWindow + time.Minute)
+
+	page := c.PostForm("/settings/api-keys", keyFormValues(t, c, "Billing worker"))
+	form := page.Doc.Find(`#confirm-access form[data-passkey="confirm"]`)
+	if page.Status != http.StatusOK || form.Length() != 1 {
+		t.Fatalf("confirm access: %d, %d passkey forms", page.Status, form.Length())
+	}
+	if action, _ := form.Attr("action"); action != "/settings/api-keys" {
+		t.Fatalf("the passkey form posts to %q", action)
+	}
+	if field, _ := form.Attr("data-credential"); field != "_sudo_passkey" || form.Find(`input[name="_sudo_passkey"]`).Length() != 1 {
+		t.Fatalf("answer field %q", field)
+	}
+	if page.Doc.Find(`#confirm-access input[name="_sudo_code"]`).Length() != 0 {
+		t.Fatal("a user with a passkey and no authenticator app is asked for a code")
+	}
+	if got := form.Find(`input[name="name"]`).AttrOr("value", ""); got != "Billing worker" {
+		t.Fatalf("the passkey form carries name %q", got)
+	}
+
+	opts := c.PostForm("/sudo/passkey/options", url.Values{"_csrf": {csrfOf(page)}})
+	if opts.Status != http.StatusOK || !strings.Contains(string(opts.Raw), `"userVerification":"required"`) {
+		t.Fatalf("options: %d %s", opts.Status, opts.Raw)
+	}
+	before := keyCount(t, app)
+	refused := c.Submit(page, `#confirm-access form[data-passkey="confirm"]`, map[string]string{"_sudo_passkey": `{"id":"TGFwdG9w","type":"public-key"}`})
+	if refused.Status != http.StatusUnauthorized || !strings.Contains(refused.Text("#confirm-access .flash.error"), "not accepted") {
+		t.Fatalf("a refused passkey: %d %q", refused.Status, refused.Text("#confirm-access"))
+	}
+	if got := hiddenValues(refused, "name"); !slices.Equal(got, []string{"Billing worker", "Billing worker"}) {
+		t.Fatalf("name carried after a refusal: %q", got)
+	}
+	var failures int64
+	app.DB.Model(&models.LoginAttempt{}).Where("email = ? AND succeeded = ?", "ada@example.com", false).Count(&failures)
+	if failures != 1 || keyCount(t, app) != before {
+		t.Fatalf("after a refused passkey: %d failed attempts, %d keys (was %d)", failures, keyCount(t, app), before)
+	}
+	// The request was used up: the same answer again meets no ceremony.
+	stale := c.Submit(refused, `#confirm-access form[data-passkey="confirm"]`, map[string]string{"_sudo_passkey": `{"id":"TGFwdG9w","type":"public-key"}`})
+	if stale.Status != http.StatusUnauthorized || !strings.Contains(stale.Text("#confirm-access .flash.error"), "expired") {
+		t.Fatalf("a passkey answer without a request: %d %q", stale.Status, stale.Text("#confirm-access"))
+	}
+}

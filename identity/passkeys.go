@@ -147,6 +147,7 @@ const (
 	kindRegister   ceremonyKind = "register"
 	kindSecondStep ceremonyKind = "second-step"
 	kindSignIn     ceremonyKind = "sign-in"
+	kindConfirm    ceremonyKind = "confirm"
 )
 
 type ceremony struct {
@@ -404,6 +405,32 @@ func (p *Passkeys) Remove(ctx context.Context, userID, id int64, a accounts.Acto
 // BeginSecondStep asks the browser for one of the user's passkeys, after
 // their password. It answers ErrPasskeyNotFound for a user without any.
 func (p *Passkeys) BeginSecondStep(ctx context.Context, u models.User) ([]byte, Ceremony, error) {
+	return p.beginUserAssertion(ctx, u, kindSecondStep, protocol.VerificationPreferred)
+}
+
+// FinishSecondStep checks the browser's answer to BeginSecondStep. It is
+// throttled with the password throttle, under the user's email, like a
+// code at the same step.
+func (p *Passkeys) FinishSecondStep(ctx context.Context, u models.User, c Ceremony, response []byte, ip string, a accounts.Actor) (models.Passkey, error) {
+	return p.finishUserAssertion(ctx, u, c, kindSecondStep, response, ip, a, "second step")
+}
+
+// BeginConfirm asks the browser for one of a signed-in user's passkeys, to
+// confirm access before a sensitive action (sudo mode). User verification
+// is required: the passkey stands in for the password. It answers
+// ErrPasskeyNotFound for a user without any.
+func (p *Passkeys) BeginConfirm(ctx context.Context, u models.User) ([]byte, Ceremony, error) {
+	return p.beginUserAssertion(ctx, u, kindConfirm, protocol.VerificationRequired)
+}
+
+// FinishConfirm checks the browser's answer to BeginConfirm, throttled
+// and audited as FinishSecondStep is.
+func (p *Passkeys) FinishConfirm(ctx context.Context, u models.User, c Ceremony, response []byte, ip string, a accounts.Actor) (models.Passkey, error) {
+	return p.finishUserAssertion(ctx, u, c, kindConfirm, response, ip, a, "confirm access")
+}
+
+// beginUserAssertion asks for one of the user's own passkeys.
+func (p *Passkeys) beginUserAssertion(ctx context.Context, u models.User, kind ceremonyKind, verification protocol.UserVerificationRequirement) ([]byte, Ceremony, error) {
 	if p.web == nil {
 		return nil, nil, p.unavailable
 	}
@@ -414,21 +441,20 @@ func (p *Passkeys) BeginSecondStep(ctx context.Context, u models.User) ([]byte, 
 	if len(rows) == 0 {
 		return nil, nil, ErrPasskeyNotFound
 	}
-	assertion, data, err := p.web.BeginLogin(wu, webauthn.WithUserVerification(protocol.VerificationPreferred))
+	assertion, data, err := p.web.BeginLogin(wu, webauthn.WithUserVerification(verification))
 	if err != nil {
 		return nil, nil, err
 	}
-	return p.begin(kindSecondStep, u.ID, assertion, data)
+	return p.begin(kind, u.ID, assertion, data)
 }
 
-// FinishSecondStep checks the browser's answer to BeginSecondStep. It is
-// throttled with the password throttle, under the user's email, like a
-// code at the same step.
-func (p *Passkeys) FinishSecondStep(ctx context.Context, u models.User, c Ceremony, response []byte, ip string, a accounts.Actor) (models.Passkey, error) {
+// finishUserAssertion checks the answer to beginUserAssertion under the
+// password throttle; how names the use in the audit log.
+func (p *Passkeys) finishUserAssertion(ctx context.Context, u models.User, c Ceremony, kind ceremonyKind, response []byte, ip string, a accounts.Actor, how string) (models.Passkey, error) {
 	if p.web == nil {
 		return models.Passkey{}, p.unavailable
 	}
-	data, err := p.openCeremony(c, kindSecondStep, u.ID)
+	data, err := p.openCeremony(c, kind, u.ID)
 	if err != nil {
 		return models.Passkey{}, err
 	}
@@ -446,7 +472,7 @@ func (p *Passkeys) FinishSecondStep(ctx context.Context, u models.User, c Ceremo
 		if err != nil {
 			return errors.Join(ErrPasskeyRefused, err)
 		}
-		used, err = p.used(tx, u, rows, cred, a, "second step")
+		used, err = p.used(tx, u, rows, cred, a, how)
 		return err
 	})
 	return used, err

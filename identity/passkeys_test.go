@@ -56,6 +56,7 @@ type authenticator struct {
 	id      []byte
 	handle  []byte
 	counter uint32
+	noUV    bool // answers with user presence alone, as a key without a PIN does
 }
 
 func newAuthenticator(t *testing.T, rpID string) *authenticator {
@@ -79,6 +80,9 @@ func (a *authenticator) clientData(typ, challenge string) []byte {
 func (a *authenticator) authData(attested []byte) []byte {
 	h := sha256.Sum256([]byte(a.rpID))
 	flags := byte(0x01 | 0x04)
+	if a.noUV {
+		flags = 0x01
+	}
 	if attested != nil {
 		flags |= 0x40
 	}
@@ -326,6 +330,64 @@ func TestPasskeyAssertions(t *testing.T) {
 		opts, c, _ = keys.BeginSignIn(ctx, false)
 		if _, err := keys.FinishSecondStep(ctx, u, c, a.get(opts), "192.0.2.1", accounts.Actor{}); !errors.Is(err, identity.ErrCeremonyExpired) {
 			t.Fatalf("a sign-in ceremony at the second step: %v", err)
+		}
+	})
+}
+
+// Confirming access (sudo mode) takes one of the user's own passkeys, with
+// the user verified, from a ceremony of its own kind.
+func TestPasskeyConfirmsAccess(t *testing.T) {
+	testutil.ForEachEngine(t, func(t *testing.T, dbURL string) {
+		keys, _, u, _ := setUp(t, dbURL)
+		ctx := t.Context()
+		if _, _, err := keys.BeginConfirm(ctx, u); !errors.Is(err, identity.ErrPasskeyNotFound) {
+			t.Fatalf("confirming without a passkey: %v", err)
+		}
+		a := newAuthenticator(t, "keys.example.com")
+		register(t, keys, u, a, "Laptop")
+
+		opts, c, err := keys.BeginConfirm(ctx, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var o struct {
+			PublicKey struct {
+				UserVerification string `json:"userVerification"`
+				Allow            []any  `json:"allowCredentials"`
+			} `json:"publicKey"`
+		}
+		if json.Unmarshal(opts, &o); o.PublicKey.UserVerification != "required" || len(o.PublicKey.Allow) != 1 {
+			t.Fatalf("confirm options %s", opts)
+		}
+		answer := a.get(opts)
+		used, err := keys.FinishConfirm(ctx, u, c, answer, "192.0.2.1", accounts.Actor{})
+		if err != nil || used.Name != "Laptop" {
+			t.Fatalf("confirm: %+v %v", used, err)
+		}
+		// The same answer again (its counter has not moved) is refused; the
+		// session holding the ceremony pops it besides.
+		if _, err := keys.FinishConfirm(ctx, u, c, answer, "192.0.2.1", accounts.Actor{}); !errors.Is(err, identity.ErrSignCountWentBack) {
+			t.Fatalf("a confirmation replayed: %v", err)
+		}
+
+		// Presence alone does not stand in for the password.
+		a.noUV = true
+		opts, c, _ = keys.BeginConfirm(ctx, u)
+		if _, err := keys.FinishConfirm(ctx, u, c, a.get(opts), "192.0.2.1", accounts.Actor{}); !errors.Is(err, identity.ErrPasskeyRefused) {
+			t.Fatalf("a passkey without user verification: %v", err)
+		}
+		a.noUV = false
+
+		// Another user's ceremony, or another kind's, does not confirm.
+		opts, c, _ = keys.BeginSecondStep(ctx, u)
+		if _, err := keys.FinishConfirm(ctx, u, c, a.get(opts), "192.0.2.1", accounts.Actor{}); !errors.Is(err, identity.ErrCeremonyExpired) {
+			t.Fatalf("a second-step ceremony confirming access: %v", err)
+		}
+		opts, c, _ = keys.BeginConfirm(ctx, u)
+		other := u
+		other.ID++
+		if _, err := keys.FinishConfirm(ctx, other, c, a.get(opts), "192.0.2.1", accounts.Actor{}); !errors.Is(err, identity.ErrCeremonyExpired) {
+			t.Fatalf("another user's ceremony: %v", err)
 		}
 	})
 }
