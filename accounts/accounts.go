@@ -176,6 +176,12 @@ func createPersonalWorkspace(tx *gorm.DB, user models.User) error {
 	return tx.Create(&models.Membership{WorkspaceID: ws.ID, UserID: user.ID, Role: models.RoleOwner}).Error
 }
 
+// CreatePersonalWorkspaceTx is CreatePersonalWorkspace inside the
+// caller's transaction: for an account made by single sign-on.
+func (s *Service) CreatePersonalWorkspaceTx(tx *gorm.DB, user models.User) error {
+	return createPersonalWorkspace(tx, user)
+}
+
 // CreatePersonalWorkspace gives a user their own workspace, as sign-up
 // does: for one who signed up to join a workspace whose invitation was
 // then cancelled, so they are not left with none.

@@ -526,6 +526,12 @@ func (s *Service) audit(tx *gorm.DB, user models.User, a Actor, action, detail s
 	return tx.Create(&events).Error
 }
 
+// AuditSecurityTx records a change to the user's account security made
+// elsewhere (a provider linked) inside the caller's transaction.
+func (s *Service) AuditSecurityTx(tx *gorm.DB, user models.User, a Actor, action, detail string) error {
+	return s.audit(tx, user, a, action, detail)
+}
+
 // RecordSecurityEvent writes an account security change made elsewhere
 // (a password changed or reset) to the user's workspaces' audit logs.
 func (s *Service) RecordSecurityEvent(ctx context.Context, user models.User, a Actor, action string) error {

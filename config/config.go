@@ -54,11 +54,39 @@ type Config struct {
 	MailConcurrency   int           // KEYSMITH_MAIL_CONCURRENCY: reminder deliveries sent at once
 	MetricsToken      string        // KEYSMITH_METRICS_TOKEN: serve /metrics to this bearer token; empty for no /metrics
 
+	// OIDC is single sign-on through the operator's OpenID provider
+	// (issue 18); off while OIDC.Issuer is empty.
+	OIDC OIDC
+	// PasswordLogin (KEYSMITH_PASSWORD_LOGIN) offers sign-up, password
+	// sign-in and reset; false leaves only the provider (and the CLI's
+	// break-glass users at /login/password).
+	PasswordLogin bool
+
 	// EncryptionKey (KEYSMITH_ENCRYPTION_KEY, 32 bytes in base64) encrypts
 	// the token signing keys at rest; nil for a key file beside a SQLite
 	// database (tokens.LoadEncryptionKey). PostgreSQL requires it.
 	EncryptionKey []byte
 }
+
+// OIDC configures the OpenID Connect relying party.
+type OIDC struct {
+	Issuer       string   // KEYSMITH_OIDC_ISSUER
+	ClientID     string   // KEYSMITH_OIDC_CLIENT_ID
+	ClientSecret string   // KEYSMITH_OIDC_CLIENT_SECRET; empty for a public client (PKCE only)
+	Name         string   // KEYSMITH_OIDC_NAME: the button says "Sign in with <Name>"
+	Scopes       []string // KEYSMITH_OIDC_SCOPES, space-separated
+	// WorkspaceClaim names the claim whose value picks the user's
+	// workspace, WorkspaceNameClaim the one that names it; empty for none.
+	WorkspaceClaim     string
+	WorkspaceNameClaim string
+	// RoleClaim names the claim (a string or a list of strings) whose
+	// values Roles maps to a workspace role.
+	RoleClaim string
+	Roles     map[string]string // KEYSMITH_OIDC_ROLES: claim value → role
+}
+
+// Enabled reports whether single sign-on is configured.
+func (o OIDC) Enabled() bool { return o.Issuer != "" }
 
 // The default of KEYSMITH_DB_MAX_OPEN_CONNS per engine: PostgreSQL serves
 // many connections; SQLite has one writer, and more connections only wait.
@@ -103,6 +131,16 @@ var Variables = []Variable{
 	{"KEYSMITH_DB_CONN_MAX_LIFETIME", "30m", "a database connection is closed and reopened after this long"},
 	{"KEYSMITH_MAIL_CONCURRENCY", "4", "reminder emails sent at once, so one slow message does not hold up the rest"},
 	{"KEYSMITH_METRICS_TOKEN", "", "serve Prometheus metrics at /metrics to Authorization: Bearer <this token> (at least 32 characters); empty for no /metrics"},
+	{"KEYSMITH_OIDC_ISSUER", "", "URL of the operator's OpenID provider (https, or http on localhost): turns on \"Sign in with …\"; register KEYSMITH_BASE_URL/login/oidc/callback as its redirect URI"},
+	{"KEYSMITH_OIDC_CLIENT_ID", "", "client ID registered at the provider; required with KEYSMITH_OIDC_ISSUER"},
+	{"KEYSMITH_OIDC_CLIENT_SECRET", "", "client secret registered at the provider; empty for a public client"},
+	{"KEYSMITH_OIDC_NAME", "SSO", "the provider's name on the sign-in button: \"Sign in with <name>\""},
+	{"KEYSMITH_OIDC_SCOPES", "openid email profile", "scopes asked of the provider, space-separated; must include openid"},
+	{"KEYSMITH_OIDC_WORKSPACE_CLAIM", "", "claim whose value puts the user in a workspace (made at its first sign-in); empty for personal workspaces"},
+	{"KEYSMITH_OIDC_WORKSPACE_NAME_CLAIM", "", "claim that names that workspace when it is made"},
+	{"KEYSMITH_OIDC_ROLE_CLAIM", "", "claim (a string or a list) whose values KEYSMITH_OIDC_ROLES maps to the role in that workspace at each sign-in"},
+	{"KEYSMITH_OIDC_ROLES", "", "claim value=role pairs, comma-separated, e.g. admins=admin,developers=editor; the most powerful match wins"},
+	{"KEYSMITH_PASSWORD_LOGIN", "true", "offer sign-up, password sign-in and reset; false sends /login to the provider (CLI-made users still sign in at /login/password)"},
 	{"KEYSMITH_ENCRYPTION_KEY", "a key file beside the SQLite database; required with PostgreSQL", "32 random bytes in base64 (openssl rand -base64 32) that encrypt the token signing keys in the database; the same on every replica"},
 }
 
@@ -151,6 +189,11 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 		MailConcurrency:   p.integer("KEYSMITH_MAIL_CONCURRENCY", 4),
 		MetricsToken:      p.str("KEYSMITH_METRICS_TOKEN", ""),
 		EncryptionKey:     p.base64Key("KEYSMITH_ENCRYPTION_KEY", 32),
+		PasswordLogin:     p.boolean("KEYSMITH_PASSWORD_LOGIN", true),
+	}
+	c.OIDC = p.oidc()
+	if !c.PasswordLogin && !c.OIDC.Enabled() {
+		p.fail("KEYSMITH_PASSWORD_LOGIN", "cannot be false without KEYSMITH_OIDC_ISSUER: nobody could sign in")
 	}
 	// PostgreSQL serves many connections; SQLite has one writer, and more
 	// connections only wait for it.
@@ -354,6 +397,69 @@ func (p *parser) base64Key(name string, size int) []byte {
 	}
 	p.fail(name, fmt.Sprintf("is not base64: give %d random bytes in base64 (openssl rand -base64 %d)", size, size))
 	return nil
+}
+
+// oidc reads the KEYSMITH_OIDC_* settings. Without an issuer, none of the
+// others may be set: a half-configured provider is a mistake to report.
+func (p *parser) oidc() OIDC {
+	o := OIDC{
+		Issuer:             strings.TrimRight(p.str("KEYSMITH_OIDC_ISSUER", ""), "/"),
+		ClientID:           p.str("KEYSMITH_OIDC_CLIENT_ID", ""),
+		ClientSecret:       p.str("KEYSMITH_OIDC_CLIENT_SECRET", ""),
+		Name:               strings.TrimSpace(p.str("KEYSMITH_OIDC_NAME", "SSO")),
+		Scopes:             strings.Fields(p.str("KEYSMITH_OIDC_SCOPES", "openid email profile")),
+		WorkspaceClaim:     p.str("KEYSMITH_OIDC_WORKSPACE_CLAIM", ""),
+		WorkspaceNameClaim: p.str("KEYSMITH_OIDC_WORKSPACE_NAME_CLAIM", ""),
+		RoleClaim:          p.str("KEYSMITH_OIDC_ROLE_CLAIM", ""),
+	}
+	if o.Issuer == "" {
+		for _, name := range []string{"KEYSMITH_OIDC_CLIENT_ID", "KEYSMITH_OIDC_CLIENT_SECRET", "KEYSMITH_OIDC_WORKSPACE_CLAIM",
+			"KEYSMITH_OIDC_WORKSPACE_NAME_CLAIM", "KEYSMITH_OIDC_ROLE_CLAIM", "KEYSMITH_OIDC_ROLES"} {
+			if p.str(name, "") != "" {
+				p.fail(name, "is set but KEYSMITH_OIDC_ISSUER is not")
+			}
+		}
+		return o
+	}
+	if u, err := url.Parse(o.Issuer); err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" ||
+		(u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname()))) {
+		p.fail("KEYSMITH_OIDC_ISSUER", "must be the provider's https URL, such as https://id.example.com/realms/main (plain http only on localhost)")
+	}
+	if o.ClientID == "" {
+		p.fail("KEYSMITH_OIDC_CLIENT_ID", "is required with KEYSMITH_OIDC_ISSUER: the client ID registered at the provider")
+	}
+	if o.Name == "" {
+		p.fail("KEYSMITH_OIDC_NAME", "must not be blank")
+	}
+	if !slices.Contains(o.Scopes, "openid") {
+		p.fail("KEYSMITH_OIDC_SCOPES", "must include openid")
+	}
+	if o.WorkspaceNameClaim != "" && o.WorkspaceClaim == "" {
+		p.fail("KEYSMITH_OIDC_WORKSPACE_NAME_CLAIM", "needs KEYSMITH_OIDC_WORKSPACE_CLAIM")
+	}
+	if o.RoleClaim != "" && o.WorkspaceClaim == "" {
+		p.fail("KEYSMITH_OIDC_ROLE_CLAIM", "needs KEYSMITH_OIDC_WORKSPACE_CLAIM: the role is the one in that workspace")
+	}
+	if v := p.str("KEYSMITH_OIDC_ROLES", ""); v != "" {
+		if o.RoleClaim == "" {
+			p.fail("KEYSMITH_OIDC_ROLES", "needs KEYSMITH_OIDC_ROLE_CLAIM")
+		}
+		o.Roles = map[string]string{}
+		for _, pair := range strings.Split(v, ",") {
+			value, role, ok := strings.Cut(strings.TrimSpace(pair), "=")
+			value, role = strings.TrimSpace(value), strings.TrimSpace(role)
+			if !ok || value == "" || !slices.Contains([]string{"owner", "admin", "editor", "viewer"}, role) {
+				p.fail("KEYSMITH_OIDC_ROLES", fmt.Sprintf("has %q: give claim value=role pairs, comma-separated, with role owner, admin, editor or viewer (admins=admin,developers=editor)", strings.TrimSpace(pair)))
+				continue
+			}
+			o.Roles[value] = role
+		}
+	}
+	return o
+}
+
+func isLoopback(host string) bool {
+	return host == "localhost" || strings.HasSuffix(host, ".localhost") || host == "127.0.0.1" || host == "::1"
 }
 
 func (p *parser) integer(name string, def int) int {

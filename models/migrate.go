@@ -328,6 +328,9 @@ var migrations = []string{
 	ALTER TABLE workspaces ADD COLUMN two_factor_grace_days INTEGER NOT NULL DEFAULT 0 CHECK (two_factor_grace_days BETWEEN 0 AND 90);`,
 	// 23: passkeys (issue 17), models/passkey.go
 	passkeysMigration,
+	// 24: single sign-on through the operator's OpenID provider (issue 18),
+	// models/sso.go
+	ssoMigration,
 }
 
 var dialects = map[string]*strings.Replacer{
