@@ -53,6 +53,9 @@ type Options struct {
 	// RedisPrefix starts every rate-limit key written to KEYSMITH_REDIS_URL
 	// (default ratelimit.DefaultPrefix), so tests sharing a Redis keep apart.
 	RedisPrefix string
+	// SSOBackoff is the wait before each retry of the identity provider's
+	// discovery (default: 1s doubling to a minute).
+	SSOBackoff func(n int) time.Duration
 }
 
 // App is a running Keysmith.
@@ -86,6 +89,9 @@ type App struct {
 
 	// SessionList is what Settings → Security lists of users' sessions.
 	SessionList *accounts.Sessions
+	// SSO is single sign-on through the operator's OpenID provider; nil
+	// without KEYSMITH_OIDC_ISSUER.
+	SSO *identity.SSO
 
 	sessionStore *gormstore.GORMStore
 	sharedLimits *ratelimit.Fallback // rate limits in Redis; nil without KEYSMITH_REDIS_URL
@@ -252,6 +258,15 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		return nil, err
 	}
 	twoFactor := accounts.NewTwoFactor(a.Accounts, a.Tokens)
+	// Single sign-on reads the provider's discovery document now; an
+	// unreachable provider is retried in the background, password sign-in
+	// working meanwhile.
+	if a.SSO = identity.NewSSO(db, a.Accounts, a.Clock, a.Log, cfg.OIDC, cfg.BaseURL); a.SSO != nil {
+		if opts.SSOBackoff != nil {
+			a.SSO.Backoff = opts.SSOBackoff
+		}
+		a.SSO.Start()
+	}
 	a.Echo = handlers.New(handlers.Deps{
 		Config:   cfg,
 		DB:       db,
@@ -276,6 +291,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		SessionList: a.SessionList,
 		Sudo:        accounts.NewSudo(twoFactor, cfg.SudoTimeout),
 		Passkeys:    identity.NewPasskeys(db, a.Accounts, a.Clock, cfg.BaseURL),
+		SSO:         a.SSO,
 	})
 	a.Inactivity = scheduler.NewInactivity(a.Keys, a.Clock, a.Log)
 	notices := scheduler.NewNotices(db, a.Clock, a.Log, a.Mailer, a.Outbox, a.Webhooks, cfg.BaseURL)
@@ -371,6 +387,9 @@ func (a *App) close() error {
 	if a.stopFeed != nil {
 		a.stopFeed()
 		<-a.feedDone
+	}
+	if a.SSO != nil {
+		a.SSO.Close()
 	}
 	a.Outbox.Wait()
 	a.Scheduler.Stop()

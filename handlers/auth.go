@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -161,13 +162,36 @@ func (h *Handlers) signupAndJoin(c echo.Context, inv models.Invitation, token st
 	return redirect(c, "/settings/api-keys")
 }
 
+// loginForm is the sign-in page. Without password sign-in, the provider
+// is the way in: the page sends the browser there at once, unless it has
+// something to say first (a sign-out, a refusal), when it shows the button.
 func (h *Handlers) loginForm(c echo.Context) error {
+	next := c.QueryParam("next")
+	if !h.Config.PasswordLogin && h.SSO != nil && !h.Sessions.Exists(c.Request().Context(), sessFlashMsg) {
+		return c.Redirect(http.StatusSeeOther, "/login/oidc?next="+url.QueryEscape(next))
+	}
+	return h.loginPage(c, http.StatusOK, views.LoginForm{Next: next})
+}
+
+// breakGlassForm is the password form for the users the CLI made while
+// password sign-in is off; with it on, it is /login.
+func (h *Handlers) breakGlassForm(c echo.Context) error {
+	if h.Config.PasswordLogin {
+		return c.Redirect(http.StatusSeeOther, "/login")
+	}
 	return h.loginPage(c, http.StatusOK, views.LoginForm{Next: c.QueryParam("next")})
 }
 
 // loginPage renders the login form, with the demo account's login while
 // the demo account is on and keeps its documented password.
 func (h *Handlers) loginPage(c echo.Context, status int, form views.LoginForm) error {
+	form.PasswordOff = !h.Config.PasswordLogin
+	if form.PasswordOff && c.Request().URL.Path == "/login/password" {
+		form.Action = "/login/password"
+	}
+	if h.SSO != nil {
+		form.SSO = h.SSO.Name()
+	}
 	if h.Config.Demo {
 		on, err := h.Accounts.DemoActive(c.Request().Context())
 		if err != nil {
@@ -235,6 +259,7 @@ func (h *Handlers) startSession(c echo.Context, user models.User) error {
 
 func (h *Handlers) logout(c echo.Context) error {
 	ctx := c.Request().Context()
+	providerLogout := h.ssoLogoutURL(c)
 	if hash := h.sessionHash(ctx); hash != "" {
 		if err := h.SessionList.Ended(ctx, hash); err != nil {
 			return err
@@ -246,7 +271,13 @@ func (h *Handlers) logout(c echo.Context) error {
 		return err
 	}
 	h.renewCSRF(c)
-	h.flash(c, "info", "You have been logged out.")
+	if providerLogout != "" {
+		// RP-initiated logout, offered: a link, so no form is answered by
+		// a redirect to the provider (the pages' CSP keeps forms here).
+		h.flashLink(c, "info", "You have been logged out of Keysmith.", providerLogout, "Also sign out of "+h.SSO.Name())
+	} else {
+		h.flash(c, "info", "You have been logged out.")
+	}
 	return redirect(c, "/login")
 }
 

@@ -83,17 +83,26 @@ func (h *Handlers) routes(echoApp *echo.Echo) {
 	sudo := h.sudo
 
 	e.GET("/", h.home, web()...)
-	e.GET("/signup", h.signupForm, web(guest)...)
-	e.POST("/signup", h.signup, web(guest)...)
-	e.GET("/signup/confirm", h.signupConfirmForm, web()...)
-	e.POST("/signup/confirm", h.signupConfirm, web()...)
 	e.GET("/login", h.loginForm, web(guest)...)
-	e.POST("/login", h.login, web(guest)...)
 	e.POST("/logout", h.logout, web()...)
-	e.GET("/forgot-password", h.forgotForm, web()...)
-	e.POST("/forgot-password", h.forgot, web()...)
-	e.GET("/reset-password", h.resetForm, web()...)
-	e.POST("/reset-password", h.reset, web()...)
+	// Users the CLI made sign in here when password sign-in is off
+	// (KEYSMITH_PASSWORD_LOGIN=false): break-glass access.
+	e.GET("/login/password", h.breakGlassForm, web(guest)...)
+	e.POST("/login/password", h.login, web(guest)...)
+	if h.Config.PasswordLogin {
+		e.GET("/signup", h.signupForm, web(guest)...)
+		e.POST("/signup", h.signup, web(guest)...)
+		e.GET("/signup/confirm", h.signupConfirmForm, web()...)
+		e.POST("/signup/confirm", h.signupConfirm, web()...)
+		e.POST("/login", h.login, web(guest)...)
+		e.GET("/forgot-password", h.forgotForm, web()...)
+		e.POST("/forgot-password", h.forgot, web()...)
+		e.GET("/reset-password", h.resetForm, web()...)
+		e.POST("/reset-password", h.reset, web()...)
+	} else {
+		e.POST("/login", func(echo.Context) error { return echo.ErrNotFound }, web(guest)...)
+	}
+	h.ssoRoutes(e, web)
 
 	e.GET("/settings", func(c echo.Context) error { return c.Redirect(http.StatusSeeOther, "/settings/api-keys") }, web(login)...)
 	e.GET("/settings/api-keys", h.listKeys, web(login)...)
@@ -253,9 +262,16 @@ func (h *Handlers) healthz(c echo.Context) error {
 // readyz answers 503 while the database does not answer, else 200. Redis
 // ("redis": "ok", "unreachable", or "off" without KEYSMITH_REDIS_URL)
 // never makes it 503: without Redis the API still answers, each replica
-// counting rate limits on its own, which the status calls "degraded".
+// counting rate limits on its own, which the status calls "degraded". So
+// for the identity provider ("oidc"): while it is unreachable, password
+// sign-in still works.
 func (h *Handlers) readyz(c echo.Context) error {
-	body := map[string]string{"status": "ok", "database": "ok", "redis": "off"}
+	body := map[string]string{"status": "ok", "database": "ok", "redis": "off", "oidc": "off"}
+	if h.SSO != nil {
+		if body["oidc"] = h.SSO.Status(); body["oidc"] != "ok" {
+			body["status"] = "degraded"
+		}
+	}
 	if h.SharedLimits != nil {
 		body["redis"] = "ok"
 		if err := h.SharedLimits.Ping(c.Request().Context()); err != nil {

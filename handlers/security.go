@@ -290,6 +290,10 @@ func (h *Handlers) securityPage(c echo.Context, status int, errs views.FieldErro
 	if view.Passkeys, err = h.passkeysView(ctx, v.User.ID); err != nil {
 		return err
 	}
+	view.NoPassword = v.User.PasswordHash == ""
+	if view.SSO, err = h.ssoSecurityView(c, len(view.Passkeys.Rows)); err != nil {
+		return err
+	}
 	for _, f := range adjust {
 		f(&view)
 	}

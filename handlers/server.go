@@ -56,6 +56,9 @@ type Deps struct {
 	// Sudo asks for a fresh confirmation before sensitive actions.
 	Sudo     *accounts.Sudo
 	Passkeys *identity.Passkeys
+	// SSO signs in through the operator's OpenID provider (issue 18); nil
+	// without KEYSMITH_OIDC_ISSUER.
+	SSO *identity.SSO
 }
 
 // Handlers holds the dependencies every handler method uses.

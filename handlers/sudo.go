@@ -100,6 +100,17 @@ func (h *Handlers) sudoPage(c echo.Context, status int, errMsg string, errs view
 	}
 	view := views.SudoView{
 		Action: r.URL.RequestURI(), TwoFactor: app.Enabled, Window: views.Duration(h.Sudo.Window()), Error: errMsg, Errors: errs,
+		NoPassword: v.User.PasswordHash == "",
+	}
+	if h.SSO != nil {
+		link, err := h.SSO.Linked(r.Context(), v.User.ID)
+		if err != nil {
+			return err
+		}
+		if link != nil {
+			view.SSO = h.SSO.Name()
+			allowFormTo(c, h.SSO.Issuer())
+		}
 	}
 	if h.Passkeys.Unavailable() == nil {
 		keys, err := h.Passkeys.List(r.Context(), v.User.ID)
