@@ -79,6 +79,10 @@ func (c *userCreateCmd) Run(s *streams) error {
 		return err
 	}
 	fmt.Fprintf(s.stdout, "created user %s (id %d) with a personal workspace\n", user.Email, user.ID)
+	if !cfg.PasswordLogin {
+		fmt.Fprintf(s.stderr, "warning: KEYSMITH_PASSWORD_LOGIN is false: %s signs in with this password only at /login/password, "+
+			"as break-glass access while the identity provider is down; everyone else signs in through the provider. Keep the password safe, or remove the user when done.\n", user.Email)
+	}
 	return nil
 }
 

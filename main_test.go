@@ -423,6 +423,16 @@ func TestUserCreateCommand(t *testing.T) {
 	if code != 2 || !strings.Contains(stderr, "--password") {
 		t.Fatalf("missing password: %d %q", code, stderr)
 	}
+
+	// With password sign-in off, the CLI still makes users (break-glass
+	// access), and says where they sign in.
+	t.Setenv("KEYSMITH_OIDC_ISSUER", "https://id.example.com")
+	t.Setenv("KEYSMITH_OIDC_CLIENT_ID", "keysmith")
+	t.Setenv("KEYSMITH_PASSWORD_LOGIN", "false")
+	code, out, stderr = cli(t, db, "", "user", "create", "--email", "glass@example.com", "--password", "long enough pw")
+	if code != 0 || !strings.Contains(out, "created user glass@example.com") || !strings.Contains(stderr, "warning: KEYSMITH_PASSWORD_LOGIN is false") || !strings.Contains(stderr, "/login/password") {
+		t.Fatalf("break-glass user: %d %q %q", code, out, stderr)
+	}
 }
 
 func TestInvalidConfigurationExitsWithEveryProblem(t *testing.T) {
