@@ -403,7 +403,9 @@ func (p *parser) base64Key(name string, size int) []byte {
 // others may be set: a half-configured provider is a mistake to report.
 func (p *parser) oidc() OIDC {
 	o := OIDC{
-		Issuer:             strings.TrimRight(p.str("KEYSMITH_OIDC_ISSUER", ""), "/"),
+		// Exactly as the provider spells it (Auth0's ends in a slash):
+		// discovery refuses an issuer that differs.
+		Issuer:             strings.TrimSpace(p.str("KEYSMITH_OIDC_ISSUER", "")),
 		ClientID:           p.str("KEYSMITH_OIDC_CLIENT_ID", ""),
 		ClientSecret:       p.str("KEYSMITH_OIDC_CLIENT_SECRET", ""),
 		Name:               strings.TrimSpace(p.str("KEYSMITH_OIDC_NAME", "SSO")),

@@ -37,7 +37,7 @@ func TestOIDCSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := c.OIDC
-	if !o.Enabled() || o.Issuer != "https://id.example.com/realms/main" || o.ClientID != "keysmith" || o.ClientSecret != "s3cret" || o.Name != "Contaqt" {
+	if !o.Enabled() || o.Issuer != "https://id.example.com/realms/main/" || o.ClientID != "keysmith" || o.ClientSecret != "s3cret" || o.Name != "Contaqt" {
 		t.Errorf("got %+v", o)
 	}
 	if !slices.Equal(o.Scopes, []string{"openid", "email", "profile"}) {

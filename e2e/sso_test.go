@@ -23,7 +23,9 @@ func TestSingleSignOn(t *testing.T) {
 		c.WorkspaceClaim, c.WorkspaceNameClaim = "org_id", "org_name"
 		c.RoleClaim, c.Roles = "groups", map[string]string{"admins": "admin", "developers": "editor"}
 	}))
-	app.Clock.Set(time.Now()) // the provider's tokens carry the wall clock's times
+	// The provider's tokens carry the wall clock's times. Grace signs in
+	// two hours "ago", so a new key asks her to confirm access now.
+	app.Clock.Set(time.Now().Add(-2 * time.Hour))
 	p.SetUser(testutil.OIDCUser{Subject: "u-grace", Email: "grace@example.com", EmailVerified: true, Name: "Grace Hopper",
 		Claims: map[string]any{"org_id": "navy", "org_name": "US Navy", "groups": []string{"admins"}}})
 
@@ -47,11 +49,27 @@ func TestSingleSignOn(t *testing.T) {
 	// An admin: the Team page lets her invite.
 	b.do("open Team", chromedp.Navigate(app.URL("/settings/team")), chromedp.WaitVisible(`form[action="/settings/team/invitations"]`))
 
+	// Sudo through the provider, from a form htmx submitted: the page's
+	// CSP lets the Confirm with Contaqt form go on to the provider.
+	app.Clock.Set(time.Now())
+	b.do("open the create form", chromedp.Navigate(app.URL("/settings/api-keys/new")), chromedp.WaitVisible(`form.key-form`))
+	b.do("create", chromedp.SendKeys(`#name`, "deploy-bot"), chromedp.Click(`form.key-form button[type=submit]`), chromedp.WaitVisible(`#confirm-access form.sudo-sso`))
+	b.shot("03-sso-confirm-access")
+	b.do("confirm with Contaqt", chromedp.Click(`form.sudo-sso button`), chromedp.WaitVisible(`//h1[normalize-space()="Access confirmed"]`))
+	if p.Logins() != 2 || p.LastAuthorizeRequest().Get("prompt") != "login" {
+		t.Fatalf("the provider saw %d logins, last asking %v", p.Logins(), p.LastAuthorizeRequest())
+	}
+	b.do("continue", chromedp.Click(`#confirm-access button[type=submit]`), chromedp.WaitVisible(`#secret`))
+	if secret := b.value(`#secret`); !strings.HasPrefix(secret, "ks_") {
+		t.Fatalf("secret = %q", secret)
+	}
+	b.shot("04-sso-key-made")
+
 	b.do("log out", chromedp.Click(`.topbar form[action="/logout"] button`), chromedp.WaitVisible(`.flash.info a`))
 	if got := b.text(`.flash.info a`); got != "Also sign out of Contaqt" {
 		t.Fatalf("logout offers %q", got)
 	}
-	b.shot("03-sso-logged-out")
+	b.shot("05-sso-logged-out")
 	b.do("sign out of Contaqt", chromedp.Click(`.flash.info a`), chromedp.WaitVisible(`a.sso-sign-in`))
 	if loc, err = chromedp.Run(b.ctx, chromedp.Location()); err != nil || loc != app.URL("/login") {
 		t.Fatalf("after the provider's logout: %q (%v)", loc, err)

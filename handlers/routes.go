@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"net/http"
+	"slices"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -74,8 +75,14 @@ func (h *Handlers) routes(echoApp *echo.Echo) {
 		CookieSecure:   h.Config.SecureCookies(),
 		CookieSameSite: http.SameSiteLaxMode,
 	})
+	base := []echo.MiddlewareFunc{sess, csrfTokenFromBodyOnly, csrf}
+	if h.SSO != nil {
+		// Forms that lead on to the identity provider (Confirm access,
+		// Link) may sit in any page htmx swapped in: every page allows it.
+		base = append(base, allowFormsTo(h.SSO.Issuer()))
+	}
 	web := func(m ...echo.MiddlewareFunc) []echo.MiddlewareFunc {
-		return append([]echo.MiddlewareFunc{sess, csrfTokenFromBodyOnly, csrf}, m...)
+		return slices.Concat(base, m)
 	}
 	guest, login := h.redirectIfLoggedIn, h.privateLogin
 	// sudo marks a sensitive action: it asks to confirm access first when

@@ -427,14 +427,21 @@ func (h *Handlers) ssoSecurityView(c echo.Context, passkeys int) (*views.SSOView
 		view.Linked, view.Email, view.Since = true, link.Email, views.Relative(link.CreatedAt, h.Clock.Now())
 		view.CanUnlink = v.User.PasswordHash != "" || passkeys > 0
 	}
-	allowFormTo(c, h.SSO.Issuer())
 	return view, nil
 }
 
-// allowFormTo lets this page's forms lead on to the provider: a form
-// answered by a redirect is held to the page's CSP form-action.
-func allowFormTo(c echo.Context, issuer string) {
-	if u, err := url.Parse(issuer); err == nil {
-		allowRedirectTo(c, u)
+// allowFormsTo lets a page's forms lead on to the provider: a form
+// answered by a redirect is held to the CSP form-action of the page it
+// was in, which htmx may have swapped in under another page's CSP.
+func allowFormsTo(issuer string) echo.MiddlewareFunc {
+	u, err := url.Parse(issuer)
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		if err != nil {
+			return next
+		}
+		return func(c echo.Context) error {
+			allowRedirectTo(c, u)
+			return next(c)
+		}
 	}
 }

@@ -109,7 +109,6 @@ func (h *Handlers) sudoPage(c echo.Context, status int, errMsg string, errs view
 		}
 		if link != nil {
 			view.SSO = h.SSO.Name()
-			allowFormTo(c, h.SSO.Issuer())
 		}
 	}
 	if h.Passkeys.Unavailable() == nil {
