@@ -412,19 +412,25 @@ func (s *SSO) signIn(ctx context.Context, id Identity) (SignInResult, error) {
 	var res SignInResult
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		now := s.clock.Now()
-		var link models.UserIdentity
-		err := tx.Where("issuer = ? AND subject = ?", id.Issuer, id.Subject).Take(&link).Error // user_identities_subject_idx
-		if err == nil {
+		linked := func() (bool, error) {
+			var link models.UserIdentity
+			err := tx.Where("issuer = ? AND subject = ?", id.Issuer, id.Subject).Take(&link).Error // user_identities_subject_idx
+			if errors.Is(err, gorm.ErrRecordNotFound) {
+				return false, nil
+			}
+			if err != nil {
+				return false, err
+			}
 			updates := map[string]any{"last_used_at": now}
 			if id.Email != "" {
 				updates["email"] = id.Email
 			}
 			if err := tx.Model(&link).Updates(updates).Error; err != nil {
-				return err
+				return false, err
 			}
-			return tx.Take(&res.User, link.UserID).Error
+			return true, tx.Take(&res.User, link.UserID).Error
 		}
-		if !errors.Is(err, gorm.ErrRecordNotFound) {
+		if ok, err := linked(); ok || err != nil {
 			return err
 		}
 		if id.Email == "" {
@@ -434,8 +440,14 @@ func (s *SSO) signIn(ctx context.Context, id Identity) (SignInResult, error) {
 			return ErrEmailUnverified
 		}
 		var existing models.User
-		err = tx.Where("email = ?", id.Email).Take(&existing).Error
+		err := tx.Where("email = ?", id.Email).Take(&existing).Error
 		if err == nil {
+			// A first sign-in of the same subject may have made this
+			// account since the lookup above (each statement sees what
+			// committed before it).
+			if ok, err := linked(); ok || err != nil {
+				return err
+			}
 			return &LinkRequiredError{User: existing}
 		}
 		if !errors.Is(err, gorm.ErrRecordNotFound) {
