@@ -18,7 +18,13 @@ trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev
 go build -o "$dir/keysmith" .
 export KEYSMITH_DATABASE_URL="$dir/keysmith.db" KEYSMITH_DEV_MAILBOX=true KEYSMITH_LOG_LEVEL=warn
 "$dir/keysmith" user create --email load@example.com --password "load test password" >/dev/null
-key=$("$dir/keysmith" key create --email load@example.com --name load --permission read --rate-limit 1000000)
+# A key per wrk run: the highest limit is 1,000,000 requests a minute, which
+# one key would spend in under a minute on a fast machine (run refuses any
+# answer but a 200).
+newkey() { "$dir/keysmith" key create --email load@example.com --name "load $1" --permission read --rate-limit 1000000; }
+key=$(newkey warm-up)
+keys=()
+for i in $(seq 1 "$ROUNDS"); do keys+=("$(newkey "$i")"); done
 KEYSMITH_ADDR=$KS "$dir/keysmith" >/dev/null 2>&1 &
 pids+=($!)
 
@@ -43,12 +49,17 @@ done
 for _ in $(seq 1 50); do curl -fs "http://$DIRECT/files/42" >/dev/null && curl -fs "http://$KS/healthz" >/dev/null && break; sleep 0.1; done
 curl -fs -H "Authorization: Bearer $key" "http://$AUTHED/files/42" >/dev/null
 
-run() { wrk -t2 -c"$CONNECTIONS" -d"$DURATION" "$@" | awk '/Requests\/sec/ {print $2}'; }
+run() {
+  local out
+  out=$(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" "$@")
+  if grep -q 'Non-2xx' <<<"$out"; then echo "wrk: answers other than 200 from $*: $out" >&2; exit 1; fi
+  awk '/Requests\/sec/ {print $2}' <<<"$out"
+}
 echo "warm-up"; wrk -t2 -c"$CONNECTIONS" -d3s -H "Authorization: Bearer $key" "http://$AUTHED/files/42" >/dev/null
 direct=() authed=()
-for _ in $(seq 1 "$ROUNDS"); do
+for i in $(seq 0 $((ROUNDS - 1))); do
   direct+=("$(run "http://$DIRECT/files/42")")
-  authed+=("$(run -H "Authorization: Bearer $key" "http://$AUTHED/files/42")")
+  authed+=("$(run -H "Authorization: Bearer ${keys[i]}" "http://$AUTHED/files/42")")
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 d=$(median "${direct[@]}") a=$(median "${authed[@]}")

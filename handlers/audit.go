@@ -12,10 +12,13 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"keysmith/accounts"
+	"keysmith/identity"
 	"keysmith/keys"
 	"keysmith/models"
+	"keysmith/oauth"
 	"keysmith/teams"
 	"keysmith/views"
+	"keysmith/webhooks"
 )
 
 const auditPerPage = 50
@@ -23,13 +26,16 @@ const auditPerPage = 50
 // auditActions are the actions the filter offers, in the order they appear
 // in a key's and a team's life.
 var auditActions = []string{
-	keys.ActionCreated, keys.ActionRenamed, keys.ActionRotated, keys.ActionRevoked, keys.ActionLimited, keys.ActionDisabled, keys.ActionEnabled, keys.ActionTokenIssued, keys.ActionLeaked,
+	keys.ActionCreated, keys.ActionRenamed, keys.ActionRotated, keys.ActionRevoked, keys.ActionLimited, keys.ActionIPs, keys.ActionDisabled, keys.ActionEnabled, keys.ActionTokenIssued, keys.ActionLeaked,
 	teams.ActionInvited, teams.ActionReinvited, teams.ActionUninvited, teams.ActionJoined, teams.ActionRoleChanged,
-	teams.ActionRemoved, teams.ActionLeft, teams.ActionOwnerMoved, teams.ActionRenamed, teams.ActionKeyPolicy,
+	teams.ActionRemoved, teams.ActionLeft, teams.ActionOwnerMoved, teams.ActionRenamed, teams.ActionKeyPolicy, keys.ActionInactivityPolicy,
 	teams.ActionTwoFactorRequired, teams.ActionTwoFactorNotRequired,
+	webhooks.ActionCreated, webhooks.ActionUpdated, webhooks.ActionSecretRotated, webhooks.ActionAutoDisabled, webhooks.ActionDeleted,
+	oauth.ActionAppCreated, oauth.ActionSecretRotated, oauth.ActionAppRevoked, oauth.ActionConsented, oauth.ActionTokenIssued,
+	oauth.ActionGrantRevoked, oauth.ActionTokenRevoked, oauth.ActionReuseDetected,
 	accounts.ActionTwoFactorEnabled, accounts.ActionTwoFactorDisabled, accounts.ActionTwoFactorReset, accounts.ActionRecoveryRegenerated,
-	accounts.ActionRecoveryCodeUsed, accounts.ActionPasswordChanged, accounts.ActionPasswordReset, accounts.ActionSessionEnded,
-	accounts.ActionSudoFailed,
+	accounts.ActionRecoveryCodeUsed, identity.ActionPasskeyAdded, identity.ActionPasskeyRemoved, identity.ActionPasskeyUsed,
+	accounts.ActionPasswordChanged, accounts.ActionPasswordReset, accounts.ActionSessionEnded, accounts.ActionSudoFailed,
 }
 
 // auditFilter reads the filter form; dates are whole UTC days, "to" included.
