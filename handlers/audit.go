@@ -35,6 +35,7 @@ var auditActions = []string{
 	oauth.ActionGrantRevoked, oauth.ActionTokenRevoked, oauth.ActionReuseDetected,
 	accounts.ActionTwoFactorEnabled, accounts.ActionTwoFactorDisabled, accounts.ActionTwoFactorReset, accounts.ActionRecoveryRegenerated,
 	accounts.ActionRecoveryCodeUsed, identity.ActionPasskeyAdded, identity.ActionPasskeyRemoved, identity.ActionPasskeyUsed,
+	identity.ActionSSOLinked, identity.ActionSSOUnlinked,
 	accounts.ActionPasswordChanged, accounts.ActionPasswordReset, accounts.ActionSessionEnded, accounts.ActionSudoFailed,
 }
 

@@ -1,5 +1,6 @@
-// Package identity holds the second factors beside the password: passkeys
-// (WebAuthn) here; the authenticator app and recovery codes live in
+// Package identity holds the ways to sign in beside the password:
+// passkeys (WebAuthn), and single sign-on through the operator's OpenID
+// provider (sso.go); the authenticator app and recovery codes live in
 // accounts (TwoFactor), whose throttle, audit log and session epoch
 // passkeys share.
 package identity

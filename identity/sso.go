@@ -21,6 +21,7 @@ import (
 	"keysmith/clock"
 	"keysmith/config"
 	"keysmith/models"
+	"keysmith/teams"
 )
 
 // CallbackPath is where the provider sends the browser back: the redirect
@@ -67,13 +68,6 @@ func (e *LinkRequiredError) Error() string {
 const (
 	ActionSSOLinked   = "sso.linked"
 	ActionSSOUnlinked = "sso.unlinked"
-)
-
-// Workspace audit actions, the same as teams' own changes.
-const (
-	actionJoined      = "member.joined"
-	actionRoleChanged = "member.role_changed"
-	actionRemoved     = "member.removed"
 )
 
 // ReauthWithin is how recent the provider's auth_time must be for a
@@ -404,7 +398,7 @@ func (s *SSO) SignIn(ctx context.Context, id Identity, a accounts.Actor) (SignIn
 	if err != nil {
 		return res, err
 	}
-	res.WorkspaceID, err = s.syncWorkspace(ctx, res.User, id, a, res.Created)
+	res.WorkspaceID, err = s.syncWorkspace(ctx, res.User, id, a)
 	return res, err
 }
 
@@ -551,24 +545,17 @@ func (s *SSO) Unlink(ctx context.Context, user models.User, a accounts.Actor) er
 // the others. The last owner of a workspace is never demoted nor removed
 // here: that is logged and left to the workspace. It returns the
 // workspace the claim names, 0 for none.
-func (s *SSO) syncWorkspace(ctx context.Context, user models.User, id Identity, a accounts.Actor, created bool) (int64, error) {
+func (s *SSO) syncWorkspace(ctx context.Context, user models.User, id Identity, a accounts.Actor) (int64, error) {
 	if s.cfg.WorkspaceClaim == "" {
 		return 0, nil
 	}
-	var wsID int64
-	for try := 0; try < 2; try++ {
-		var err error
+	// Two first sign-ins naming a new workspace at once: the second one's
+	// insert meets the first one's unique index, and tries again.
+	wsID, err := s.syncWorkspaceOnce(ctx, user, id, a)
+	if errors.Is(err, gorm.ErrDuplicatedKey) {
 		wsID, err = s.syncWorkspaceOnce(ctx, user, id, a)
-		if !errors.Is(err, gorm.ErrDuplicatedKey) {
-			if err == nil && wsID == 0 && created {
-				// The first sign-in without the claim made a personal
-				// workspace already (signIn).
-				return 0, nil
-			}
-			return wsID, err
-		}
 	}
-	return wsID, nil
+	return wsID, err
 }
 
 func (s *SSO) syncWorkspaceOnce(ctx context.Context, user models.User, id Identity, a accounts.Actor) (int64, error) {
@@ -617,7 +604,7 @@ func (s *SSO) syncWorkspaceOnce(ctx context.Context, user models.User, id Identi
 			if err := tx.Model(&models.APIKey{}).Where("workspace_id = ? AND created_by_id = ? AND revoked_at IS NULL", m.WorkspaceID, user.ID).Count(&kept).Error; err != nil {
 				return err
 			}
-			if err := audit(m.WorkspaceID, actionRemoved, fmt.Sprintf("was %s; %d of their keys keep working; the %s claim no longer names this workspace", m.Role, kept, s.cfg.WorkspaceClaim)); err != nil {
+			if err := audit(m.WorkspaceID, teams.ActionRemoved, fmt.Sprintf("was %s; %d of their keys keep working; the %s claim no longer names this workspace", m.Role, kept, s.cfg.WorkspaceClaim)); err != nil {
 				return err
 			}
 		}
@@ -653,7 +640,7 @@ func (s *SSO) syncWorkspaceOnce(ctx context.Context, user models.User, id Identi
 			if err := tx.Create(&models.Membership{WorkspaceID: wsID, UserID: user.ID, Role: role}).Error; err != nil {
 				return err
 			}
-			return audit(wsID, actionJoined, "as "+string(role))
+			return audit(wsID, teams.ActionJoined, "as "+string(role))
 		}
 		wsID = current.WorkspaceID
 		if !hasMapping || current.Role == mapped {
@@ -670,7 +657,7 @@ func (s *SSO) syncWorkspaceOnce(ctx context.Context, user models.User, id Identi
 		if err := tx.Model(&models.Membership{}).Where("id = ?", current.ID).Update("role", mapped).Error; err != nil {
 			return err
 		}
-		return audit(wsID, actionRoleChanged, fmt.Sprintf("%s → %s", current.Role, mapped))
+		return audit(wsID, teams.ActionRoleChanged, fmt.Sprintf("%s → %s", current.Role, mapped))
 	})
 	return wsID, err
 }
