@@ -192,6 +192,7 @@ func (h *Handlers) loginPage(c echo.Context, status int, form views.LoginForm) e
 	if h.SSO != nil {
 		form.SSO = h.SSO.Name()
 	}
+	form.Passkeys = h.Passkeys.Unavailable() == nil
 	if h.Config.Demo {
 		on, err := h.Accounts.DemoActive(c.Request().Context())
 		if err != nil {

@@ -48,10 +48,16 @@ func addPasskeyRow(t *testing.T, app *testutil.App, email, name string) models.P
 	return row
 }
 
-// On a base URL with an IP address, the page says why passkeys cannot be
-// added, and the ceremonies answer 503.
+// On a base URL with an IP address, the login page offers no passkey (it
+// would only answer that passkeys are unavailable), the security page says
+// why passkeys cannot be added, and the ceremonies answer 503.
 func TestPasskeysUnavailableOnAnIP(t *testing.T) {
 	app := testutil.StartApp(t, testutil.DatabaseURL(t, "sqlite"))
+	login := app.NewClient(t).Get("/login")
+	if login.Doc.Find(`form[data-passkey]`).Length() != 0 || login.Doc.Find("#email").AttrOr("autocomplete", "") != "username" {
+		t.Fatalf("the login page offers passkeys where they cannot work: %d form(s), autocomplete %q",
+			login.Doc.Find(`form[data-passkey]`).Length(), login.Doc.Find("#email").AttrOr("autocomplete", ""))
+	}
 	c := signUp(t, app, "ada@example.com")
 	page := c.Get("/settings/security")
 	if got := page.Text("#passkeys-unavailable"); page.Status != http.StatusOK || !strings.Contains(got, "IP address 127.0.0.1") || !strings.Contains(got, "localhost") {
