@@ -590,18 +590,15 @@ func (s *SSO) syncWorkspaceOnce(ctx context.Context, user models.User, id Identi
 				continue
 			}
 			if m.Role == models.RoleOwner {
-				if n, err := countOwners(tx, m.WorkspaceID); err != nil {
+				if n, err := teams.Owners(tx, m.WorkspaceID); err != nil {
 					return err
 				} else if n <= 1 {
 					s.log.Warn("single sign-on: the claim no longer names a workspace whose last owner this user is; they stay its owner", "user", user.Email, "workspace", m.WorkspaceID)
 					continue
 				}
 			}
-			if err := tx.Delete(&models.Membership{}, m.MembershipID).Error; err != nil {
-				return err
-			}
-			var kept int64
-			if err := tx.Model(&models.APIKey{}).Where("workspace_id = ? AND created_by_id = ? AND revoked_at IS NULL", m.WorkspaceID, user.ID).Count(&kept).Error; err != nil {
+			kept, err := teams.DeleteMembership(tx, m.MembershipID, m.WorkspaceID, user.ID)
+			if err != nil {
 				return err
 			}
 			if err := audit(m.WorkspaceID, teams.ActionRemoved, fmt.Sprintf("was %s; %d of their keys keep working; the %s claim no longer names this workspace", m.Role, kept, s.cfg.WorkspaceClaim)); err != nil {
@@ -631,7 +628,7 @@ func (s *SSO) syncWorkspaceOnce(ctx context.Context, user models.User, id Identi
 			role := mapped
 			if !hasMapping {
 				role = models.RoleEditor
-				if n, err := countOwners(tx, wsID); err != nil {
+				if n, err := teams.Owners(tx, wsID); err != nil {
 					return err
 				} else if n == 0 {
 					role = models.RoleOwner
@@ -647,7 +644,7 @@ func (s *SSO) syncWorkspaceOnce(ctx context.Context, user models.User, id Identi
 			return nil
 		}
 		if current.Role == models.RoleOwner {
-			if n, err := countOwners(tx, wsID); err != nil {
+			if n, err := teams.Owners(tx, wsID); err != nil {
 				return err
 			} else if n <= 1 {
 				s.log.Warn("single sign-on: the role claim would demote the workspace's last owner; they stay its owner", "user", user.Email, "workspace", wsID, "role", mapped)
@@ -684,12 +681,6 @@ func (s *SSO) mappedRole(values []string) (models.Role, bool) {
 		}
 	}
 	return best, true
-}
-
-func countOwners(tx *gorm.DB, ws int64) (int64, error) {
-	var n int64
-	err := tx.Model(&models.Membership{}).Where("workspace_id = ? AND role = ?", ws, models.RoleOwner).Count(&n).Error
-	return n, err
 }
 
 func workspaceName(id Identity) string {

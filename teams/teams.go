@@ -337,7 +337,9 @@ func member(tx *gorm.DB, ws, userID int64) (models.Membership, error) {
 	return m, err
 }
 
-func owners(tx *gorm.DB, ws int64) (int64, error) {
+// Owners counts the workspace's owners, for the rule that its last owner
+// keeps the role (here and in single sign-on's claim-driven changes).
+func Owners(tx *gorm.DB, ws int64) (int64, error) {
 	var n int64
 	err := tx.Model(&models.Membership{}).Where("workspace_id = ? AND role = ?", ws, models.RoleOwner).Count(&n).Error
 	return n, err
@@ -361,7 +363,7 @@ func (s *Service) ChangeRole(ctx context.Context, ws int64, a Actor, userID int6
 			return forbidden("only owners can make or unmake owners")
 		}
 		if m.Role == models.RoleOwner && role != models.RoleOwner {
-			if n, err := owners(tx, ws); err != nil || n <= 1 {
+			if n, err := Owners(tx, ws); err != nil || n <= 1 {
 				return errors.Join(err, ErrLastOwner)
 			}
 		}
@@ -394,19 +396,28 @@ func (s *Service) Remove(ctx context.Context, ws int64, a Actor, userID int64) (
 			return forbidden("only owners can remove an owner")
 		}
 		if m.Role == models.RoleOwner {
-			if n, err := owners(tx, ws); err != nil || n <= 1 {
+			if n, err := Owners(tx, ws); err != nil || n <= 1 {
 				return errors.Join(err, ErrLastOwner)
 			}
 		}
-		if err := tx.Delete(&models.Membership{}, m.ID).Error; err != nil {
-			return err
-		}
-		if err := tx.Model(&models.APIKey{}).Where("workspace_id = ? AND created_by_id = ? AND revoked_at IS NULL", ws, userID).Count(&keysCreated).Error; err != nil {
+		if keysCreated, err = DeleteMembership(tx, m.ID, ws, userID); err != nil {
 			return err
 		}
 		return s.audit(tx, ws, a, ActionRemoved, m.User.Email, fmt.Sprintf("was %s; %d of their keys keep working", m.Role, keysCreated))
 	})
 	return keysCreated, err
+}
+
+// DeleteMembership deletes a membership inside tx and counts the keys its
+// user created in the workspace that keep working (they belong to the
+// workspace): Remove's step, and single sign-on's when a claim no longer
+// names the workspace. Callers check the last-owner rule and audit.
+func DeleteMembership(tx *gorm.DB, membershipID, ws, userID int64) (keysKept int64, err error) {
+	if err := tx.Delete(&models.Membership{}, membershipID).Error; err != nil {
+		return 0, err
+	}
+	err = tx.Model(&models.APIKey{}).Where("workspace_id = ? AND created_by_id = ? AND revoked_at IS NULL", ws, userID).Count(&keysKept).Error
+	return keysKept, err
 }
 
 // Leave takes the actor out of the workspace; the last owner cannot leave.
@@ -417,7 +428,7 @@ func (s *Service) Leave(ctx context.Context, ws int64, a Actor) error {
 			return err
 		}
 		if m.Role == models.RoleOwner {
-			if n, err := owners(tx, ws); err != nil || n <= 1 {
+			if n, err := Owners(tx, ws); err != nil || n <= 1 {
 				return errors.Join(err, ErrLastOwner)
 			}
 		}
