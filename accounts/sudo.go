@@ -12,8 +12,20 @@ import (
 	"keysmith/models"
 )
 
-// Audit action of a wrong password or code given to confirm access.
-const ActionSudoFailed = "account.sudo_failed"
+// Audit actions of sudo mode: a wrong password or code given to confirm
+// access, and access confirmed (its detail says how).
+const (
+	ActionSudoFailed    = "account.sudo_failed"
+	ActionSudoConfirmed = "account.sudo_confirmed"
+)
+
+// How access was confirmed, as the audit log says it.
+const (
+	SudoByPassword = "password"
+	SudoByCode     = "authenticator code"
+	SudoByPasskey  = "passkey"
+	SudoBySSO      = "single sign-on"
+)
 
 // Sudo is "sudo mode": a signed-in user confirms it is them (password, or
 // a current code when two-step verification is on) before a sensitive
@@ -109,5 +121,30 @@ func (s *Sudo) Confirm(ctx context.Context, userID int64, password, code, ip str
 	} else {
 		err = db.Model(&attempt).Update("succeeded", true).Error
 	}
-	return s.clock.Now(), err
+	if err != nil {
+		return time.Time{}, err
+	}
+	by := SudoByPassword
+	if password == "" {
+		by = SudoByCode
+	}
+	if err := acc.audit(db, user, a, ActionSudoConfirmed, by); err != nil {
+		return time.Time{}, err
+	}
+	return s.clock.Now(), nil
+}
+
+// Confirmed writes to the audit log that the user confirmed access in a
+// way Confirm does not check (a passkey, the identity provider), and
+// returns the time of the confirmation.
+func (s *Sudo) Confirmed(ctx context.Context, userID int64, by string, a Actor) (time.Time, error) {
+	acc := s.twoFactor.accounts
+	user, err := acc.User(ctx, userID)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if err := acc.audit(acc.db.WithContext(ctx), user, a, ActionSudoConfirmed, by); err != nil {
+		return time.Time{}, err
+	}
+	return s.clock.Now(), nil
 }

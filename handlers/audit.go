@@ -36,7 +36,7 @@ var auditActions = []string{
 	accounts.ActionTwoFactorEnabled, accounts.ActionTwoFactorDisabled, accounts.ActionTwoFactorReset, accounts.ActionRecoveryRegenerated,
 	accounts.ActionRecoveryCodeUsed, identity.ActionPasskeyAdded, identity.ActionPasskeyRemoved, identity.ActionPasskeyUsed,
 	identity.ActionSSOLinked, identity.ActionSSOUnlinked,
-	accounts.ActionPasswordChanged, accounts.ActionPasswordReset, accounts.ActionSessionEnded, accounts.ActionSudoFailed,
+	accounts.ActionPasswordChanged, accounts.ActionPasswordReset, accounts.ActionSessionEnded, accounts.ActionSudoFailed, accounts.ActionSudoConfirmed,
 }
 
 // auditFilter reads the filter form; dates are whole UTC days, "to" included.

@@ -392,7 +392,11 @@ func (h *Handlers) ssoFinishConfirm(c echo.Context, at ssoAttempt, id identity.I
 		return h.ssoError(c, http.StatusForbidden, "Access not confirmed",
 			"You signed in to "+h.SSO.Name()+" as another account than the one linked to yours, so access was not confirmed.", "")
 	}
-	h.Sessions.Put(ctx, sessSudoAt, h.Clock.Now().Unix())
+	confirmed, err := h.Sudo.Confirmed(ctx, uid, accounts.SudoBySSO, actorOf(c))
+	if err != nil {
+		return err
+	}
+	h.Sessions.Put(ctx, sessSudoAt, confirmed.Unix())
 	noStore(c)
 	return h.wholeApp(c, http.StatusOK, "Access confirmed", views.SudoPage(views.SudoView{
 		Action: at.Action, Fields: at.Fields, Confirmed: true, SSO: h.SSO.Name(),

@@ -134,6 +134,11 @@ func TestSudoConfirmsBeforeCreatingAKeyAndKeepsTheForm(t *testing.T) {
 		if n := keyCount(t, app); n != 2 {
 			t.Fatalf("%d keys after confirming, want 2", n)
 		}
+		var confirmed []models.AuditEvent
+		app.DB.Where("action = ?", accounts.ActionSudoConfirmed).Find(&confirmed)
+		if len(confirmed) != 1 || confirmed[0].Detail != accounts.SudoByPassword {
+			t.Fatalf("access confirmed: audit events %+v, want one saying %q", confirmed, accounts.SudoByPassword)
+		}
 		// Reloading the secret page re-posts the confirmation: the
 		// resubmission guard holds, and no second key is made.
 		again := c.Submit(wrong, "#confirm-access form", map[string]string{"_sudo_password": password})
@@ -193,6 +198,11 @@ func TestSudoWithAnAuthenticatorCode(t *testing.T) {
 		done := c.Submit(wrong, "#confirm-access form", map[string]string{"_sudo_code": code})
 		if done.Status != http.StatusCreated || len(strings.Fields(done.Doc.Find("#recovery-codes").Text())) != accounts.RecoveryCodeCount {
 			t.Fatalf("after the code: %d %q", done.Status, done.Text("main"))
+		}
+		var by []string
+		app.DB.Model(&models.AuditEvent{}).Where("action = ?", accounts.ActionSudoConfirmed).Pluck("detail", &by)
+		if !slices.Equal(by, []string{accounts.SudoByCode}) {
+			t.Fatalf("access confirmed, audited as %q; want %q", by, accounts.SudoByCode)
 		}
 		// Past the next window, that old code is refused.
 		app.Clock.Advance(sudoWindow + time.Minute)
