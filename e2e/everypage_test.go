@@ -116,6 +116,7 @@ func TestEveryPage(t *testing.T) {
 		{"notifications", "/settings/notifications", "table.deliveries"},
 		{"audit-log", "/settings/audit-log", "table.audit"},
 		{"account", "/settings/account", "main h1"},
+		{"security", "/settings/security", "main h1"},
 		{"oauth-apps", "/settings/oauth-apps", "main h1"},
 		{"oauth-app-new", "/settings/oauth-apps/new", "main h1"},
 		{"oauth-app", fmt.Sprintf("/settings/oauth-apps/%d", reg.App.ID), "main h1"},
@@ -177,6 +178,20 @@ func TestEveryPage(t *testing.T) {
 	}
 	if len(problems) > 0 {
 		t.Errorf("%d problems:\n%s", len(problems), strings.Join(problems, "\n"))
+	}
+}
+
+// accessible fails the test on axe's serious and critical findings on the
+// current page (where names it), and logs the others.
+func (b *tab) accessible(where string) {
+	b.t.Helper()
+	for _, v := range b.axe() {
+		line := fmt.Sprintf("%s: axe %s (%s): %s\n\t%s", where, v.ID, v.Impact, v.Help, strings.Join(v.Nodes, "\n\t"))
+		if v.Impact == "serious" || v.Impact == "critical" {
+			b.t.Error(line)
+		} else {
+			b.t.Log(line)
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"keysmith/config"
+	"keysmith/identity"
 	"keysmith/testutil"
 )
 
@@ -34,6 +35,7 @@ func TestSingleSignOn(t *testing.T) {
 		t.Fatalf("button = %q", got)
 	}
 	b.shot("01-sso-login")
+	b.accessible("the login page with single sign-on")
 	b.do("sign in with Contaqt", chromedp.Click(`a.sso-sign-in`), chromedp.WaitVisible(`.empty`))
 	loc, err := chromedp.Run(b.ctx, chromedp.Location())
 	if err != nil || !strings.HasPrefix(loc, app.URL("/settings/api-keys")) {
@@ -43,6 +45,7 @@ func TestSingleSignOn(t *testing.T) {
 		t.Fatalf("top bar = %q, want Grace in US Navy", got)
 	}
 	b.shot("02-sso-landed")
+	b.accessible("the keys page after single sign-on")
 	if p.Logins() != 1 {
 		t.Fatalf("the provider saw %d logins", p.Logins())
 	}
@@ -55,6 +58,7 @@ func TestSingleSignOn(t *testing.T) {
 	b.do("open the create form", chromedp.Navigate(app.URL("/settings/api-keys/new")), chromedp.WaitVisible(`form.key-form`))
 	b.do("create", chromedp.SendKeys(`#name`, "deploy-bot"), chromedp.Click(`form.key-form button[type=submit]`), chromedp.WaitVisible(`#confirm-access form.sudo-sso`))
 	b.shot("03-sso-confirm-access")
+	b.accessible("Confirm access through the provider")
 	b.do("confirm with Contaqt", chromedp.Click(`form.sudo-sso button`), chromedp.WaitVisible(`//h1[normalize-space()="Access confirmed"]`))
 	if p.Logins() != 2 || p.LastAuthorizeRequest().Get("prompt") != "login" {
 		t.Fatalf("the provider saw %d logins, last asking %v", p.Logins(), p.LastAuthorizeRequest())
@@ -64,14 +68,30 @@ func TestSingleSignOn(t *testing.T) {
 		t.Fatalf("secret = %q", secret)
 	}
 	b.shot("04-sso-key-made")
+	b.do("open Security", chromedp.Navigate(app.URL("/settings/security")), chromedp.WaitVisible(`main h1`))
+	if got := b.text(`main`); !strings.Contains(got, "Contaqt") {
+		t.Fatalf("Settings → Security does not name the linked provider:\n%s", got)
+	}
+	if got := b.text(`#two-step p`); !strings.Contains(got, "Your Contaqt account is all that guards this one") {
+		t.Fatalf("two-step verification, for a user without a password, says %q", got)
+	}
+	b.shot("04b-sso-security")
+	b.accessible("Settings → Security with a linked provider")
 
 	b.do("log out", chromedp.Click(`.topbar form[action="/logout"] button`), chromedp.WaitVisible(`.flash.info a`))
 	if got := b.text(`.flash.info a`); got != "Also sign out of Contaqt" {
 		t.Fatalf("logout offers %q", got)
 	}
 	b.shot("05-sso-logged-out")
+	b.accessible("the logout page offering the provider's")
 	b.do("sign out of Contaqt", chromedp.Click(`.flash.info a`), chromedp.WaitVisible(`a.sso-sign-in`))
 	if loc, err = chromedp.Run(b.ctx, chromedp.Location()); err != nil || loc != app.URL("/login") {
 		t.Fatalf("after the provider's logout: %q (%v)", loc, err)
 	}
+
+	// A callback no sign-in started (a stale or forged link): the error
+	// page, which must be as usable as any other.
+	b.do("a stray callback", chromedp.Navigate(app.URL(identity.CallbackPath+"?state=stray&code=stray")), chromedp.WaitVisible(`main h1`))
+	b.shot("06-sso-error")
+	b.accessible("the single sign-on error page")
 }
