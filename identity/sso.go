@@ -611,8 +611,10 @@ func (s *SSO) syncWorkspaceOnce(ctx context.Context, user models.User, id Identi
 		mapped, hasMapping := s.mappedRole(id.Roles)
 		if current == nil {
 			var tie models.SSOWorkspace
+			created := false
 			err := tx.Where("issuer = ? AND claim_value = ?", id.Issuer, id.Workspace).Take(&tie).Error // sso_workspaces_claim_idx
 			if errors.Is(err, gorm.ErrRecordNotFound) {
+				created = true
 				ws := models.Workspace{Name: workspaceName(id)}
 				if err := tx.Create(&ws).Error; err != nil {
 					return err
@@ -625,19 +627,26 @@ func (s *SSO) syncWorkspaceOnce(ctx context.Context, user models.User, id Identi
 				return err
 			}
 			wsID = tie.WorkspaceID
-			role := mapped
-			if !hasMapping {
+			role, detail := mapped, "as "+string(mapped)
+			switch {
+			case !hasMapping:
 				role = models.RoleEditor
 				if n, err := teams.Owners(tx, wsID); err != nil {
 					return err
 				} else if n == 0 {
 					role = models.RoleOwner
 				}
+				detail = "as " + string(role)
+			case created && mapped != models.RoleOwner:
+				// A workspace nobody owns cannot be administered: the
+				// member who makes it owns it, whatever the mapping says.
+				role = models.RoleOwner
+				detail = fmt.Sprintf("as owner, having made the workspace (the %s claim maps to %s)", s.cfg.RoleClaim, mapped)
 			}
 			if err := tx.Create(&models.Membership{WorkspaceID: wsID, UserID: user.ID, Role: role}).Error; err != nil {
 				return err
 			}
-			return audit(wsID, teams.ActionJoined, "as "+string(role))
+			return audit(wsID, teams.ActionJoined, detail)
 		}
 		wsID = current.WorkspaceID
 		if !hasMapping || current.Role == mapped {
