@@ -119,8 +119,9 @@ func TestSSOFirstSignInCreatesTheUserAndWorkspaceThenReusesThem(t *testing.T) {
 		if user.Name != "Ada Lovelace" || user.PasswordHash != "" {
 			t.Errorf("user %+v: want the provider's name and no password", user)
 		}
-		if got := memberships(t, a, "ada@example.com"); len(got) != 1 || got["Analytical Engines"] != models.RoleEditor {
-			t.Errorf("memberships %v: want editor of Analytical Engines only", got)
+		// She made the workspace: she owns it, though the mapping says editor.
+		if got := memberships(t, a, "ada@example.com"); len(got) != 1 || got["Analytical Engines"] != models.RoleOwner {
+			t.Errorf("memberships %v: want owner of Analytical Engines only", got)
 		}
 		if n := countRows(t, a, &models.UserIdentity{}, "user_id = ? AND issuer = ? AND subject = ?", user.ID, p.Issuer, "u-ada"); n != 1 {
 			t.Errorf("%d identities linked by (issuer, sub)", n)
@@ -342,6 +343,12 @@ func TestSSORoleAndWorkspaceFollowTheClaims(t *testing.T) {
 		return testutil.OIDCUser{Subject: "u-grace", Email: "grace@example.com", EmailVerified: true, Name: "Grace",
 			Claims: map[string]any{"org_id": org, "org_name": name, "groups": groups}}
 	}
+	// Someone else made both workspaces (and owns them).
+	for _, org := range [][2]string{{"org-1", "Navy"}, {"org-2", "Harvard"}} {
+		p.SetUser(testutil.OIDCUser{Subject: "u-founder", Email: "founder@example.com", EmailVerified: true, Name: "Founder",
+			Claims: map[string]any{"org_id": org[0], "org_name": org[1], "groups": []string{"developers"}}})
+		ssoSignIn(t, a.NewClient(t))
+	}
 	p.SetUser(user("org-1", "Navy", "developers"))
 	ssoSignIn(t, a.NewClient(t))
 	if got := memberships(t, a, "grace@example.com"); got["Navy"] != models.RoleEditor {
@@ -391,6 +398,35 @@ func TestSSOWithoutRoleMappingFirstMemberOwnsAndTheLastOwnerStays(t *testing.T) 
 	in("second", "globex")
 	if got := memberships(t, a, "second@example.com"); len(got) != 1 || got["globex"] != models.RoleEditor {
 		t.Errorf("second member moved: %v", got)
+	}
+}
+
+func TestSSOWithRoleMappingTheMemberWhoMakesTheWorkspaceOwnsIt(t *testing.T) {
+	p := testutil.StartOIDCProvider(t)
+	a := startSSOApp(t, testutil.DatabaseURL(t, "sqlite"), p, orgClaims)
+	in := func(sub string) {
+		t.Helper()
+		p.SetUser(testutil.OIDCUser{Subject: sub, Email: sub + "@example.com", EmailVerified: true,
+			Claims: map[string]any{"org_id": "org-1", "org_name": "Acme", "groups": []string{"developers"}}})
+		if page := ssoSignIn(t, a.NewClient(t)); page.URL.Path != "/settings/api-keys" {
+			t.Fatalf("%s's sign-in ended at %d %s", sub, page.Status, page.URL)
+		}
+	}
+	in("first")
+	if got := memberships(t, a, "first@example.com"); got["Acme"] != models.RoleOwner {
+		t.Errorf("the member who made the workspace: %v; want its owner", got)
+	}
+	in("second")
+	if got := memberships(t, a, "second@example.com"); got["Acme"] != models.RoleEditor {
+		t.Errorf("second member: %v; want editor, as mapped", got)
+	}
+	// The mapping says editor at every sign-in; the last owner stays owner.
+	in("first")
+	if got := memberships(t, a, "first@example.com"); got["Acme"] != models.RoleOwner {
+		t.Errorf("the last owner's next sign-in: %v", got)
+	}
+	if n := countRows(t, a, &models.Membership{}, "role = ?", models.RoleOwner); n != 1 {
+		t.Errorf("%d owners", n)
 	}
 }
 

@@ -560,23 +560,19 @@ func (s *SSO) syncWorkspace(ctx context.Context, user models.User, id Identity, 
 
 func (s *SSO) syncWorkspaceOnce(ctx context.Context, user models.User, id Identity, a accounts.Actor) (int64, error) {
 	var wsID int64
+	// The member is the actor of the changes their sign-in makes.
+	actor := teams.Actor{User: user, IP: a.IP, UserAgent: a.UserAgent}
+	const via = " (single sign-on)"
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		audit := func(ws int64, action, detail string) error {
-			return tx.Create(&models.AuditEvent{
-				WorkspaceID: ws, ActorUserID: &user.ID, ActorLabel: user.Email, Action: action,
-				KeyLabel: user.Email, Detail: detail + " (single sign-on)", IP: a.IP, UserAgent: models.StorableText(a.UserAgent, 300),
-			}).Error
-		}
 		// The memberships single sign-on manages: of workspaces tied to a
 		// claim value of this issuer.
 		var managed []struct {
-			MembershipID int64
-			WorkspaceID  int64
-			Role         models.Role
-			ClaimValue   string
+			WorkspaceID int64
+			Role        models.Role
+			ClaimValue  string
 		}
 		err := tx.Table("memberships").
-			Select("memberships.id AS membership_id, memberships.workspace_id, memberships.role, sso_workspaces.claim_value").
+			Select("memberships.workspace_id, memberships.role, sso_workspaces.claim_value").
 			Joins("JOIN sso_workspaces ON sso_workspaces.workspace_id = memberships.workspace_id").
 			Where("memberships.user_id = ? AND sso_workspaces.issuer = ?", user.ID, id.Issuer).
 			Scan(&managed).Error
@@ -586,22 +582,17 @@ func (s *SSO) syncWorkspaceOnce(ctx context.Context, user models.User, id Identi
 		var current *models.Membership
 		for _, m := range managed {
 			if m.ClaimValue == id.Workspace {
-				current = &models.Membership{ID: m.MembershipID, WorkspaceID: m.WorkspaceID, Role: m.Role}
+				current = &models.Membership{WorkspaceID: m.WorkspaceID, Role: m.Role}
 				continue
 			}
-			if m.Role == models.RoleOwner {
-				if n, err := teams.Owners(tx, m.WorkspaceID); err != nil {
-					return err
-				} else if n <= 1 {
-					s.log.Warn("single sign-on: the claim no longer names a workspace whose last owner this user is; they stay its owner", "user", user.Email, "workspace", m.WorkspaceID)
-					continue
-				}
-			}
-			kept, err := teams.DeleteMembership(tx, m.MembershipID, m.WorkspaceID, user.ID)
-			if err != nil {
-				return err
-			}
-			if err := audit(m.WorkspaceID, teams.ActionRemoved, fmt.Sprintf("was %s; %d of their keys keep working; the %s claim no longer names this workspace", m.Role, kept, s.cfg.WorkspaceClaim)); err != nil {
+			why := fmt.Sprintf("; the %s claim no longer names this workspace", s.cfg.WorkspaceClaim) + via
+			_, err := teams.RemoveTx(tx, m.WorkspaceID, actor, user.ID, why)
+			switch {
+			case errors.Is(err, teams.ErrLastOwner):
+				s.log.Warn("single sign-on: the claim no longer names a workspace whose last owner this user is; they stay its owner", "user", user.Email, "workspace", m.WorkspaceID)
+			case errors.Is(err, teams.ErrNotFound):
+				// Another sign-in of theirs removed it since the query above.
+			case err != nil:
 				return err
 			}
 		}
@@ -611,8 +602,10 @@ func (s *SSO) syncWorkspaceOnce(ctx context.Context, user models.User, id Identi
 		mapped, hasMapping := s.mappedRole(id.Roles)
 		if current == nil {
 			var tie models.SSOWorkspace
+			created := false
 			err := tx.Where("issuer = ? AND claim_value = ?", id.Issuer, id.Workspace).Take(&tie).Error // sso_workspaces_claim_idx
 			if errors.Is(err, gorm.ErrRecordNotFound) {
+				created = true
 				ws := models.Workspace{Name: workspaceName(id)}
 				if err := tx.Create(&ws).Error; err != nil {
 					return err
@@ -625,36 +618,33 @@ func (s *SSO) syncWorkspaceOnce(ctx context.Context, user models.User, id Identi
 				return err
 			}
 			wsID = tie.WorkspaceID
-			role := mapped
-			if !hasMapping {
+			role, why := mapped, via
+			switch {
+			case !hasMapping:
 				role = models.RoleEditor
 				if n, err := teams.Owners(tx, wsID); err != nil {
 					return err
 				} else if n == 0 {
 					role = models.RoleOwner
 				}
+			case created && mapped != models.RoleOwner:
+				// A workspace nobody owns cannot be administered: the
+				// member who makes it owns it, whatever the mapping says.
+				role = models.RoleOwner
+				why = fmt.Sprintf(" (single sign-on: made the workspace; the %s claim maps to %s)", s.cfg.RoleClaim, mapped)
 			}
-			if err := tx.Create(&models.Membership{WorkspaceID: wsID, UserID: user.ID, Role: role}).Error; err != nil {
-				return err
-			}
-			return audit(wsID, teams.ActionJoined, "as "+string(role))
+			return teams.JoinTx(tx, wsID, actor, user, role, why)
 		}
 		wsID = current.WorkspaceID
 		if !hasMapping || current.Role == mapped {
 			return nil
 		}
-		if current.Role == models.RoleOwner {
-			if n, err := teams.Owners(tx, wsID); err != nil {
-				return err
-			} else if n <= 1 {
-				s.log.Warn("single sign-on: the role claim would demote the workspace's last owner; they stay its owner", "user", user.Email, "workspace", wsID, "role", mapped)
-				return nil
-			}
+		err = teams.SetRoleTx(tx, wsID, actor, user.ID, mapped, via)
+		if errors.Is(err, teams.ErrLastOwner) {
+			s.log.Warn("single sign-on: the role claim would demote the workspace's last owner; they stay its owner", "user", user.Email, "workspace", wsID, "role", mapped)
+			return nil
 		}
-		if err := tx.Model(&models.Membership{}).Where("id = ?", current.ID).Update("role", mapped).Error; err != nil {
-			return err
-		}
-		return audit(wsID, teams.ActionRoleChanged, fmt.Sprintf("%s → %s", current.Role, mapped))
+		return err
 	})
 	return wsID, err
 }

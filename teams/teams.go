@@ -130,7 +130,7 @@ func New(db *gorm.DB, clk clock.Clock, operatorMaxLifetime time.Duration) *Servi
 	return &Service{db: db, clock: clk, operatorMaxDays: int(operatorMaxLifetime / (24 * time.Hour))}
 }
 
-func (s *Service) audit(tx *gorm.DB, ws int64, a Actor, action, subject, detail string) error {
+func audit(tx *gorm.DB, ws int64, a Actor, action, subject, detail string) error {
 	return tx.Create(&models.AuditEvent{
 		WorkspaceID: ws, ActorUserID: &a.User.ID, ActorLabel: a.User.Email, Action: action,
 		KeyLabel: subject, Detail: detail, IP: a.IP, UserAgent: models.StorableText(a.UserAgent, 300),
@@ -202,7 +202,7 @@ func (s *Service) Invite(ctx context.Context, ws int64, a Actor, email string, r
 		if err := tx.Create(&inv).Error; err != nil {
 			return err
 		}
-		return s.audit(tx, ws, a, ActionInvited, email, "as "+string(role))
+		return audit(tx, ws, a, ActionInvited, email, "as "+string(role))
 	})
 	return inv, token, err
 }
@@ -249,7 +249,7 @@ func (s *Service) Resend(ctx context.Context, ws int64, a Actor, id int64) (mode
 		if err := tx.Model(&inv).Select("token_hash", "expires_at", "updated_at").Updates(&inv).Error; err != nil {
 			return err
 		}
-		return s.audit(tx, ws, a, ActionReinvited, inv.Email, "")
+		return audit(tx, ws, a, ActionReinvited, inv.Email, "")
 	})
 	return inv, token, err
 }
@@ -267,7 +267,7 @@ func (s *Service) Cancel(ctx context.Context, ws int64, a Actor, id int64) error
 		if err := tx.Model(&inv).Update("cancelled_at", s.clock.Now()).Error; err != nil {
 			return err
 		}
-		return s.audit(tx, ws, a, ActionUninvited, inv.Email, "")
+		return audit(tx, ws, a, ActionUninvited, inv.Email, "")
 	})
 }
 
@@ -322,7 +322,7 @@ func (s *Service) Accept(ctx context.Context, token string, user models.User, ip
 				return err
 			}
 		}
-		return s.audit(tx, inv.WorkspaceID, Actor{User: user, Role: inv.Role, IP: ip, UserAgent: userAgent}, ActionJoined, user.Email, "as "+string(inv.Role))
+		return audit(tx, inv.WorkspaceID, Actor{User: user, Role: inv.Role, IP: ip, UserAgent: userAgent}, ActionJoined, user.Email, "as "+string(inv.Role))
 	})
 	return inv, err
 }
@@ -337,12 +337,88 @@ func member(tx *gorm.DB, ws, userID int64) (models.Membership, error) {
 	return m, err
 }
 
-// Owners counts the workspace's owners, for the rule that its last owner
-// keeps the role (here and in single sign-on's claim-driven changes).
+// Owners counts the workspace's owners.
 func Owners(tx *gorm.DB, ws int64) (int64, error) {
 	var n int64
 	err := tx.Model(&models.Membership{}).Where("workspace_id = ? AND role = ?", ws, models.RoleOwner).Count(&n).Error
 	return n, err
+}
+
+// keepLastOwner refuses, with ErrLastOwner, to take the owner role from
+// the workspace's last owner: a workspace without one cannot be
+// administered.
+func keepLastOwner(tx *gorm.DB, ws int64, m models.Membership) error {
+	if m.Role != models.RoleOwner {
+		return nil
+	}
+	n, err := Owners(tx, ws)
+	if err != nil {
+		return err
+	}
+	if n <= 1 {
+		return ErrLastOwner
+	}
+	return nil
+}
+
+// Changes nobody makes by hand (single sign-on bringing a member's
+// workspaces in line with the provider's claims) go through JoinTx,
+// SetRoleTx and RemoveTx, inside the caller's transaction. They check no
+// permission, as nobody asked, but keep the rules and write the audit
+// events a member's change does: a is the actor the event names, and why
+// ends its detail (" (single sign-on)").
+
+// JoinTx makes user a member of the workspace with role.
+func JoinTx(tx *gorm.DB, ws int64, a Actor, user models.User, role models.Role, why string) error {
+	if err := tx.Create(&models.Membership{WorkspaceID: ws, UserID: user.ID, Role: role}).Error; err != nil {
+		return err
+	}
+	return audit(tx, ws, a, ActionJoined, user.Email, "as "+string(role)+why)
+}
+
+// SetRoleTx gives a member another role; the last owner keeps theirs
+// (ErrLastOwner).
+func SetRoleTx(tx *gorm.DB, ws int64, a Actor, userID int64, role models.Role, why string) error {
+	m, err := member(tx, ws, userID)
+	if err != nil {
+		return err
+	}
+	return setRole(tx, ws, a, m, role, why)
+}
+
+// RemoveTx takes a member out of the workspace and returns how many of
+// their keys keep working; the last owner stays (ErrLastOwner).
+func RemoveTx(tx *gorm.DB, ws int64, a Actor, userID int64, why string) (keysKept int64, err error) {
+	m, err := member(tx, ws, userID)
+	if err != nil {
+		return 0, err
+	}
+	return remove(tx, ws, a, m, why)
+}
+
+func setRole(tx *gorm.DB, ws int64, a Actor, m models.Membership, role models.Role, why string) error {
+	if role != models.RoleOwner {
+		if err := keepLastOwner(tx, ws, m); err != nil {
+			return err
+		}
+	}
+	if m.Role == role {
+		return nil
+	}
+	if err := tx.Model(&models.Membership{}).Where("id = ?", m.ID).Update("role", role).Error; err != nil {
+		return err
+	}
+	return audit(tx, ws, a, ActionRoleChanged, m.User.Email, fmt.Sprintf("%s → %s", m.Role, role)+why)
+}
+
+func remove(tx *gorm.DB, ws int64, a Actor, m models.Membership, why string) (keysKept int64, err error) {
+	if err := keepLastOwner(tx, ws, m); err != nil {
+		return 0, err
+	}
+	if keysKept, err = deleteMembership(tx, m.ID, ws, m.UserID); err != nil {
+		return 0, err
+	}
+	return keysKept, audit(tx, ws, a, ActionRemoved, m.User.Email, fmt.Sprintf("was %s; %d of their keys keep working", m.Role, keysKept)+why)
 }
 
 // ChangeRole gives a member another role. Owners and admins may; only an
@@ -362,18 +438,7 @@ func (s *Service) ChangeRole(ctx context.Context, ws int64, a Actor, userID int6
 		if (m.Role == models.RoleOwner || role == models.RoleOwner) && a.Role != models.RoleOwner {
 			return forbidden("only owners can make or unmake owners")
 		}
-		if m.Role == models.RoleOwner && role != models.RoleOwner {
-			if n, err := Owners(tx, ws); err != nil || n <= 1 {
-				return errors.Join(err, ErrLastOwner)
-			}
-		}
-		if m.Role == role {
-			return nil
-		}
-		if err := tx.Model(&models.Membership{}).Where("id = ?", m.ID).Update("role", role).Error; err != nil {
-			return err
-		}
-		return s.audit(tx, ws, a, ActionRoleChanged, m.User.Email, fmt.Sprintf("%s → %s", m.Role, role))
+		return setRole(tx, ws, a, m, role, "")
 	})
 }
 
@@ -395,24 +460,16 @@ func (s *Service) Remove(ctx context.Context, ws int64, a Actor, userID int64) (
 		if m.Role == models.RoleOwner && a.Role != models.RoleOwner {
 			return forbidden("only owners can remove an owner")
 		}
-		if m.Role == models.RoleOwner {
-			if n, err := Owners(tx, ws); err != nil || n <= 1 {
-				return errors.Join(err, ErrLastOwner)
-			}
-		}
-		if keysCreated, err = DeleteMembership(tx, m.ID, ws, userID); err != nil {
-			return err
-		}
-		return s.audit(tx, ws, a, ActionRemoved, m.User.Email, fmt.Sprintf("was %s; %d of their keys keep working", m.Role, keysCreated))
+		keysCreated, err = remove(tx, ws, a, m, "")
+		return err
 	})
 	return keysCreated, err
 }
 
-// DeleteMembership deletes a membership inside tx and counts the keys its
-// user created in the workspace that keep working (they belong to the
-// workspace): Remove's step, and single sign-on's when a claim no longer
-// names the workspace. Callers check the last-owner rule and audit.
-func DeleteMembership(tx *gorm.DB, membershipID, ws, userID int64) (keysKept int64, err error) {
+// deleteMembership deletes a membership and counts the keys its user
+// created in the workspace that keep working (they belong to the
+// workspace).
+func deleteMembership(tx *gorm.DB, membershipID, ws, userID int64) (keysKept int64, err error) {
 	if err := tx.Delete(&models.Membership{}, membershipID).Error; err != nil {
 		return 0, err
 	}
@@ -427,15 +484,13 @@ func (s *Service) Leave(ctx context.Context, ws int64, a Actor) error {
 		if err != nil {
 			return err
 		}
-		if m.Role == models.RoleOwner {
-			if n, err := Owners(tx, ws); err != nil || n <= 1 {
-				return errors.Join(err, ErrLastOwner)
-			}
+		if err := keepLastOwner(tx, ws, m); err != nil {
+			return err
 		}
 		if err := tx.Delete(&models.Membership{}, m.ID).Error; err != nil {
 			return err
 		}
-		return s.audit(tx, ws, a, ActionLeft, a.User.Email, "was "+string(m.Role))
+		return audit(tx, ws, a, ActionLeft, a.User.Email, "was "+string(m.Role))
 	})
 }
 
@@ -458,7 +513,7 @@ func (s *Service) TransferOwnership(ctx context.Context, ws int64, a Actor, toUs
 		if err := tx.Model(&models.Membership{}).Where("workspace_id = ? AND user_id = ?", ws, a.User.ID).Update("role", models.RoleAdmin).Error; err != nil {
 			return err
 		}
-		return s.audit(tx, ws, a, ActionOwnerMoved, to.User.Email, "from "+a.User.Email)
+		return audit(tx, ws, a, ActionOwnerMoved, to.User.Email, "from "+a.User.Email)
 	})
 }
 
@@ -482,7 +537,7 @@ func (s *Service) Rename(ctx context.Context, ws int64, a Actor, name string) er
 		if err := s.feed.AnnounceWorkspace(tx, ws); err != nil {
 			return err
 		}
-		return s.audit(tx, ws, a, ActionRenamed, name, fmt.Sprintf("from %q", w.Name))
+		return audit(tx, ws, a, ActionRenamed, name, fmt.Sprintf("from %q", w.Name))
 	})
 	if err == nil && s.onRename != nil {
 		s.onRename(ws)
@@ -523,7 +578,7 @@ func (s *Service) SetKeyPolicy(ctx context.Context, ws int64, a Actor, defaultDa
 			Updates(map[string]any{"default_expiry_days": defaultDays, "max_lifetime_days": maxDays}).Error; err != nil {
 			return err
 		}
-		return s.audit(tx, ws, a, ActionKeyPolicy, "key policy", fmt.Sprintf("default %s, maximum %s", days(defaultDays), days(maxDays)))
+		return audit(tx, ws, a, ActionKeyPolicy, "key policy", fmt.Sprintf("default %s, maximum %s", days(defaultDays), days(maxDays)))
 	})
 }
 

@@ -162,6 +162,57 @@ func TestLastOwner(t *testing.T) {
 	})
 }
 
+func TestChangesNobodyMadeByHandKeepTheRulesAndAreAudited(t *testing.T) {
+	testutil.ForEachEngine(t, func(t *testing.T, dbURL string) {
+		f := setup(t, dbURL)
+		owner, viewer := f.users[models.RoleOwner], f.users[models.RoleViewer]
+		self := teams.Actor{User: viewer.User} // no role: no permission is checked
+		if err := f.db.Transaction(func(tx *gorm.DB) error {
+			return teams.SetRoleTx(tx, f.ws, self, viewer.User.ID, models.RoleAdmin, " (single sign-on)")
+		}); err != nil || f.role(t, viewer.User.ID) != models.RoleAdmin {
+			t.Fatalf("SetRoleTx: %v, %s", err, f.role(t, viewer.User.ID))
+		}
+		var ev models.AuditEvent
+		f.db.Where("action = ?", teams.ActionRoleChanged).Take(&ev)
+		if ev.Detail != "viewer → admin (single sign-on)" || ev.KeyLabel != viewer.User.Email || *ev.ActorUserID != viewer.User.ID {
+			t.Errorf("audit event %+v", ev)
+		}
+		if err := f.db.Transaction(func(tx *gorm.DB) error {
+			return teams.SetRoleTx(tx, f.ws, owner, owner.User.ID, models.RoleEditor, "")
+		}); !errors.Is(err, teams.ErrLastOwner) {
+			t.Errorf("SetRoleTx demoted the last owner: %v", err)
+		}
+		if err := f.db.Transaction(func(tx *gorm.DB) error {
+			_, err := teams.RemoveTx(tx, f.ws, owner, owner.User.ID, "")
+			return err
+		}); !errors.Is(err, teams.ErrLastOwner) || f.role(t, owner.User.ID) != models.RoleOwner {
+			t.Errorf("RemoveTx removed the last owner: %v", err)
+		}
+		newcomer := f.newUser(t, "new@example.com")
+		if err := f.db.Transaction(func(tx *gorm.DB) error {
+			if err := teams.JoinTx(tx, f.ws, teams.Actor{User: newcomer}, newcomer, models.RoleEditor, " (single sign-on)"); err != nil {
+				return err
+			}
+			_, err := teams.RemoveTx(tx, f.ws, self, viewer.User.ID, "; the org claim no longer names this workspace")
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if f.role(t, newcomer.ID) != models.RoleEditor || f.role(t, viewer.User.ID) != "" {
+			t.Errorf("after JoinTx and RemoveTx: newcomer %q, viewer %q", f.role(t, newcomer.ID), f.role(t, viewer.User.ID))
+		}
+		for action, detail := range map[string]string{
+			teams.ActionJoined:  "as editor (single sign-on)",
+			teams.ActionRemoved: "was admin; 0 of their keys keep working; the org claim no longer names this workspace",
+		} {
+			var n int64
+			if f.db.Model(&models.AuditEvent{}).Where("action = ? AND detail = ?", action, detail).Count(&n); n != 1 {
+				t.Errorf("%d %s events %q", n, action, detail)
+			}
+		}
+	})
+}
+
 func TestTransferOwnership(t *testing.T) {
 	f := setup(t, testutil.DatabaseURL(t, "sqlite"))
 	owner, editor := f.users[models.RoleOwner], f.users[models.RoleEditor]

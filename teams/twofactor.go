@@ -64,9 +64,9 @@ func (s *Service) SetTwoFactorPolicy(ctx context.Context, ws int64, a Actor, on 
 		w.TwoFactorRequiredAt, w.TwoFactorGraceDays = since, graceDays
 		switch {
 		case on:
-			return s.audit(tx, ws, a, ActionTwoFactorRequired, "two-step verification", fmt.Sprintf("grace %d days", graceDays))
+			return audit(tx, ws, a, ActionTwoFactorRequired, "two-step verification", fmt.Sprintf("grace %d days", graceDays))
 		case wasOn:
-			return s.audit(tx, ws, a, ActionTwoFactorNotRequired, "two-step verification", "")
+			return audit(tx, ws, a, ActionTwoFactorNotRequired, "two-step verification", "")
 		}
 		return nil
 	})
