@@ -641,7 +641,7 @@ func (s *SSO) syncWorkspaceOnce(ctx context.Context, user models.User, id Identi
 		}
 		err = teams.SetRoleTx(tx, wsID, actor, user.ID, mapped, via)
 		if errors.Is(err, teams.ErrLastOwner) {
-			s.log.Warn("single sign-on: the role claim would demote the workspace's last owner; they stay its owner", "user", user.Email, "workspace", wsID, "role", mapped)
+			s.log.Info("single sign-on: the role claim would demote the workspace's last owner; they stay its owner", "user", user.Email, "workspace", wsID, "role", mapped)
 			return nil
 		}
 		return err
