@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -571,6 +572,11 @@ func TestSSOSudoThroughTheProvider(t *testing.T) {
 	}
 	if keyCount(t, a) != 0 {
 		t.Fatal("the key was made before Continue")
+	}
+	var by []string
+	a.DB.Model(&models.AuditEvent{}).Where("action = ?", accounts.ActionSudoConfirmed).Pluck("detail", &by)
+	if !slices.Equal(by, []string{accounts.SudoBySSO}) {
+		t.Fatalf("access confirmed through the provider, audited as %q", by)
 	}
 	page = c.Submit(page, "#confirm-access form", nil)
 	if keyCount(t, a) != 1 {
