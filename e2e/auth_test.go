@@ -110,6 +110,8 @@ func TestSignUpLogInSettingsLogOut(t *testing.T) {
 		t.Fatalf("email after the error = %q", got)
 	}
 	b.shot("01-signup-error")
+	b.accessible("sign-up with errors")
+	b.narrow("01-signup-error-390")
 
 	b.do("sign up",
 		chromedp.SendKeys(`#password`, "a long enough password"),
@@ -123,6 +125,8 @@ func TestSignUpLogInSettingsLogOut(t *testing.T) {
 	link := b.mailedLink(app, "/signup/confirm?token=")
 	b.do("open the link", chromedp.Navigate(link), chromedp.WaitVisible(`form[action="/signup/confirm"] button`))
 	b.shot("02-signup-confirm")
+	b.accessible("the sign-up confirmation")
+	b.narrow("02-signup-confirm-390")
 	b.do("confirm", chromedp.Click(`form[action="/signup/confirm"] button`), chromedp.WaitVisible(`.flash.success`))
 	if got := b.text(`main h1`); got != "API Keys" {
 		t.Fatalf("after sign-up the page is %q", got)

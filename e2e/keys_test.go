@@ -66,6 +66,8 @@ func TestCreateCopyRotateRevokeKey(t *testing.T) {
 		t.Fatalf("secret page: %q / %q", secret, b.text(`.flash.warning`))
 	}
 	b.shot("03-secret-shown-once")
+	b.accessible("the secret shown once")
+	b.narrow("03-secret-shown-once-390")
 
 	b.do("copy", chromedp.Click(`button[data-copy="#secret"]`), chromedp.WaitVisible(`//button[normalize-space()="Copied"]`))
 	copied, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`navigator.clipboard.readText()`, chromedp.EvalAwaitPromise))
@@ -114,6 +116,8 @@ func TestCreateCopyRotateRevokeKey(t *testing.T) {
 		t.Fatalf("rotation: new secret %q, text %q", rotated, b.text(`.secret-card`))
 	}
 	b.shot("06-rotated")
+	b.accessible("a key rotated")
+	b.narrow("06-rotated-390")
 
 	b.do("both keys listed", chromedp.Click(`//a[normalize-space()="Done"]`), chromedp.WaitVisible(`table.keys`))
 	list := b.text(`table.keys tbody`)

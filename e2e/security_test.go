@@ -49,6 +49,8 @@ func TestTwoStepVerification(t *testing.T) {
 		t.Fatalf("the QR code did not load (%d): %v", qrWidth, err)
 	}
 	b.shot("02-totp-setup")
+	b.accessible("Set up an authenticator app")
+	b.narrow("02-totp-setup-390")
 	secret := strings.ReplaceAll(b.text(`#totp-secret`), " ", "")
 	b.do("confirm with a code", chromedp.SendKeys(`#code`, code()), chromedp.Click(`form[action="/settings/security/two-factor/confirm"] button`),
 		chromedp.WaitVisible(`#recovery-codes`))
@@ -56,6 +58,8 @@ func TestTwoStepVerification(t *testing.T) {
 		t.Fatalf("%d recovery codes shown", len(codes))
 	}
 	b.shot("03-recovery-codes")
+	b.accessible("the recovery codes")
+	b.narrow("03-recovery-codes-390")
 	b.do("back to Security", chromedp.Click(`a[href="/settings/security"].btn, main a[href="/settings/security"]`), chromedp.WaitVisible(`#recovery-left`))
 	if got := b.text(`#recovery-left`); got != "10 of 10 recovery codes left." {
 		t.Fatalf("recovery codes left: %q", got)
@@ -69,6 +73,8 @@ func TestTwoStepVerification(t *testing.T) {
 	logIn("log in with the password")
 	b.do("second step asked", chromedp.WaitVisible(`form[action="/login/two-factor"] #code`))
 	b.shot("05-second-step")
+	b.accessible("the second step of signing in")
+	b.narrow("05-second-step-390")
 	app.Clock.Advance(30 * time.Second)
 	now, err := totp.GenerateCode(secret, app.Clock.Now())
 	if err != nil {

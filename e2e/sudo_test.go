@@ -41,6 +41,8 @@ func TestSudoConfirmKeepsTheKeyForm(t *testing.T) {
 	app.Clock.Advance(11 * time.Minute)
 	b.do("create", chromedp.Click(`form.key-form button[type=submit]`), chromedp.WaitVisible(`#confirm-access #_sudo_password`))
 	b.shot("01-confirm-access")
+	b.accessible("Confirm access")
+	b.narrow("01-confirm-access-390")
 	b.do("a wrong password", chromedp.SendKeys(`#_sudo_password`, "not it"), chromedp.Click(`#confirm-access button[type=submit]`),
 		chromedp.WaitVisible(`#_sudo_password-error`))
 	b.do("the password", chromedp.SendKeys(`#_sudo_password`, "a long enough password"), chromedp.Click(`#confirm-access button[type=submit]`),
