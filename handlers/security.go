@@ -374,6 +374,8 @@ func (h *Handlers) disableTOTP(c echo.Context) error {
 		return h.securityPage(c, http.StatusUnprocessableEntity, views.FieldErrors{"password": "That is not your password."})
 	case errors.Is(err, accounts.ErrWrongCode):
 		return h.securityPage(c, http.StatusUnprocessableEntity, views.FieldErrors{"code": "That code is wrong or was already used."})
+	case errors.Is(err, accounts.ErrNeedsPassword) && v.User.PasswordHash == "": // no password: the form asks for a code only
+		return h.securityPage(c, http.StatusUnprocessableEntity, views.FieldErrors{"code": "Enter a code from your authenticator app, or a recovery code."})
 	case errors.Is(err, accounts.ErrNeedsPassword):
 		return h.securityPage(c, http.StatusUnprocessableEntity, views.FieldErrors{"password": "Enter your password, or a code below."})
 	case errors.Is(err, accounts.ErrTwoFactorOff):
@@ -384,9 +386,12 @@ func (h *Handlers) disableTOTP(c echo.Context) error {
 	if err := h.afterFactorChange(c, user); err != nil {
 		return err
 	}
+	rest := "Signing in now asks only for your password. Every other session was signed out. If this was not you, reset your password and turn it on again."
+	if user.PasswordHash == "" && h.SSO != nil {
+		rest = "Signing in now asks only for your " + h.SSO.Name() + " account. Every other session was signed out. If this was not you, sign in and turn it on again, and tell whoever runs " + h.SSO.Name() + "."
+	}
 	if err := h.securityMail(c, user, "Two-step verification is off for your Keysmith account",
-		"Two-step verification was turned off for your Keysmith account.",
-		"Signing in now asks only for your password. Every other session was signed out. If this was not you, reset your password and turn it on again."); err != nil {
+		"Two-step verification was turned off for your Keysmith account.", rest); err != nil {
 		return err
 	}
 	h.flash(c, "success", "Two-step verification is off. Every other session has been signed out.")

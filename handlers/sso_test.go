@@ -260,6 +260,43 @@ func TestSSOSecondStepStillAsked(t *testing.T) {
 	}
 }
 
+// A user the provider signed up has no password: turning the authenticator
+// app off asks for a code alone, and the mail names the provider.
+func TestSSOUserWithoutPasswordTurnsTwoStepOffWithACode(t *testing.T) {
+	p := testutil.StartOIDCProvider(t)
+	a := startSSOApp(t, testutil.DatabaseURL(t, "sqlite"), p, nil)
+	p.SetUser(testutil.OIDCUser{Subject: "u-grace", Email: "grace@example.com", EmailVerified: true, Name: "Grace"})
+	c := a.NewClient(t)
+	if page := ssoSignIn(t, c); page.URL.Path != "/settings/api-keys" {
+		t.Fatalf("sign-in ended at %s", page.URL)
+	}
+	secret, _ := enableTOTP(t, a, c)
+	page := c.Get("/settings/security")
+	form := "form[action='/settings/security/two-factor/disable']"
+	if page.Doc.Find(form+" input[name=password]").Length() != 0 || strings.Contains(page.Text("#two-step"), "password") {
+		t.Fatalf("a user without a password is asked for one:\n%s", page.Text("#two-step"))
+	}
+	empty := c.Submit(page, form, nil)
+	if empty.Status != http.StatusUnprocessableEntity || !strings.Contains(empty.Text("#code-error"), "Enter a code") {
+		t.Fatalf("nothing given: %d, code error %q", empty.Status, empty.Text("#code-error"))
+	}
+	a.Clock.Advance(30 * time.Second) // the setup spent the current code
+	off := c.Submit(empty, form, map[string]string{"code": codeAt(t, secret, a.Clock.Now())})
+	if off.URL.Path != "/settings/security" || !strings.Contains(off.Text(".flash"), "Two-step verification is off") {
+		t.Fatalf("with a code: %s %q", off.URL, off.Text(".flash"))
+	}
+	a.Outbox.Wait()
+	var body string
+	for _, m := range a.Mails() {
+		if m.Subject == "Two-step verification is off for your Keysmith account" {
+			body = m.Text
+		}
+	}
+	if !strings.Contains(body, "asks only for your Contaqt account") || strings.Contains(body, "reset your password") {
+		t.Fatalf("the mail says:\n%s", body)
+	}
+}
+
 func TestSSOForgedAndReplayedAnswersSignNobodyIn(t *testing.T) {
 	p := testutil.StartOIDCProvider(t)
 	a := startSSOApp(t, testutil.DatabaseURL(t, "sqlite"), p, nil)
