@@ -388,7 +388,13 @@ func (h *Handlers) disableTOTP(c echo.Context) error {
 	}
 	rest := "Signing in now asks only for your password. Every other session was signed out. If this was not you, reset your password and turn it on again."
 	if user.PasswordHash == "" && h.SSO != nil {
-		rest = "Signing in now asks only for your " + h.SSO.Name() + " account. Every other session was signed out. If this was not you, sign in and turn it on again, and tell whoever runs " + h.SSO.Name() + "."
+		link, err := h.SSO.Linked(ctx, user.ID)
+		if err != nil {
+			return err
+		}
+		if link != nil {
+			rest = "Signing in now asks only for your " + h.SSO.Name() + " account. Every other session was signed out. If this was not you, sign in and turn it on again, and tell whoever runs " + h.SSO.Name() + "."
+		}
 	}
 	if err := h.securityMail(c, user, "Two-step verification is off for your Keysmith account",
 		"Two-step verification was turned off for your Keysmith account.", rest); err != nil {

@@ -120,9 +120,10 @@ func TestSSOFirstSignInCreatesTheUserAndWorkspaceThenReusesThem(t *testing.T) {
 		if user.Name != "Ada Lovelace" || user.PasswordHash != "" {
 			t.Errorf("user %+v: want the provider's name and no password", user)
 		}
-		// She made the workspace: she owns it, though the mapping says editor.
-		if got := memberships(t, a, "ada@example.com"); len(got) != 1 || got["Analytical Engines"] != models.RoleOwner {
-			t.Errorf("memberships %v: want owner of Analytical Engines only", got)
+		// The mapping says editor: signing in makes nobody below admin an
+		// owner, even of the workspace their sign-in made.
+		if got := memberships(t, a, "ada@example.com"); len(got) != 1 || got["Analytical Engines"] != models.RoleEditor {
+			t.Errorf("memberships %v: want editor of Analytical Engines only", got)
 		}
 		if n := countRows(t, a, &models.UserIdentity{}, "user_id = ? AND issuer = ? AND subject = ?", user.ID, p.Issuer, "u-ada"); n != 1 {
 			t.Errorf("%d identities linked by (issuer, sub)", n)
@@ -381,10 +382,10 @@ func TestSSORoleAndWorkspaceFollowTheClaims(t *testing.T) {
 		return testutil.OIDCUser{Subject: "u-grace", Email: "grace@example.com", EmailVerified: true, Name: "Grace",
 			Claims: map[string]any{"org_id": org, "org_name": name, "groups": groups}}
 	}
-	// Someone else made both workspaces (and owns them).
+	// Someone else made both workspaces, an admin by the mapping: their owner.
 	for _, org := range [][2]string{{"org-1", "Navy"}, {"org-2", "Harvard"}} {
 		p.SetUser(testutil.OIDCUser{Subject: "u-founder", Email: "founder@example.com", EmailVerified: true, Name: "Founder",
-			Claims: map[string]any{"org_id": org[0], "org_name": org[1], "groups": []string{"developers"}}})
+			Claims: map[string]any{"org_id": org[0], "org_name": org[1], "groups": []string{"admins"}}})
 		ssoSignIn(t, a.NewClient(t))
 	}
 	p.SetUser(user("org-1", "Navy", "developers"))
@@ -439,32 +440,60 @@ func TestSSOWithoutRoleMappingFirstMemberOwnsAndTheLastOwnerStays(t *testing.T) 
 	}
 }
 
-func TestSSOWithRoleMappingTheMemberWhoMakesTheWorkspaceOwnsIt(t *testing.T) {
+// With a role mapping, a workspace that has no owner (nobody could
+// administer it) gets one: the first member the mapping makes an admin.
+// Members below admin never become owners by signing in, not even the one
+// whose sign-in made the workspace; the last owner is never demoted.
+func TestSSOWithRoleMappingTheFirstAdminOwnsAnOwnerlessWorkspace(t *testing.T) {
+	testutil.ForEachEngine(t, func(t *testing.T, dbURL string) {
+		p := testutil.StartOIDCProvider(t)
+		a := startSSOApp(t, dbURL, p, orgClaims)
+		in := func(sub string, groups ...string) {
+			t.Helper()
+			p.SetUser(testutil.OIDCUser{Subject: sub, Email: sub + "@example.com", EmailVerified: true,
+				Claims: map[string]any{"org_id": "org-1", "org_name": "Acme", "groups": groups}})
+			if page := ssoSignIn(t, a.NewClient(t)); page.URL.Path != "/settings/api-keys" {
+				t.Fatalf("%s's sign-in ended at %d %s", sub, page.Status, page.URL)
+			}
+		}
+		owners := func() int64 { return countRows(t, a, &models.Membership{}, "role = ?", models.RoleOwner) }
+		in("dev", "developers") // makes the workspace
+		if got := memberships(t, a, "dev@example.com"); got["Acme"] != models.RoleEditor || owners() != 0 {
+			t.Errorf("the editor who made the workspace: %v, %d owners; want editor and none", got, owners())
+		}
+		in("boss", "admins")
+		if got := memberships(t, a, "boss@example.com"); got["Acme"] != models.RoleOwner {
+			t.Errorf("the first admin of an ownerless workspace: %v; want its owner", got)
+		}
+		if n := countRows(t, a, &models.AuditEvent{}, "action = ? AND key_label = ? AND detail LIKE ?", "member.joined", "boss@example.com", "as owner (single sign-on: the workspace had no owner%"); n != 1 {
+			t.Errorf("%d joins as owner audited with the reason", n)
+		}
+		in("deputy", "admins")
+		if got := memberships(t, a, "deputy@example.com"); got["Acme"] != models.RoleAdmin {
+			t.Errorf("a second admin: %v; want admin, as mapped", got)
+		}
+		// The mapping says admin at every sign-in; the last owner stays owner.
+		in("boss", "admins")
+		if got := memberships(t, a, "boss@example.com"); got["Acme"] != models.RoleOwner || owners() != 1 {
+			t.Errorf("the last owner's next sign-in: %v, %d owners", got, owners())
+		}
+	})
+}
+
+// A workspace left without an owner (by an earlier release, or an owner
+// removed by hand) gets one when a member the mapping makes an admin signs
+// in again.
+func TestSSOOwnerlessWorkspaceMendedAtAnAdminsSignIn(t *testing.T) {
 	p := testutil.StartOIDCProvider(t)
 	a := startSSOApp(t, testutil.DatabaseURL(t, "sqlite"), p, orgClaims)
-	in := func(sub string) {
-		t.Helper()
-		p.SetUser(testutil.OIDCUser{Subject: sub, Email: sub + "@example.com", EmailVerified: true,
-			Claims: map[string]any{"org_id": "org-1", "org_name": "Acme", "groups": []string{"developers"}}})
-		if page := ssoSignIn(t, a.NewClient(t)); page.URL.Path != "/settings/api-keys" {
-			t.Fatalf("%s's sign-in ended at %d %s", sub, page.Status, page.URL)
-		}
-	}
-	in("first")
-	if got := memberships(t, a, "first@example.com"); got["Acme"] != models.RoleOwner {
-		t.Errorf("the member who made the workspace: %v; want its owner", got)
-	}
-	in("second")
-	if got := memberships(t, a, "second@example.com"); got["Acme"] != models.RoleEditor {
-		t.Errorf("second member: %v; want editor, as mapped", got)
-	}
-	// The mapping says editor at every sign-in; the last owner stays owner.
-	in("first")
-	if got := memberships(t, a, "first@example.com"); got["Acme"] != models.RoleOwner {
-		t.Errorf("the last owner's next sign-in: %v", got)
-	}
-	if n := countRows(t, a, &models.Membership{}, "role = ?", models.RoleOwner); n != 1 {
-		t.Errorf("%d owners", n)
+	p.SetUser(testutil.OIDCUser{Subject: "u-kim", Email: "kim@example.com", EmailVerified: true,
+		Claims: map[string]any{"org_id": "org-1", "org_name": "Acme", "groups": []string{"developers"}}})
+	ssoSignIn(t, a.NewClient(t))
+	p.SetUser(testutil.OIDCUser{Subject: "u-kim", Email: "kim@example.com", EmailVerified: true,
+		Claims: map[string]any{"org_id": "org-1", "org_name": "Acme", "groups": []string{"developers", "admins"}}})
+	ssoSignIn(t, a.NewClient(t))
+	if got := memberships(t, a, "kim@example.com"); got["Acme"] != models.RoleOwner {
+		t.Errorf("an editor made admin by the mapping, in a workspace with no owner: %v; want owner", got)
 	}
 }
 

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -137,6 +139,9 @@ type relyingParty struct {
 func NewSSO(db *gorm.DB, acc *accounts.Service, clk clock.Clock, log *slog.Logger, cfg config.OIDC, baseURL string) *SSO {
 	if !cfg.Enabled() {
 		return nil
+	}
+	if len(cfg.Roles) > 0 && !slices.ContainsFunc(slices.Collect(maps.Values(cfg.Roles)), func(r string) bool { return models.Role(r).IsAdmin() }) {
+		log.Warn("single sign-on: KEYSMITH_OIDC_ROLES maps no value to admin or owner, so a workspace single sign-on makes has no owner until someone is given the role by hand; map the group of the people who run your workspaces to admin")
 	}
 	return &SSO{
 		db: db, accounts: acc, clock: clk, log: log, cfg: cfg,
@@ -602,10 +607,8 @@ func (s *SSO) syncWorkspaceOnce(ctx context.Context, user models.User, id Identi
 		mapped, hasMapping := s.mappedRole(id.Roles)
 		if current == nil {
 			var tie models.SSOWorkspace
-			created := false
 			err := tx.Where("issuer = ? AND claim_value = ?", id.Issuer, id.Workspace).Take(&tie).Error // sso_workspaces_claim_idx
 			if errors.Is(err, gorm.ErrRecordNotFound) {
-				created = true
 				ws := models.Workspace{Name: workspaceName(id)}
 				if err := tx.Create(&ws).Error; err != nil {
 					return err
@@ -619,19 +622,17 @@ func (s *SSO) syncWorkspaceOnce(ctx context.Context, user models.User, id Identi
 			}
 			wsID = tie.WorkspaceID
 			role, why := mapped, via
-			switch {
-			case !hasMapping:
+			if !hasMapping {
 				role = models.RoleEditor
-				if n, err := teams.Owners(tx, wsID); err != nil {
+			}
+			if role == models.RoleAdmin || !hasMapping {
+				ownerless, err := s.ownerless(tx, wsID)
+				if err != nil {
 					return err
-				} else if n == 0 {
-					role = models.RoleOwner
 				}
-			case created && mapped != models.RoleOwner:
-				// A workspace nobody owns cannot be administered: the
-				// member who makes it owns it, whatever the mapping says.
-				role = models.RoleOwner
-				why = fmt.Sprintf(" (single sign-on: made the workspace; the %s claim maps to %s)", s.cfg.RoleClaim, mapped)
+				if ownerless {
+					role, why = models.RoleOwner, s.ownerWhy(mapped, hasMapping)
+				}
 			}
 			return teams.JoinTx(tx, wsID, actor, user, role, why)
 		}
@@ -639,7 +640,17 @@ func (s *SSO) syncWorkspaceOnce(ctx context.Context, user models.User, id Identi
 		if !hasMapping || current.Role == mapped {
 			return nil
 		}
-		err = teams.SetRoleTx(tx, wsID, actor, user.ID, mapped, via)
+		role, why := mapped, via
+		if mapped == models.RoleAdmin && current.Role != models.RoleOwner {
+			ownerless, err := s.ownerless(tx, wsID)
+			if err != nil {
+				return err
+			}
+			if ownerless {
+				role, why = models.RoleOwner, s.ownerWhy(mapped, hasMapping)
+			}
+		}
+		err = teams.SetRoleTx(tx, wsID, actor, user.ID, role, why)
 		if errors.Is(err, teams.ErrLastOwner) {
 			s.log.Info("single sign-on: the role claim would demote the workspace's last owner; they stay its owner", "user", user.Email, "workspace", wsID, "role", mapped)
 			return nil
@@ -647,6 +658,24 @@ func (s *SSO) syncWorkspaceOnce(ctx context.Context, user models.User, id Identi
 		return err
 	})
 	return wsID, err
+}
+
+// A workspace nobody owns cannot be administered (only owners make
+// owners): its first member, without a role mapping, or with one its first
+// member the mapping makes an admin, becomes its owner. Below admin, nobody
+// is made owner by signing in.
+func (s *SSO) ownerless(tx *gorm.DB, ws int64) (bool, error) {
+	n, err := teams.Owners(tx, ws)
+	return n == 0, err
+}
+
+// ownerWhy ends the audit detail of a member made owner of an ownerless
+// workspace.
+func (s *SSO) ownerWhy(mapped models.Role, hasMapping bool) string {
+	if !hasMapping {
+		return " (single sign-on: the workspace had no owner)"
+	}
+	return fmt.Sprintf(" (single sign-on: the workspace had no owner; the %s claim maps to %s)", s.cfg.RoleClaim, mapped)
 }
 
 // mappedRole is the most powerful role KEYSMITH_OIDC_ROLES gives the

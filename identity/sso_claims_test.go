@@ -1,7 +1,9 @@
 package identity
 
 import (
+	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 
 	"keysmith/config"
@@ -53,5 +55,25 @@ func TestClaimsOfEveryShape(t *testing.T) {
 	}
 	if got := workspaceName(Identity{Workspace: "org-1", WorkspaceName: "Acme"}); got != "Acme" {
 		t.Errorf("named %q", got)
+	}
+}
+
+// A role mapping that makes nobody an admin or owner leaves every workspace
+// single sign-on makes without an owner: the start says so.
+func TestAMappingWithoutAdminsIsWarnedAbout(t *testing.T) {
+	for _, tc := range []struct {
+		roles map[string]string
+		warn  bool
+	}{
+		{map[string]string{"developers": "editor", "sales": "viewer"}, true},
+		{map[string]string{"developers": "editor", "admins": "admin"}, false},
+		{map[string]string{"founders": "owner"}, false},
+		{nil, false}, // no mapping: the first member owns the workspace
+	} {
+		var logs strings.Builder
+		NewSSO(nil, nil, nil, slog.New(slog.NewTextHandler(&logs, nil)), config.OIDC{Issuer: "https://id.example.com", Roles: tc.roles}, "https://keys.example.com")
+		if got := strings.Contains(logs.String(), "maps no value to admin or owner"); got != tc.warn {
+			t.Errorf("roles %v: warned %v, want %v (%q)", tc.roles, got, tc.warn, logs.String())
+		}
 	}
 }

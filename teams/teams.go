@@ -337,8 +337,14 @@ func member(tx *gorm.DB, ws, userID int64) (models.Membership, error) {
 	return m, err
 }
 
-// Owners counts the workspace's owners.
+// Owners counts the workspace's owners, holding the workspace's row until
+// tx ends: two transactions that each count before changing an owner (two
+// owners demoted or leaving at once, two first members of a workspace)
+// take turns, so neither acts on a count the other is about to change.
 func Owners(tx *gorm.DB, ws int64) (int64, error) {
+	if err := tx.Clauses(forUpdate).Select("id").Take(&models.Workspace{}, ws).Error; err != nil {
+		return 0, err
+	}
 	var n int64
 	err := tx.Model(&models.Membership{}).Where("workspace_id = ? AND role = ?", ws, models.RoleOwner).Count(&n).Error
 	return n, err

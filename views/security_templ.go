@@ -37,7 +37,7 @@ type SessionRow struct {
 // firstStep is what signing in asks for first: the password, or for a user
 // who signed up through the provider and has none, the provider's sign-in.
 func (v SecurityView) firstStep() string {
-	if v.NoPassword && v.SSO != nil {
+	if v.NoPassword && v.SSO != nil && v.SSO.Linked {
 		return v.SSO.Provider + "'s sign-in"
 	}
 	return "your password"
@@ -219,7 +219,7 @@ func SecurityPage(v SecurityView) templ.Component {
 					return templ_7745c5c3_Err
 				}
 			} else {
-				if v.NoPassword && v.SSO != nil {
+				if v.NoPassword && v.SSO != nil && v.SSO.Linked {
 					templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 17, "<p><span class=\"badge\">Off</span> Your ")
 					if templ_7745c5c3_Err != nil {
 						return templ_7745c5c3_Err
