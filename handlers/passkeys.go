@@ -145,9 +145,13 @@ func (h *Handlers) addPasskey(c echo.Context) error {
 	if err := h.afterFactorChange(c, user); err != nil {
 		return err
 	}
+	advice, err := h.notYou(c.Request().Context(), user)
+	if err != nil {
+		return err
+	}
 	if err := h.securityMail(c, user, "A passkey was added to your Keysmith account",
 		"A passkey named “"+key.Name+"” was added to your Keysmith account.",
-		"It can now sign in to your account, alone or as the second step after your password. Every other session was signed out. If this was not you, remove it on the Security page and reset your password now."); err != nil {
+		"It can now sign in to your account, alone or as the second step after your password. Every other session was signed out. If this was not you, remove it on the Security page and "+advice+" now."); err != nil {
 		return err
 	}
 	h.flash(c, "success", "Passkey “"+key.Name+"” added. Every other session has been signed out.")
@@ -190,9 +194,13 @@ func (h *Handlers) removePasskey(c echo.Context) error {
 	if err := h.afterFactorChange(c, user); err != nil {
 		return err
 	}
+	advice, err := h.notYou(c.Request().Context(), user)
+	if err != nil {
+		return err
+	}
 	if err := h.securityMail(c, user, "A passkey was removed from your Keysmith account",
 		"The passkey named “"+key.Name+"” was removed from your Keysmith account.",
-		"It no longer signs in to your account. Every other session was signed out. If this was not you, reset your password now."); err != nil {
+		"It no longer signs in to your account. Every other session was signed out. If this was not you, "+advice+" now."); err != nil {
 		return err
 	}
 	h.flash(c, "success", "Passkey “"+key.Name+"” removed. Every other session has been signed out.")

@@ -348,9 +348,13 @@ func (h *Handlers) confirmTOTP(c echo.Context) error {
 	if err := h.afterFactorChange(c, user); err != nil {
 		return err
 	}
+	advice, err := h.notYou(c.Request().Context(), user)
+	if err != nil {
+		return err
+	}
 	if err := h.securityMail(c, user, "Two-step verification is on for your Keysmith account",
 		"Two-step verification was turned on for your Keysmith account.",
-		"Signing in now asks for a code from your authenticator app. Every other session was signed out. If this was not you, reset your password now."); err != nil {
+		"Signing in now asks for a code from your authenticator app. Every other session was signed out. If this was not you, "+advice+" now."); err != nil {
 		return err
 	}
 	h.flash(c, "success", "Two-step verification is on. Every other session has been signed out.")
@@ -482,6 +486,20 @@ func (h *Handlers) passwordChanged(c echo.Context, user models.User, reset bool)
 	return h.securityMail(c, user, "Your Keysmith password was changed",
 		"The password of your Keysmith account was "+how+".",
 		"Every other session was signed out. If this was not you, reset your password now and check your two-step verification.")
+}
+
+// notYou is what a security mail tells a user who did not make the change
+// to do first: reset their password, or, for a user the provider signed up
+// and signs in (no password, linked), secure their account there.
+func (h *Handlers) notYou(ctx context.Context, user models.User) (string, error) {
+	if user.PasswordHash != "" || h.SSO == nil {
+		return "reset your password", nil
+	}
+	link, err := h.SSO.Linked(ctx, user.ID)
+	if err != nil || link == nil {
+		return "reset your password", err
+	}
+	return "secure your " + h.SSO.Name() + " account", nil
 }
 
 // securityMail tells the user of a change to their account's security,

@@ -287,14 +287,20 @@ func TestSSOUserWithoutPasswordTurnsTwoStepOffWithACode(t *testing.T) {
 		t.Fatalf("with a code: %s %q", off.URL, off.Text(".flash"))
 	}
 	a.Outbox.Wait()
-	var body string
+	var on, body string
 	for _, m := range a.Mails() {
-		if m.Subject == "Two-step verification is off for your Keysmith account" {
+		switch m.Subject {
+		case "Two-step verification is on for your Keysmith account":
+			on = m.Text
+		case "Two-step verification is off for your Keysmith account":
 			body = m.Text
 		}
 	}
 	if !strings.Contains(body, "asks only for your Contaqt account") || strings.Contains(body, "reset your password") {
 		t.Fatalf("the mail says:\n%s", body)
+	}
+	if !strings.Contains(on, "If this was not you, secure your Contaqt account now") || strings.Contains(on, "reset your password") {
+		t.Fatalf("the mail of turning it on says:\n%s", on)
 	}
 }
 
