@@ -114,21 +114,26 @@ func (s *Sudo) Confirm(ctx context.Context, userID int64, password, code, ip str
 	case wrong != nil:
 		return time.Time{}, wrong
 	}
-	// As at sign-in, a password alone does not reset the account's count of
-	// failures when two-step verification is on: only a code does.
-	if on && password != "" {
-		err = db.Delete(&attempt).Error
-	} else {
-		err = db.Model(&attempt).Update("succeeded", true).Error
-	}
-	if err != nil {
-		return time.Time{}, err
-	}
 	by := SudoByPassword
 	if password == "" {
 		by = SudoByCode
 	}
-	if err := acc.audit(db, user, a, ActionSudoConfirmed, by); err != nil {
+	err = db.Transaction(func(tx *gorm.DB) error {
+		// As at sign-in, a password alone does not reset the account's
+		// count of failures when two-step verification is on: only a code
+		// does.
+		var err error
+		if on && password != "" {
+			err = tx.Delete(&attempt).Error
+		} else {
+			err = tx.Model(&attempt).Update("succeeded", true).Error
+		}
+		if err != nil {
+			return err
+		}
+		return acc.audit(tx, user, a, ActionSudoConfirmed, by)
+	})
+	if err != nil {
 		return time.Time{}, err
 	}
 	return s.clock.Now(), nil
@@ -137,12 +142,8 @@ func (s *Sudo) Confirm(ctx context.Context, userID int64, password, code, ip str
 // Confirmed writes to the audit log that the user confirmed access in a
 // way Confirm does not check (a passkey, the identity provider), and
 // returns the time of the confirmation.
-func (s *Sudo) Confirmed(ctx context.Context, userID int64, by string, a Actor) (time.Time, error) {
+func (s *Sudo) Confirmed(ctx context.Context, user models.User, by string, a Actor) (time.Time, error) {
 	acc := s.twoFactor.accounts
-	user, err := acc.User(ctx, userID)
-	if err != nil {
-		return time.Time{}, err
-	}
 	if err := acc.audit(acc.db.WithContext(ctx), user, a, ActionSudoConfirmed, by); err != nil {
 		return time.Time{}, err
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/pquerna/otp/totp"
 
 	"keysmith/config"
 	"keysmith/identity"
@@ -77,6 +78,24 @@ func TestSingleSignOn(t *testing.T) {
 	}
 	b.shot("04b-sso-security")
 	b.accessible("Settings → Security with a linked provider")
+	// An authenticator app for an account without a password: turning it
+	// off asks for a code alone.
+	b.do("set up an authenticator app", chromedp.Click(`form[action="/settings/security/two-factor"] button`), chromedp.WaitVisible(`#totp-secret`))
+	code, err := totp.GenerateCode(strings.ReplaceAll(b.text(`#totp-secret`), " ", ""), app.Clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.do("confirm with a code", chromedp.SendKeys(`#code`, code), chromedp.Click(`form[action="/settings/security/two-factor/confirm"] button`), chromedp.WaitVisible(`#recovery-codes`))
+	b.do("back to Security", chromedp.Navigate(app.URL("/settings/security")), chromedp.WaitVisible(`#recovery-left`))
+	if n, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll('form[action="/settings/security/two-factor/disable"] input[name=password]').length`)); err != nil || n != 0 {
+		t.Fatalf("turning two-step off asks a user without a password for one (%d fields, %v)", n, err)
+	}
+	if got := b.text(`#two-step p`); !strings.Contains(got, "after Contaqt's sign-in") {
+		t.Fatalf("two-step verification on says %q", got)
+	}
+	b.shot("04c-sso-two-step-on")
+	b.accessible("Security, two-step verification on, without a password")
+	b.narrow("04c-sso-two-step-on-390")
 
 	b.do("log out", chromedp.Click(`.topbar form[action="/logout"] button`), chromedp.WaitVisible(`.flash.info a`))
 	if got := b.text(`.flash.info a`); got != "Also sign out of Contaqt" {

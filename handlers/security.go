@@ -390,15 +390,13 @@ func (h *Handlers) disableTOTP(c echo.Context) error {
 	if err := h.afterFactorChange(c, user); err != nil {
 		return err
 	}
+	provider, err := h.providerOnly(ctx, user)
+	if err != nil {
+		return err
+	}
 	rest := "Signing in now asks only for your password. Every other session was signed out. If this was not you, reset your password and turn it on again."
-	if user.PasswordHash == "" && h.SSO != nil {
-		link, err := h.SSO.Linked(ctx, user.ID)
-		if err != nil {
-			return err
-		}
-		if link != nil {
-			rest = "Signing in now asks only for your " + h.SSO.Name() + " account. Every other session was signed out. If this was not you, sign in and turn it on again, and tell whoever runs " + h.SSO.Name() + "."
-		}
+	if provider != "" {
+		rest = "Signing in now asks only for your " + provider + " account. Every other session was signed out. If this was not you, sign in and turn it on again, and tell whoever runs " + provider + "."
 	}
 	if err := h.securityMail(c, user, "Two-step verification is off for your Keysmith account",
 		"Two-step verification was turned off for your Keysmith account.", rest); err != nil {
@@ -488,18 +486,28 @@ func (h *Handlers) passwordChanged(c echo.Context, user models.User, reset bool)
 		"Every other session was signed out. If this was not you, reset your password now and check your two-step verification.")
 }
 
-// notYou is what a security mail tells a user who did not make the change
-// to do first: reset their password, or, for a user the provider signed up
-// and signs in (no password, linked), secure their account there.
-func (h *Handlers) notYou(ctx context.Context, user models.User) (string, error) {
+// providerOnly is the provider that signs in a user who has no password
+// (it signed them up and they are linked to it), or "".
+func (h *Handlers) providerOnly(ctx context.Context, user models.User) (string, error) {
 	if user.PasswordHash != "" || h.SSO == nil {
-		return "reset your password", nil
+		return "", nil
 	}
 	link, err := h.SSO.Linked(ctx, user.ID)
 	if err != nil || link == nil {
+		return "", err
+	}
+	return h.SSO.Name(), nil
+}
+
+// notYou is what a security mail tells a user who did not make the change
+// to do first: reset their password, or secure their account at the
+// provider that alone signs them in.
+func (h *Handlers) notYou(ctx context.Context, user models.User) (string, error) {
+	provider, err := h.providerOnly(ctx, user)
+	if provider == "" {
 		return "reset your password", err
 	}
-	return "secure your " + h.SSO.Name() + " account", nil
+	return "secure your " + provider + " account", nil
 }
 
 // securityMail tells the user of a change to their account's security,

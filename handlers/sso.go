@@ -392,7 +392,11 @@ func (h *Handlers) ssoFinishConfirm(c echo.Context, at ssoAttempt, id identity.I
 		return h.ssoError(c, http.StatusForbidden, "Access not confirmed",
 			"You signed in to "+h.SSO.Name()+" as another account than the one linked to yours, so access was not confirmed.", "")
 	}
-	confirmed, err := h.Sudo.Confirmed(ctx, uid, accounts.SudoBySSO, actorOf(c))
+	user, err := h.Accounts.User(ctx, uid)
+	if err != nil {
+		return err
+	}
+	confirmed, err := h.Sudo.Confirmed(ctx, user, accounts.SudoBySSO, actorOf(c))
 	if err != nil {
 		return err
 	}

@@ -61,7 +61,7 @@ func (h *Handlers) sudo(next echo.HandlerFunc) echo.HandlerFunc {
 		if passkey != "" {
 			ceremony := h.Sessions.PopBytes(ctx, sessSudoCeremony)
 			if _, err = h.Passkeys.FinishConfirm(ctx, user, ceremony, []byte(passkey), c.RealIP(), actorOf(c)); err == nil {
-				at, err = h.Sudo.Confirmed(ctx, user.ID, accounts.SudoByPasskey, actorOf(c))
+				at, err = h.Sudo.Confirmed(ctx, user, accounts.SudoByPasskey, actorOf(c))
 			}
 		} else {
 			at, err = h.Sudo.Confirm(ctx, user.ID, password, code, c.RealIP(), actorOf(c))

@@ -563,11 +563,13 @@ func (s *SSO) syncWorkspace(ctx context.Context, user models.User, id Identity, 
 	return wsID, err
 }
 
+// via ends the audit detail of a change single sign-on makes.
+const via = " (single sign-on)"
+
 func (s *SSO) syncWorkspaceOnce(ctx context.Context, user models.User, id Identity, a accounts.Actor) (int64, error) {
 	var wsID int64
 	// The member is the actor of the changes their sign-in makes.
 	actor := teams.Actor{User: user, IP: a.IP, UserAgent: a.UserAgent}
-	const via = " (single sign-on)"
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		// The memberships single sign-on manages: of workspaces tied to a
 		// claim value of this issuer.
@@ -621,18 +623,13 @@ func (s *SSO) syncWorkspaceOnce(ctx context.Context, user models.User, id Identi
 				return err
 			}
 			wsID = tie.WorkspaceID
-			role, why := mapped, via
+			role := mapped
 			if !hasMapping {
 				role = models.RoleEditor
 			}
-			if role == models.RoleAdmin || !hasMapping {
-				ownerless, err := s.ownerless(tx, wsID)
-				if err != nil {
-					return err
-				}
-				if ownerless {
-					role, why = models.RoleOwner, s.ownerWhy(mapped, hasMapping)
-				}
+			role, why, err := s.ownerIfNone(tx, wsID, role, hasMapping)
+			if err != nil {
+				return err
 			}
 			return teams.JoinTx(tx, wsID, actor, user, role, why)
 		}
@@ -641,13 +638,9 @@ func (s *SSO) syncWorkspaceOnce(ctx context.Context, user models.User, id Identi
 			return nil
 		}
 		role, why := mapped, via
-		if mapped == models.RoleAdmin && current.Role != models.RoleOwner {
-			ownerless, err := s.ownerless(tx, wsID)
-			if err != nil {
+		if current.Role != models.RoleOwner {
+			if role, why, err = s.ownerIfNone(tx, wsID, mapped, hasMapping); err != nil {
 				return err
-			}
-			if ownerless {
-				role, why = models.RoleOwner, s.ownerWhy(mapped, hasMapping)
 			}
 		}
 		err = teams.SetRoleTx(tx, wsID, actor, user.ID, role, why)
@@ -660,22 +653,22 @@ func (s *SSO) syncWorkspaceOnce(ctx context.Context, user models.User, id Identi
 	return wsID, err
 }
 
-// A workspace nobody owns cannot be administered (only owners make
-// owners): its first member, without a role mapping, or with one its first
-// member the mapping makes an admin, becomes its owner. Below admin, nobody
-// is made owner by signing in.
-func (s *SSO) ownerless(tx *gorm.DB, ws int64) (bool, error) {
-	n, err := teams.Owners(tx, ws)
-	return n == 0, err
-}
-
-// ownerWhy ends the audit detail of a member made owner of an ownerless
-// workspace.
-func (s *SSO) ownerWhy(mapped models.Role, hasMapping bool) string {
-	if !hasMapping {
-		return " (single sign-on: the workspace had no owner)"
+// ownerIfNone is the role a member joins with or moves to, and the end of
+// its audit detail. A workspace nobody owns cannot be administered (only
+// owners make owners): while it has none, its next member becomes its
+// owner if the mapping makes them an admin, or, without a mapping, whoever
+// they are. Below admin, nobody is made owner by signing in.
+func (s *SSO) ownerIfNone(tx *gorm.DB, ws int64, role models.Role, hasMapping bool) (models.Role, string, error) {
+	if hasMapping && role != models.RoleAdmin {
+		return role, via, nil
 	}
-	return fmt.Sprintf(" (single sign-on: the workspace had no owner; the %s claim maps to %s)", s.cfg.RoleClaim, mapped)
+	if n, err := teams.Owners(tx, ws); err != nil || n > 0 {
+		return role, via, err
+	}
+	if !hasMapping {
+		return models.RoleOwner, " (single sign-on: the workspace had no owner)", nil
+	}
+	return models.RoleOwner, fmt.Sprintf(" (single sign-on: the workspace had no owner; the %s claim maps to %s)", s.cfg.RoleClaim, role), nil
 }
 
 // mappedRole is the most powerful role KEYSMITH_OIDC_ROLES gives the
