@@ -101,7 +101,7 @@ func (t *RouteTable) Match(method, uri string) (Route, bool) {
 	if err != nil || u.Path == "" || u.Host != "" {
 		return Route{}, false
 	}
-	h, _ := t.mux.Handler(&http.Request{Method: method, URL: u, Host: "", Header: http.Header{}})
+	h, _ := t.mux.Handler(&http.Request{Method: method, URL: u, Host: ""}) // ServeMux reads no header
 	r, ok := h.(rule)
 	return r.Route, ok
 }
