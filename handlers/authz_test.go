@@ -134,6 +134,7 @@ func TestForwardAuthRefusals(t *testing.T) {
 			{"a route no rule matches", read.Secret, forwarded("GET", "/admin/users"), 403, "route_not_allowed", false},
 			{"a method no rule matches", read.Secret, forwarded("TRACE", "/files"), 403, "route_not_allowed", false},
 			{"a path not in canonical form", read.Secret, forwarded("GET", "/files/../members"), 403, "route_not_allowed", false},
+			{"a dot segment in disguise", read.Secret, forwarded("GET", "/files/..%2fmembers"), 403, "route_not_allowed", false}, // not GET /files/{id}
 			{"the route's scope not held", read.Secret, forwarded("POST", "/files"), 403, "insufficient_scope", true},
 			{"outside the allowed IPs", pinned.Secret, forwarded("GET", "/files"), 403, "ip_not_allowed", false},
 			{"a key in the forwarded query", "", forwarded("GET", "/files?api_key="+read.Secret), 400, "key_in_query_string", false},

@@ -91,8 +91,9 @@ func register(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
 
 // Match finds the rule for a request to the operator's API: its method
 // and its request URI (path and query, as the client sent it). A URI that
-// is not in its canonical form (dot segments, doubled slashes), or that
-// no rule matches, has no rule: deny by default.
+// is not in its canonical form (dot segments, doubled slashes, or dot
+// segments in disguise: see dotted), or that no rule matches, has no
+// rule: deny by default.
 func (t *RouteTable) Match(method, uri string) (Route, bool) {
 	if t == nil || len(t.rules) == 0 {
 		return Route{}, false
@@ -101,9 +102,40 @@ func (t *RouteTable) Match(method, uri string) (Route, bool) {
 	if err != nil || u.Path == "" || u.Host != "" {
 		return Route{}, false
 	}
+	if path, _, _ := strings.Cut(uri, "?"); dotted(path) {
+		return Route{}, false
+	}
 	h, _ := t.mux.Handler(&http.Request{Method: method, URL: u, Host: ""}) // ServeMux reads no header
 	r, ok := h.(rule)
 	return r.Route, ok
+}
+
+// dotted reports a path with a segment that the operator's API may
+// resolve as a dot segment although ServeMux matches it as a name:
+// escaped ("%2e%2e"), with parameters ("..;x", which Tomcat and Spring
+// read as ".."), or after an escaped slash or a backslash that a server
+// reads as a separator ("..%2f", "..\"). Matched literally,
+// "/files/1/..;/admin" would be judged by the rule for /files while
+// such an API serves /admin.
+func dotted(rawPath string) bool {
+	if !strings.Contains(rawPath, ".") && !strings.Contains(rawPath, "%") {
+		return false
+	}
+	for seg := range strings.SplitSeq(rawPath, "/") {
+		if !strings.ContainsAny(seg, ".%") {
+			continue
+		}
+		dec, err := url.PathUnescape(seg)
+		if err != nil {
+			return true
+		}
+		for piece := range strings.FieldsFuncSeq(dec, func(r rune) bool { return r == '/' || r == '\\' }) {
+			if piece, _, _ = strings.Cut(piece, ";"); piece == "." || piece == ".." {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Rules lists every route in catalog order.

@@ -33,6 +33,8 @@ func TestRouteRulesMatchAsServeMuxDoes(t *testing.T) {
 		{"GET", "/status", "", "GET /status"},                                       // public
 		{"GET", "/docs/a/b", "", "GET /docs/{page...}"},                             // public wildcard
 		{"GET", "/files/a%2Fb", "files:read", "GET /files/{id}"},                    // an escaped slash stays in its segment
+		{"GET", "/files/v1.2", "files:read", "GET /files/{id}"},                     // dots in a name
+		{"GET", "/files/42/...", "files:write", "/files/{id}/{rest...}"},            // three dots are a name
 	} {
 		r, ok := rt.Match(tc.method, tc.uri)
 		if !ok || r.Scope != tc.scope || r.Pattern != tc.pattern {
@@ -40,12 +42,21 @@ func TestRouteRulesMatchAsServeMuxDoes(t *testing.T) {
 		}
 	}
 	for _, tc := range []struct{ method, uri string }{
-		{"GET", "/files"},              // only POST /files
-		{"PUT", "/files/42"},           // no PUT rule
-		{"GET", "/other"},              // no rule at all: deny by default
-		{"GET", "/files/../admin/x"},   // not canonical
-		{"GET", "//files/42"},          // not canonical
-		{"GET", "http://evil/files/1"}, // not a request URI of this API
+		{"GET", "/files"},            // only POST /files
+		{"PUT", "/files/42"},         // no PUT rule
+		{"GET", "/other"},            // no rule at all: deny by default
+		{"GET", "/files/../admin/x"}, // not canonical
+		{"GET", "//files/42"},        // not canonical
+		// Dot segments in disguise, which an API behind the proxy may
+		// resolve to /admin while ServeMux would match /files/{id}/{rest...}:
+		{"GET", "/files/%2e%2e/admin/x"},        // escaped
+		{"GET", "/files/1/.%2E/admin"},          // half escaped
+		{"GET", "/files/1/..;/..;/admin/users"}, // with parameters (Tomcat, Spring)
+		{"GET", "/files/1/..%3Bx/admin"},        // with escaped parameters
+		{"GET", "/files/1/..%2fadmin"},          // before an escaped slash
+		{"GET", "/files/1/%2E%2E%5Cadmin"},      // before an escaped backslash
+		{"GET", `/files/1/..\admin`},            // before a backslash
+		{"GET", "http://evil/files/1"},          // not a request URI of this API
 		{"GET", ""},
 		{"GET", "files/1"},
 	} {
