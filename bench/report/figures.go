@@ -217,9 +217,12 @@ func (r *report) wrkFigure() figure {
 }
 
 // authzFigure: a reverse proxy's question (/v1/authz about GET /files/42)
-// against /healthz, in process.
+// against /healthz, in process. Reported, with no goal: issue 19 sets its
+// goal on requests per second over a server (authzWrkFigure). In process,
+// with no network cost in either, the twelve headers of the contract's
+// answer weigh far more (docs/BENCHMARKS-notes.md).
 func (r *report) authzFigure() figure {
-	const name, goal = "Forward-auth decision against no-op, in process (/v1/authz ÷ /healthz req/s)", "≥ 0.90"
+	const name, goal = "Forward-auth decision against no-op, in process (/v1/authz ÷ /healthz req/s)", "—"
 	noop, ok := r.value("BenchmarkAPIRequest/healthz", "ns/op")
 	authz, okAuthz := r.value("BenchmarkAPIRequest/authz", "ns/op")
 	if !ok || !okAuthz {
@@ -229,7 +232,7 @@ func (r *report) authzFigure() figure {
 	za, _ := r.value("BenchmarkAPIRequest/authz", "allocs/op")
 	return figure{name: name, goal: goal,
 		measured: fmt.Sprintf("%s, %.0f allocs against %s, %.0f allocs", duration(authz), za, duration(noop), na),
-		result:   atLeast(noop/authz, 0.9)}
+		result:   fmt.Sprintf("reported (%.2f)", noop/authz)}
 }
 
 func (r *report) authzWrkFigure() figure {
