@@ -5,7 +5,8 @@
 // an admin to see and retry. Nothing is sent outside it, so nothing is
 // lost to a crash or an outage.
 //
-// A pass claims due deliveries a few at a time (ClaimBatch), each with a
+// A pass claims due deliveries a batch at a time, paced to what its
+// senders answer in about a second (at most ClaimBatch), each with a
 // lease that runs from the moment it is claimed and the pass's claim
 // token as its owner (a conditional UPDATE that only one process wins, on
 // SQLite and PostgreSQL alike). A Composer per kind turns the claimed rows
@@ -103,7 +104,7 @@ type Outbox struct {
 	Lease       time.Duration // how long a claim lasts unless renewed (clock time)
 	Renew       time.Duration // how often a pass extends the claims it holds (wall time); less than Lease
 	Concurrency int           // sends at once (KEYSMITH_MAIL_CONCURRENCY)
-	ClaimBatch  int           // deliveries claimed at a time (at least Concurrency); see New
+	ClaimBatch  int           // the most a claim takes (at least Concurrency); see New
 	Drain       time.Duration // at shutdown, how long sends in flight may take (KEYSMITH_SHUTDOWN_TIMEOUT)
 	MaxAttempts int           // then the delivery is failed
 }
@@ -113,9 +114,10 @@ type Outbox struct {
 // A claim takes up to 128 deliveries: each claim, compose and record is a
 // write of its own whatever its size, so on SQLite a pass of 5,000
 // reminders took 1.05 s claiming 16 at a time and 0.41 s claiming 128
-// (docs/BENCHMARKS-notes.md). What a pass holds and has not started is
-// renewed, and given back at shutdown; a replica claiming meanwhile takes
-// the next 128.
+// (docs/BENCHMARKS-notes.md). Claims are paced (claimSize): a pass takes
+// what its senders answer in about a second, so slow receivers keep it to
+// one per sender and the rest stays for other replicas. What a pass holds
+// and has not started is renewed, and given back at shutdown.
 func New(db *gorm.DB, clk clock.Clock, sealer Sealer, log *slog.Logger, m *metrics.Metrics) *Outbox {
 	o := &Outbox{db: db, clock: clk, sealer: sealer, log: log, metrics: m, composers: map[Kind]Composer{},
 		Lease: 2 * time.Minute, Renew: 30 * time.Second, Concurrency: 4, ClaimBatch: 128, Drain: 15 * time.Second, MaxAttempts: 8}
@@ -239,7 +241,7 @@ func (o *Outbox) Send(ctx context.Context) error { return o.send(ctx, nil) }
 func (o *Outbox) send(ctx context.Context, only []int64) error {
 	work, abort := context.WithCancel(context.WithoutCancel(ctx))
 	defer abort()
-	p := &pass{o: o, token: rand.Text(), work: work, held: map[int64]bool{}, only: only}
+	p := &pass{o: o, token: rand.Text(), work: work, held: map[int64]bool{}, only: only, began: time.Now()}
 	every := o.Renew
 	if every <= 0 || every >= o.Lease {
 		every = o.Lease / 4
@@ -256,11 +258,12 @@ func (o *Outbox) send(ctx context.Context, only []int64) error {
 	cancelled, drain := ctx.Done(), (<-chan time.Time)(nil)
 	for {
 		if len(queue) == 0 && !exhausted && !stopping {
-			claimed, ready, err := p.claim(ctx, batch)
+			want := p.claimSize(slots, batch)
+			claimed, ready, err := p.claim(ctx, want)
 			if err != nil && ctx.Err() == nil {
 				p.fail(err)
 			}
-			exhausted = err != nil || claimed < batch || only != nil // nothing else is due, or other replicas hold it
+			exhausted = err != nil || claimed < want || only != nil // nothing else is due, or other replicas hold it
 			queue = ready
 		}
 		for ; busy < slots && len(queue) > 0; busy++ {
@@ -284,6 +287,7 @@ func (o *Outbox) send(ctx context.Context, only []int64) error {
 		select {
 		case o := <-outcomes:
 			busy--
+			p.answers++
 			answered = append(answered, o)
 			if recordBy == nil {
 				recordBy = time.After(recordWithin)
@@ -314,14 +318,40 @@ func (o *Outbox) send(ctx context.Context, only []int64) error {
 const recordWithin = 5 * time.Millisecond
 
 // pass is one send: the token its claims carry, the deliveries it holds
-// (renewed until they are recorded). Only its goroutine uses it.
+// (renewed until they are recorded), its pace. Only its goroutine uses it.
 type pass struct {
-	o     *Outbox
-	token string          // written on every claim of this pass: the owner
-	work  context.Context // composing, renewals and marks: outlives shutdown by at most Drain
-	held  map[int64]bool  // claimed and not yet recorded: renewed
-	only  []int64         // Deliver's: only these
-	errs  []error
+	o       *Outbox
+	token   string          // written on every claim of this pass: the owner
+	work    context.Context // composing, renewals and marks: outlives shutdown by at most Drain
+	held    map[int64]bool  // claimed and not yet recorded: renewed
+	only    []int64         // Deliver's: only these
+	began   time.Time       // wall time, for the pace
+	answers int             // sends answered so far
+	errs    []error
+}
+
+// claimPace is how much work a claim takes: what the senders have been
+// answering in this time (wall time), so that a pass holds little beyond
+// what it can send soon and leaves the rest to other replicas' passes.
+const claimPace = time.Second
+
+// claimSize is how many deliveries the next claim takes: as many as the
+// senders answer in claimPace at this pass's pace so far, at least one
+// per sender and at most most. Before the first answer it is
+// one per sender. A relay answering a mail a millisecond reaches most at
+// once; a receiver that takes ten seconds to time out keeps claims at one
+// per sender instead of holding most of them for minutes. Deliver's pass
+// claims its deliveries in one go.
+func (p *pass) claimSize(slots, most int) int {
+	if p.only != nil {
+		return most
+	}
+	if p.answers == 0 {
+		return slots
+	}
+	elapsed := max(time.Since(p.began), time.Millisecond)
+	n := int(float64(p.answers) * float64(claimPace) / float64(elapsed))
+	return min(max(n, slots), most)
 }
 
 // outcome is what the receiver said to one delivery.

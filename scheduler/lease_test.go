@@ -206,3 +206,48 @@ func TestAMarkNeverAppliesToAClaimTakenOver(t *testing.T) {
 		t.Fatalf("%d messages", n)
 	}
 }
+
+// A pass claims what its senders can answer soon, not a batch of 128:
+// while a slow relay holds one mail per sender, the replica holds at most
+// those and as many queued, and a second replica sends the rest beside it.
+// Each reminder still arrives once.
+func TestASlowRelayLeavesTheRestToOtherReplicas(t *testing.T) {
+	dbURL := testutil.DatabaseURL(t, "postgres")
+	smtp := testutil.StartSMTP(t)
+	first := testutil.StartApp(t, dbURL, testutil.WithSMTP(smtp))
+	second := testutil.StartApp(t, dbURL, testutil.WithSMTP(smtp), testutil.WithClock(first.Clock))
+	tm := newTeam(t, first)
+	first.Accounts.SetReminders(t.Context(), tm.admin.ID, false) // one recipient per key: the owner
+	owner := tm.actor(tm.owner, models.RoleOwner)
+	const reminders = 24
+	for i := range reminders {
+		tm.key(t, owner, fmt.Sprintf("key-%02d", i), "7")
+	}
+	slots := first.Outbox.Concurrency
+
+	smtp.SetDelay(time.Second)
+	var passes sync.WaitGroup
+	passes.Go(func() { first.Reminders.Run(context.Background()) })
+	eventually(t, "the relay to hold one mail per sender", func() bool { return smtp.Holding() == slots })
+	var held int64
+	first.DB.Model(&models.Delivery{}).Where("status = ? AND claim_token <> ''", "pending").Count(&held)
+	if held > int64(2*slots) {
+		t.Fatalf("the first replica holds %d deliveries while %d are in flight; want at most %d", held, slots, 2*slots)
+	}
+	passes.Go(func() { second.Reminders.Run(context.Background()) })
+	eventually(t, "both replicas to send at once", func() bool { return smtp.Holding() == 2*slots })
+	smtp.SetDelay(0)
+	passes.Wait()
+
+	seen := messageIDs(t, smtp)
+	var ds []models.Delivery
+	first.DB.Order("id").Find(&ds)
+	if len(ds) != reminders || len(seen) != reminders {
+		t.Fatalf("%d deliveries, %d distinct messages; want %d of each", len(ds), len(seen), reminders)
+	}
+	for _, d := range ds {
+		if n := seen[fmt.Sprintf("reminder-%d@keysmith.localhost", d.ID)]; n != 1 || d.Status != "sent" {
+			t.Errorf("delivery %d: %s, arrived %d times", d.ID, d.Status, n)
+		}
+	}
+}
