@@ -2,9 +2,8 @@ package handlers
 
 import (
 	"bytes"
-	"cmp"
 	"net/http"
-	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -59,7 +58,11 @@ func (h *Handlers) authz(c echo.Context) error {
 }
 
 func (h *Handlers) decide(c echo.Context) error {
-	method, uri := forwardedRequest(c.Request())
+	method, uri, ok := forwardedRequest(c.Request())
+	if !ok {
+		return apiFail(c, http.StatusForbidden, errPermission, "route_not_allowed",
+			"The proxy's question names more than one request (X-Forwarded-Method, X-Forwarded-Uri, X-Original-Method, X-Original-URI, X-Original-URL disagree): no route matches it.")
+	}
 	route, matched := h.Keys.Routes().Match(method, uri)
 	if matched && route.Public() {
 		c.Set(apiCodeKey, "public")
@@ -107,27 +110,69 @@ func setIdentity(hd http.Header, k *keys.Authenticated) {
 }
 
 // forwardedRequest is the method and request URI of the request a proxy
-// asks about: X-Forwarded-Method and X-Forwarded-Uri (Traefik, Caddy, the
-// shipped nginx config), X-Original-Method and X-Original-URL
-// (ingress-nginx) or X-Original-URI, else this request's own method and
-// its URI after AuthzPath (Envoy's path_prefix).
-func forwardedRequest(r *http.Request) (method, uri string) {
-	method = cmp.Or(r.Header.Get("X-Forwarded-Method"), r.Header.Get("X-Original-Method"), r.Method)
-	uri = cmp.Or(r.Header.Get("X-Forwarded-Uri"), r.Header.Get("X-Original-Uri"))
-	if uri == "" {
-		if full := r.Header.Get("X-Original-Url"); full != "" {
-			if u, err := url.Parse(full); err == nil {
-				uri = u.RequestURI()
-			}
+// asks about. Envoy's path_prefix puts it in the request line: its own
+// method, and its URI after AuthzPath; then no header is read, since Envoy
+// sets none of them and a client's own would otherwise win. Other proxies
+// put it in headers: X-Forwarded-Method and X-Forwarded-Uri (Traefik,
+// Caddy, the shipped nginx config), X-Original-Method and X-Original-URL
+// (ingress-nginx) or X-Original-URI. A proxy overwrites the headers it
+// sets, but passes on any other header a client sent: so every one of
+// them that is present must say the same, or ok is false and the request
+// is refused. Otherwise a client behind ingress-nginx could send its own
+// X-Forwarded-Uri: /status, and have Keysmith judge that while the API
+// serves the request line.
+func forwardedRequest(r *http.Request) (method, uri string, ok bool) {
+	if rest, envoy := strings.CutPrefix(r.RequestURI, AuthzPath); envoy && strings.HasPrefix(rest, "/") {
+		return r.Method, rest, true
+	}
+	methods := slices.Concat(r.Header.Values("X-Forwarded-Method"), r.Header.Values("X-Original-Method"))
+	uris := slices.Concat(r.Header.Values("X-Forwarded-Uri"), r.Header.Values("X-Original-Uri"))
+	for _, full := range r.Header.Values("X-Original-Url") {
+		uris = append(uris, originalURI(full)) // "" if it is no URL: refused below
+	}
+	method, ok = same(methods, r.Method)
+	if !ok {
+		return "", "", false
+	}
+	uri, ok = same(uris, strings.TrimPrefix(r.RequestURI, AuthzPath))
+	if !ok || uri == "" && len(uris) > 0 {
+		return "", "", false
+	}
+	if uri == "" || uri[0] == '?' {
+		uri = "/" + uri
+	}
+	return method, uri, true
+}
+
+// same is the value all of vals hold (def if there are none); ok is false
+// if two differ.
+func same(vals []string, def string) (string, bool) {
+	if len(vals) == 0 {
+		return def, true
+	}
+	for _, v := range vals[1:] {
+		if v != vals[0] {
+			return "", false
 		}
 	}
-	if uri == "" {
-		uri = strings.TrimPrefix(r.RequestURI, AuthzPath)
-		if uri == "" || uri[0] == '?' {
-			uri = "/" + uri
-		}
+	return vals[0], true
+}
+
+// originalURI is the request URI in ingress-nginx's X-Original-URL,
+// $scheme://$http_host$request_uri: everything from the first slash after
+// the scheme, taken as it is. nginx refuses a Host with a slash, but not
+// one with "?" or "#", which url.Parse would read as the start of a query
+// or a fragment, and $request_uri may hold a raw "#", which url.Parse
+// would cut off. "" if full is not such a URL.
+func originalURI(full string) string {
+	_, rest, ok := strings.Cut(full, "://")
+	if !ok {
+		return ""
 	}
-	return method, uri
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		return rest[i:]
+	}
+	return ""
 }
 
 // decisionWriter holds a decision's answer until finish, which adds the
