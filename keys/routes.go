@@ -93,7 +93,12 @@ func register(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
 // and its request URI (path and query, as the client sent it). A URI that
 // is not in its canonical form (dot segments, doubled slashes, or dot
 // segments in disguise: see dotted), or that no rule matches, has no
-// rule: deny by default.
+// rule: deny by default. So has a path with a raw "#" or "\", which no
+// client should send and which the API may read otherwise than ServeMux
+// does: nginx passes both on as they are, and an API that cuts the
+// path at "#" (Node's url.parse, Express) or reads "\" as "/" (WHATWG
+// URL, IIS) would serve DELETE /files/1 for "DELETE /files/1#/tags/x",
+// or /files/1/content for "/files/1\content".
 func (t *RouteTable) Match(method, uri string) (Route, bool) {
 	if t == nil || len(t.rules) == 0 {
 		return Route{}, false
@@ -102,7 +107,7 @@ func (t *RouteTable) Match(method, uri string) (Route, bool) {
 	if err != nil || u.Path == "" || u.Host != "" {
 		return Route{}, false
 	}
-	if path, _, _ := strings.Cut(uri, "?"); dotted(path) {
+	if path, _, _ := strings.Cut(uri, "?"); strings.ContainsAny(path, `#\`) || dotted(path) {
 		return Route{}, false
 	}
 	h, _ := t.mux.Handler(&http.Request{Method: method, URL: u, Host: ""}) // ServeMux reads no header

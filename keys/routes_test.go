@@ -56,6 +56,9 @@ func TestRouteRulesMatchAsServeMuxDoes(t *testing.T) {
 		{"GET", "/files/1/..%2fadmin"},          // before an escaped slash
 		{"GET", "/files/1/%2E%2E%5Cadmin"},      // before an escaped backslash
 		{"GET", `/files/1/..\admin`},            // before a backslash
+		{"DELETE", "/files/1#/content"},         // a raw #: an API may cut the path there (DELETE /files/1)
+		{"GET", "/files/1#/../../admin/x"},      // nor may it hide a dot segment
+		{"GET", `/files/42\versions\3`},         // a raw backslash: an API may read it as a slash
 		{"GET", "http://evil/files/1"},          // not a request URI of this API
 		{"GET", ""},
 		{"GET", "files/1"},
