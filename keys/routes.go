@@ -107,12 +107,32 @@ func (t *RouteTable) Match(method, uri string) (Route, bool) {
 	if err != nil || u.Path == "" || u.Host != "" {
 		return Route{}, false
 	}
-	if path, _, _ := strings.Cut(uri, "?"); strings.ContainsAny(path, `#\`) || dotted(path) {
+	if path, _, _ := strings.Cut(uri, "?"); strings.ContainsAny(path, `#\`) || escapedSeparator(path) || dotted(path) {
 		return Route{}, false
 	}
 	h, _ := t.mux.Handler(&http.Request{Method: method, URL: u, Host: ""}) // ServeMux reads no header
 	r, ok := h.(rule)
 	return r.Route, ok
+}
+
+// escapedSeparator reports a path with an escaped slash or backslash
+// (%2F, %5C). ServeMux matches "/files/42%2Fversions%2F3" as one segment,
+// GET /files/{id}, while an API that decodes the path before routing it
+// (Flask, PHP, Rails, Spring with its defaults changed, many others)
+// serves /files/42/versions/3, which another rule may guard with another
+// scope. An API whose names hold slashes must take them otherwise than
+// escaped in the path (a query parameter).
+func escapedSeparator(rawPath string) bool {
+	for rest := rawPath; ; rest = rest[1:] {
+		i := strings.IndexByte(rest, '%')
+		if i < 0 || i+2 >= len(rest) {
+			return false
+		}
+		if esc := rest[i+1 : i+3]; strings.EqualFold(esc, "2f") || strings.EqualFold(esc, "5c") {
+			return true
+		}
+		rest = rest[i:]
+	}
 }
 
 // dotted reports a path with a segment that the operator's API may
