@@ -3,6 +3,7 @@ package handlers
 import (
 	"bytes"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -62,6 +63,10 @@ func (h *Handlers) decide(c echo.Context) error {
 	if !ok {
 		return apiFail(c, http.StatusForbidden, errPermission, "route_not_allowed",
 			"The proxy's question names more than one request (X-Forwarded-Method, X-Forwarded-Uri, X-Original-Method, X-Original-URI, X-Original-URL disagree): no route matches it.")
+	}
+	if m := overridden(c.Request().Header, method, uri); m != "" {
+		return apiFail(c, http.StatusForbidden, errPermission, "route_not_allowed",
+			"The request asks the API to take it as "+m+" (a method override), not "+method+": no route matches it.")
 	}
 	route, matched := h.Keys.Routes().Match(method, uri)
 	if matched && route.Public() {
@@ -142,6 +147,30 @@ func forwardedRequest(r *http.Request) (method, uri string, ok bool) {
 		uri = "/" + uri
 	}
 	return method, uri, true
+}
+
+// overridden is the method a request asks the API behind the proxy to
+// take it as, in place of its own: the headers and the query parameter
+// that frameworks read (Rails, Laravel, Symfony, Express's
+// method-override, ASP.NET, gorilla/handlers). Keysmith judges the method
+// the proxy names, so a POST of a scope a key holds, read as a DELETE of
+// a scope it lacks, is refused. A _method in a form body, which Keysmith
+// never sees, is the API's to turn off.
+func overridden(hd http.Header, method, uri string) string {
+	var asked []string
+	for _, name := range []string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"} {
+		asked = append(asked, hd.Values(name)...)
+	}
+	if _, q, ok := strings.Cut(uri, "?"); ok && strings.Contains(q, "_method") {
+		v, _ := url.ParseQuery(q) // what it could read
+		asked = append(asked, v["_method"]...)
+	}
+	for _, m := range asked {
+		if m = strings.TrimSpace(m); m != "" && !strings.EqualFold(m, method) {
+			return m
+		}
+	}
+	return ""
 }
 
 // same is the value all of vals hold (def if there are none); ok is false

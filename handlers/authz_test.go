@@ -243,6 +243,42 @@ func TestForwardAuthIgnoresNoClientsForwardedHeaders(t *testing.T) {
 	}
 }
 
+// A method override is a request the API serves as another method than
+// the one the proxy names: Keysmith refuses one that names another.
+func TestForwardAuthRefusesAMethodOverride(t *testing.T) {
+	f := newAPIFixture(t, testutil.DatabaseURL(t, "sqlite"))
+	k := f.key(t, func(in *keys.CreateInput) {
+		in.Permission = keys.PermCustom
+		in.Scopes = []string{"files:read", "files:write"}
+	})
+	with := func(h map[string]string, name, value string) map[string]string {
+		h[name] = value
+		return h
+	}
+	for _, tc := range []struct {
+		name   string
+		path   string
+		header map[string]string
+		status int
+	}{
+		{"X-HTTP-Method-Override", "/v1/authz", with(forwarded("POST", "/files"), "X-HTTP-Method-Override", "DELETE"), 403},
+		{"X-HTTP-Method", "/v1/authz", with(forwarded("POST", "/files"), "X-HTTP-Method", "PUT"), 403},
+		{"X-Method-Override", "/v1/authz", with(forwarded("POST", "/files"), "X-Method-Override", "patch"), 403},
+		{"_method in the query", "/v1/authz", forwarded("POST", "/files?_method=DELETE"), 403},
+		{"Envoy, an override header", "/v1/authz/files", map[string]string{"X-HTTP-Method-Override": "DELETE"}, 403},
+		{"the same method", "/v1/authz", with(forwarded("POST", "/files?_method=post"), "X-HTTP-Method-Override", "POST"), 200},
+		{"an empty _method", "/v1/authz", forwarded("POST", "/files?_method=&x_method=DELETE"), 200},
+	} {
+		method := "GET"
+		if strings.HasPrefix(tc.path, "/v1/authz/") {
+			method = "POST"
+		}
+		if d := ask(t, f.app, method, tc.path, k.Secret, tc.header); d.Status != tc.status {
+			t.Errorf("%s: %d %q, want %d", tc.name, d.Status, d.Raw, tc.status)
+		}
+	}
+}
+
 // exchangeToken derives a token of scope from key (SPEC §9).
 func exchangeToken(t *testing.T, app *testutil.App, key, scope string) string {
 	t.Helper()
