@@ -230,7 +230,18 @@ func TestShippedProxyConfigs(t *testing.T) {
 
 			// Allowed: the upstream learns who called; a client's forged
 			// identity headers never reach it.
-			forged := map[string]string{"X-Keysmith-Key-Id": "999", "X-Keysmith-Scopes": "*", "X-Keysmith-Workspace-Id": "1"}
+			// Spelt with underscores too: a CGI-style API (PHP, Rack, WSGI)
+			// reads X_Keysmith_Key_Id as X-Keysmith-Key-Id.
+			forged := map[string]string{"X-Keysmith-Key-Id": "999", "X-Keysmith-Scopes": "*", "X-Keysmith-Workspace-Id": "1",
+				"X_Keysmith_Key_Id": "999", "x-keysmith_scopes": "*", "X_KEYSMITH-TOKEN_TYPE": "api_key"}
+			underscored := func(r *http.Request) {
+				t.Helper()
+				for name := range r.Header {
+					if strings.Contains(name, "_") && strings.Contains(strings.ToLower(name), "keysmith") {
+						t.Errorf("the upstream got the client's %s: %q", name, r.Header[name])
+					}
+				}
+			}
 			a = send(t, "GET", base+"/files/1?x=1", read.Secret, forged)
 			r, n := api.last()
 			if a.Status != 200 || a.Body["from"] != "upstream" || n != 1 {
@@ -252,6 +263,7 @@ func TestShippedProxyConfigs(t *testing.T) {
 			if s := r.Header.Get("X-Keysmith-Scopes"); !strings.Contains(s, "files:read") || strings.Contains(s, "*") {
 				t.Errorf("upstream's X-Keysmith-Scopes = %q", s)
 			}
+			underscored(r)
 			// A public route: no key needed, and nobody named.
 			a = send(t, "GET", base+"/status", "", forged)
 			r, _ = api.last()
@@ -263,6 +275,7 @@ func TestShippedProxyConfigs(t *testing.T) {
 					t.Errorf("a public route's upstream request carries the client's %s: %q", name, v)
 				}
 			}
+			underscored(r)
 
 			// Refusals reach the client as Keysmith wrote them.
 			for _, tc := range []struct {

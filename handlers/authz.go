@@ -2,9 +2,9 @@ package handlers
 
 import (
 	"bytes"
-	"cmp"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -59,7 +59,15 @@ func (h *Handlers) authz(c echo.Context) error {
 }
 
 func (h *Handlers) decide(c echo.Context) error {
-	method, uri := forwardedRequest(c.Request())
+	method, uri, ok := forwardedRequest(c.Request())
+	if !ok {
+		return apiFail(c, http.StatusForbidden, errPermission, "route_not_allowed",
+			"The proxy's question names more than one request (X-Forwarded-Method, X-Forwarded-Uri, X-Original-Method, X-Original-URI, X-Original-URL disagree): no route matches it.")
+	}
+	if m := overridden(c.Request().Header, method, uri); m != "" {
+		return apiFail(c, http.StatusForbidden, errPermission, "route_not_allowed",
+			"The request asks the API to take it as "+m+" (a method override), not "+method+": no route matches it.")
+	}
 	route, matched := h.Keys.Routes().Match(method, uri)
 	if matched && route.Public() {
 		c.Set(apiCodeKey, "public")
@@ -107,27 +115,93 @@ func setIdentity(hd http.Header, k *keys.Authenticated) {
 }
 
 // forwardedRequest is the method and request URI of the request a proxy
-// asks about: X-Forwarded-Method and X-Forwarded-Uri (Traefik, Caddy, the
-// shipped nginx config), X-Original-Method and X-Original-URL
-// (ingress-nginx) or X-Original-URI, else this request's own method and
-// its URI after AuthzPath (Envoy's path_prefix).
-func forwardedRequest(r *http.Request) (method, uri string) {
-	method = cmp.Or(r.Header.Get("X-Forwarded-Method"), r.Header.Get("X-Original-Method"), r.Method)
-	uri = cmp.Or(r.Header.Get("X-Forwarded-Uri"), r.Header.Get("X-Original-Uri"))
-	if uri == "" {
-		if full := r.Header.Get("X-Original-Url"); full != "" {
-			if u, err := url.Parse(full); err == nil {
-				uri = u.RequestURI()
-			}
+// asks about. Envoy's path_prefix puts it in the request line: its own
+// method, and its URI after AuthzPath; then no header is read, since Envoy
+// sets none of them and a client's own would otherwise win. Other proxies
+// put it in headers: X-Forwarded-Method and X-Forwarded-Uri (Traefik,
+// Caddy, the shipped nginx config), X-Original-Method and X-Original-URL
+// (ingress-nginx) or X-Original-URI. A proxy overwrites the headers it
+// sets, but passes on any other header a client sent: so every one of
+// them that is present must say the same, or ok is false and the request
+// is refused. Otherwise a client behind ingress-nginx could send its own
+// X-Forwarded-Uri: /status, and have Keysmith judge that while the API
+// serves the request line.
+func forwardedRequest(r *http.Request) (method, uri string, ok bool) {
+	if rest, envoy := strings.CutPrefix(r.RequestURI, AuthzPath); envoy && strings.HasPrefix(rest, "/") {
+		return r.Method, rest, true
+	}
+	methods := slices.Concat(r.Header.Values("X-Forwarded-Method"), r.Header.Values("X-Original-Method"))
+	uris := slices.Concat(r.Header.Values("X-Forwarded-Uri"), r.Header.Values("X-Original-Uri"))
+	for _, full := range r.Header.Values("X-Original-Url") {
+		uris = append(uris, originalURI(full)) // "" if it is no URL: refused below
+	}
+	method, ok = same(methods, r.Method)
+	if !ok {
+		return "", "", false
+	}
+	uri, ok = same(uris, strings.TrimPrefix(r.RequestURI, AuthzPath))
+	if !ok || uri == "" && len(uris) > 0 {
+		return "", "", false
+	}
+	if uri == "" || uri[0] == '?' {
+		uri = "/" + uri
+	}
+	return method, uri, true
+}
+
+// overridden is the method a request asks the API behind the proxy to
+// take it as, in place of its own: the headers and the query parameter
+// that frameworks read (Rails, Laravel, Symfony, Express's
+// method-override, ASP.NET, gorilla/handlers). Keysmith judges the method
+// the proxy names, so a POST of a scope a key holds, read as a DELETE of
+// a scope it lacks, is refused. A _method in a form body, which Keysmith
+// never sees, is the API's to turn off.
+func overridden(hd http.Header, method, uri string) string {
+	var asked []string
+	for _, name := range []string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"} {
+		asked = append(asked, hd.Values(name)...)
+	}
+	if _, q, ok := strings.Cut(uri, "?"); ok && strings.Contains(q, "_method") {
+		v, _ := url.ParseQuery(q) // what it could read
+		asked = append(asked, v["_method"]...)
+	}
+	for _, m := range asked {
+		if m = strings.TrimSpace(m); m != "" && !strings.EqualFold(m, method) {
+			return m
 		}
 	}
-	if uri == "" {
-		uri = strings.TrimPrefix(r.RequestURI, AuthzPath)
-		if uri == "" || uri[0] == '?' {
-			uri = "/" + uri
+	return ""
+}
+
+// same is the value all of vals hold (def if there are none); ok is false
+// if two differ.
+func same(vals []string, def string) (string, bool) {
+	if len(vals) == 0 {
+		return def, true
+	}
+	for _, v := range vals[1:] {
+		if v != vals[0] {
+			return "", false
 		}
 	}
-	return method, uri
+	return vals[0], true
+}
+
+// originalURI is the request URI in ingress-nginx's X-Original-URL,
+// $scheme://$http_host$request_uri: everything from the first slash after
+// the scheme, taken as it is. nginx refuses a Host with a slash, but not
+// one with "?" or "#", which url.Parse would read as the start of a query
+// or a fragment, and $request_uri may hold a raw "#", which url.Parse
+// would cut off. "" if full is not such a URL.
+func originalURI(full string) string {
+	_, rest, ok := strings.Cut(full, "://")
+	if !ok {
+		return ""
+	}
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		return rest[i:]
+	}
+	return ""
 }
 
 // decisionWriter holds a decision's answer until finish, which adds the

@@ -193,6 +193,92 @@ func TestForwardAuthRefusals(t *testing.T) {
 	})
 }
 
+// A proxy overwrites the headers it sets and passes on every other header
+// a client sent. ingress-nginx sets X-Original-*, not X-Forwarded-*; the
+// shipped nginx config the reverse; Envoy sets none. A client's own copy
+// of a header its proxy does not set must not choose the request Keysmith
+// judges: the API behind the proxy serves the request line.
+func TestForwardAuthIgnoresNoClientsForwardedHeaders(t *testing.T) {
+	f := newAPIFixture(t, testutil.DatabaseURL(t, "sqlite"))
+	read := f.key(t, nil) // every :read scope, no :write
+	ingress := func(method, url string, client map[string]string) map[string]string {
+		h := map[string]string{"X-Original-Method": method, "X-Original-Url": url}
+		for k, v := range client {
+			h[k] = v
+		}
+		return h
+	}
+	for _, tc := range []struct {
+		name, method, path, key string
+		header                  map[string]string
+		status                  int
+	}{
+		{"ingress-nginx, the client's X-Forwarded-Method", "GET", "/v1/authz", read.Secret,
+			ingress("DELETE", "http://api.example/files/1", map[string]string{"X-Forwarded-Method": "GET"}), 403},
+		{"ingress-nginx, the client's X-Forwarded-* naming a public route", "GET", "/v1/authz", "",
+			ingress("DELETE", "http://api.example/members/1", forwarded("GET", "/status")), 403},
+		{"ingress-nginx, the client's X-Original-URI", "GET", "/v1/authz", "",
+			ingress("GET", "http://api.example/members/1", map[string]string{"X-Original-Uri": "/status"}), 403},
+		{"nginx, the client's X-Original-URL", "GET", "/v1/authz", "",
+			map[string]string{"X-Forwarded-Method": "DELETE", "X-Forwarded-Uri": "/members/1", "X-Original-Method": "GET", "X-Original-Url": "http://x/status"}, 403},
+		{"Envoy, the client's X-Forwarded-*", "DELETE", "/v1/authz/members/1", "", forwarded("GET", "/status"), 401},
+		{"Envoy, the client's X-Original-*", "DELETE", "/v1/authz/files/1", read.Secret,
+			map[string]string{"X-Original-Method": "GET", "X-Original-Url": "http://x/files/1"}, 403},
+		// ingress-nginx's X-Original-URL is $scheme://$http_host$request_uri:
+		// a Host with "?" or "#", or a raw "#" in the request line, must not
+		// move what Keysmith reads as the path.
+		{"ingress-nginx, a raw # before a dot segment", "GET", "/v1/authz", read.Secret,
+			ingress("GET", "http://api.example/files/1#/../../admin", nil), 403},
+		{"ingress-nginx, a Host ending in ?", "GET", "/v1/authz", read.Secret,
+			ingress("DELETE", "http://api.example?/files/1", nil), 403},
+	} {
+		d := ask(t, f.app, tc.method, tc.path, tc.key, tc.header)
+		if d.Status != tc.status {
+			t.Errorf("%s: %d %q, want %d", tc.name, d.Status, d.Raw, tc.status)
+		}
+	}
+	// Headers that agree are one request.
+	if d := ask(t, f.app, "GET", "/v1/authz", read.Secret, ingress("GET", "http://api.example/files/1", forwarded("GET", "/files/1"))); d.Status != http.StatusOK {
+		t.Errorf("agreeing headers: %d %q", d.Status, d.Raw)
+	}
+}
+
+// A method override is a request the API serves as another method than
+// the one the proxy names: Keysmith refuses one that names another.
+func TestForwardAuthRefusesAMethodOverride(t *testing.T) {
+	f := newAPIFixture(t, testutil.DatabaseURL(t, "sqlite"))
+	k := f.key(t, func(in *keys.CreateInput) {
+		in.Permission = keys.PermCustom
+		in.Scopes = []string{"files:read", "files:write"}
+	})
+	with := func(h map[string]string, name, value string) map[string]string {
+		h[name] = value
+		return h
+	}
+	for _, tc := range []struct {
+		name   string
+		path   string
+		header map[string]string
+		status int
+	}{
+		{"X-HTTP-Method-Override", "/v1/authz", with(forwarded("POST", "/files"), "X-HTTP-Method-Override", "DELETE"), 403},
+		{"X-HTTP-Method", "/v1/authz", with(forwarded("POST", "/files"), "X-HTTP-Method", "PUT"), 403},
+		{"X-Method-Override", "/v1/authz", with(forwarded("POST", "/files"), "X-Method-Override", "patch"), 403},
+		{"_method in the query", "/v1/authz", forwarded("POST", "/files?_method=DELETE"), 403},
+		{"Envoy, an override header", "/v1/authz/files", map[string]string{"X-HTTP-Method-Override": "DELETE"}, 403},
+		{"the same method", "/v1/authz", with(forwarded("POST", "/files?_method=post"), "X-HTTP-Method-Override", "POST"), 200},
+		{"an empty _method", "/v1/authz", forwarded("POST", "/files?_method=&x_method=DELETE"), 200},
+	} {
+		method := "GET"
+		if strings.HasPrefix(tc.path, "/v1/authz/") {
+			method = "POST"
+		}
+		if d := ask(t, f.app, method, tc.path, k.Secret, tc.header); d.Status != tc.status {
+			t.Errorf("%s: %d %q, want %d", tc.name, d.Status, d.Raw, tc.status)
+		}
+	}
+}
+
 // exchangeToken derives a token of scope from key (SPEC §9).
 func exchangeToken(t *testing.T, app *testutil.App, key, scope string) string {
 	t.Helper()

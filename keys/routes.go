@@ -93,7 +93,12 @@ func register(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
 // and its request URI (path and query, as the client sent it). A URI that
 // is not in its canonical form (dot segments, doubled slashes, or dot
 // segments in disguise: see dotted), or that no rule matches, has no
-// rule: deny by default.
+// rule: deny by default. So has a path with a raw "#" or "\", which no
+// client should send and which the API may read otherwise than ServeMux
+// does: nginx passes both on as they are, and an API that cuts the
+// path at "#" (Node's url.parse, Express) or reads "\" as "/" (WHATWG
+// URL, IIS) would serve DELETE /files/1 for "DELETE /files/1#/tags/x",
+// or /files/1/content for "/files/1\content".
 func (t *RouteTable) Match(method, uri string) (Route, bool) {
 	if t == nil || len(t.rules) == 0 {
 		return Route{}, false
@@ -102,12 +107,32 @@ func (t *RouteTable) Match(method, uri string) (Route, bool) {
 	if err != nil || u.Path == "" || u.Host != "" {
 		return Route{}, false
 	}
-	if path, _, _ := strings.Cut(uri, "?"); dotted(path) {
+	if path, _, _ := strings.Cut(uri, "?"); strings.ContainsAny(path, `#\`) || escapedSeparator(path) || dotted(path) {
 		return Route{}, false
 	}
 	h, _ := t.mux.Handler(&http.Request{Method: method, URL: u, Host: ""}) // ServeMux reads no header
 	r, ok := h.(rule)
 	return r.Route, ok
+}
+
+// escapedSeparator reports a path with an escaped slash or backslash
+// (%2F, %5C). ServeMux matches "/files/42%2Fversions%2F3" as one segment,
+// GET /files/{id}, while an API that decodes the path before routing it
+// (Flask, PHP, Rails, Spring with its defaults changed, many others)
+// serves /files/42/versions/3, which another rule may guard with another
+// scope. An API whose names hold slashes must take them otherwise than
+// escaped in the path (a query parameter).
+func escapedSeparator(rawPath string) bool {
+	for rest := rawPath; ; rest = rest[1:] {
+		i := strings.IndexByte(rest, '%')
+		if i < 0 || i+2 >= len(rest) {
+			return false
+		}
+		if esc := rest[i+1 : i+3]; strings.EqualFold(esc, "2f") || strings.EqualFold(esc, "5c") {
+			return true
+		}
+		rest = rest[i:]
+	}
 }
 
 // dotted reports a path with a segment that the operator's API may

@@ -32,8 +32,8 @@ func TestRouteRulesMatchAsServeMuxDoes(t *testing.T) {
 		{"POST", "/admin/users/1", "admin:all", "/admin/"},                          // a subtree
 		{"GET", "/status", "", "GET /status"},                                       // public
 		{"GET", "/docs/a/b", "", "GET /docs/{page...}"},                             // public wildcard
-		{"GET", "/files/a%2Fb", "files:read", "GET /files/{id}"},                    // an escaped slash stays in its segment
 		{"GET", "/files/v1.2", "files:read", "GET /files/{id}"},                     // dots in a name
+		{"GET", "/files/a%20b%41", "files:read", "GET /files/{id}"},                 // other escapes
 		{"GET", "/files/42/...", "files:write", "/files/{id}/{rest...}"},            // three dots are a name
 	} {
 		r, ok := rt.Match(tc.method, tc.uri)
@@ -56,7 +56,17 @@ func TestRouteRulesMatchAsServeMuxDoes(t *testing.T) {
 		{"GET", "/files/1/..%2fadmin"},          // before an escaped slash
 		{"GET", "/files/1/%2E%2E%5Cadmin"},      // before an escaped backslash
 		{"GET", `/files/1/..\admin`},            // before a backslash
-		{"GET", "http://evil/files/1"},          // not a request URI of this API
+		{"DELETE", "/files/1#/content"},         // a raw #: an API may cut the path there (DELETE /files/1)
+		{"GET", "/files/1#/../../admin/x"},      // nor may it hide a dot segment
+		{"GET", `/files/42\versions\3`},         // a raw backslash: an API may read it as a slash
+		// An escaped slash or backslash: ServeMux keeps it in its segment
+		// (GET /files/{id}); an API that decodes before routing serves
+		// /files/42/versions/3, which needs files:write here.
+		{"GET", "/files/42%2Fversions%2F3"},
+		{"GET", "/files/42%2fversions%2f3"},
+		{"GET", "/files/42%5Cversions%5c3"},
+		{"GET", "/files/a%2"},
+		{"GET", "http://evil/files/1"}, // not a request URI of this API
 		{"GET", ""},
 		{"GET", "files/1"},
 	} {
