@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -130,17 +129,19 @@ func forwardedRequest(r *http.Request) (method, uri string, ok bool) {
 	if rest, envoy := strings.CutPrefix(r.RequestURI, AuthzPath); envoy && strings.HasPrefix(rest, "/") {
 		return r.Method, rest, true
 	}
-	methods := slices.Concat(r.Header.Values("X-Forwarded-Method"), r.Header.Values("X-Original-Method"))
-	uris := slices.Concat(r.Header.Values("X-Forwarded-Uri"), r.Header.Values("X-Original-Uri"))
-	for _, full := range r.Header.Values("X-Original-Url") {
-		uris = append(uris, originalURI(full)) // "" if it is no URL: refused below
-	}
-	method, ok = same(methods, r.Method)
+	hd := r.Header
+	method, ok = agreed(r.Method, hd.Values("X-Forwarded-Method"), hd.Values("X-Original-Method"))
 	if !ok {
 		return "", "", false
 	}
-	uri, ok = same(uris, strings.TrimPrefix(r.RequestURI, AuthzPath))
-	if !ok || uri == "" && len(uris) > 0 {
+	uri, ok = agreed(strings.TrimPrefix(r.RequestURI, AuthzPath), hd.Values("X-Forwarded-Uri"), hd.Values("X-Original-Uri"))
+	named := ok && len(hd.Values("X-Forwarded-Uri"))+len(hd.Values("X-Original-Uri")) > 0
+	for _, full := range hd.Values("X-Original-Url") {
+		u := originalURI(full) // "" if it is no URL: refused below
+		ok = ok && (!named || u == uri)
+		uri, named = u, true
+	}
+	if !ok || uri == "" && named {
 		return "", "", false
 	}
 	if uri == "" || uri[0] == '?' {
@@ -173,18 +174,19 @@ func overridden(hd http.Header, method, uri string) string {
 	return ""
 }
 
-// same is the value all of vals hold (def if there are none); ok is false
-// if two differ.
-func same(vals []string, def string) (string, bool) {
-	if len(vals) == 0 {
-		return def, true
-	}
-	for _, v := range vals[1:] {
-		if v != vals[0] {
-			return "", false
+// agreed is the one value the lists hold (def if they hold none); ok is
+// false if two differ.
+func agreed(def string, lists ...[]string) (v string, ok bool) {
+	v, seen := def, false
+	for _, l := range lists {
+		for _, s := range l {
+			if seen && s != v {
+				return "", false
+			}
+			v, seen = s, true
 		}
 	}
-	return vals[0], true
+	return v, true
 }
 
 // originalURI is the request URI in ingress-nginx's X-Original-URL,
