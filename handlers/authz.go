@@ -115,8 +115,9 @@ func setIdentity(hd http.Header, k *keys.Authenticated) {
 
 // forwardedRequest is the method and request URI of the request a proxy
 // asks about. Envoy's path_prefix puts it in the request line: its own
-// method, and its URI after AuthzPath; then no header is read, since Envoy
-// sets none of them and a client's own would otherwise win. Other proxies
+// method, and its URI after AuthzPath; Envoy sets none of the headers
+// below, so any a client sent must agree with the line (a proxy pointed at
+// "/v1/authz/" by mistake is refused, not judged as "GET /"). Other proxies
 // put it in headers: X-Forwarded-Method and X-Forwarded-Uri (Traefik,
 // Caddy, the shipped nginx config), X-Original-Method and X-Original-URL
 // (ingress-nginx) or X-Original-URI. A proxy overwrites the headers it
@@ -126,22 +127,21 @@ func setIdentity(hd http.Header, k *keys.Authenticated) {
 // X-Forwarded-Uri: /status, and have Keysmith judge that while the API
 // serves the request line.
 func forwardedRequest(r *http.Request) (method, uri string, ok bool) {
-	if rest, envoy := strings.CutPrefix(r.RequestURI, AuthzPath); envoy && strings.HasPrefix(rest, "/") {
-		return r.Method, rest, true
-	}
+	line := strings.TrimPrefix(r.RequestURI, AuthzPath)
+	envoy := strings.HasPrefix(line, "/")
 	hd := r.Header
 	method, ok = agreed(r.Method, hd.Values("X-Forwarded-Method"), hd.Values("X-Original-Method"))
 	if !ok {
 		return "", "", false
 	}
-	uri, ok = agreed(strings.TrimPrefix(r.RequestURI, AuthzPath), hd.Values("X-Forwarded-Uri"), hd.Values("X-Original-Uri"))
+	uri, ok = agreed(line, hd.Values("X-Forwarded-Uri"), hd.Values("X-Original-Uri"))
 	named := ok && len(hd.Values("X-Forwarded-Uri"))+len(hd.Values("X-Original-Uri")) > 0
 	for _, full := range hd.Values("X-Original-Url") {
 		u := originalURI(full) // "" if it is no URL: refused below
 		ok = ok && (!named || u == uri)
 		uri, named = u, true
 	}
-	if !ok || uri == "" && named {
+	if !ok || uri == "" && named || envoy && (method != r.Method || uri != line) {
 		return "", "", false
 	}
 	if uri == "" || uri[0] == '?' {
@@ -158,15 +158,37 @@ func forwardedRequest(r *http.Request) (method, uri string, ok bool) {
 // a scope it lacks, is refused. A _method in a form body, which Keysmith
 // never sees, is the API's to turn off.
 func overridden(hd http.Header, method, uri string) string {
-	var asked []string
-	for _, name := range []string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"} {
-		asked = append(asked, hd.Values(name)...)
+	for name, vals := range hd {
+		if strings.ContainsRune(name, '_') { // X_HTTP_Method_Override reads as the header in a CGI-style API
+			name = strings.ReplaceAll(name, "_", "-")
+		}
+		if strings.EqualFold(name, "X-Http-Method-Override") || strings.EqualFold(name, "X-Http-Method") || strings.EqualFold(name, "X-Method-Override") {
+			if m := otherMethod(vals, method); m != "" {
+				return m
+			}
+		}
 	}
-	if _, q, ok := strings.Cut(uri, "?"); ok && strings.Contains(q, "_method") {
-		v, _ := url.ParseQuery(q) // what it could read
-		asked = append(asked, v["_method"]...)
+	_, q, _ := strings.Cut(uri, "?")
+	if !strings.Contains(q, "method") && !strings.Contains(q, "%") {
+		return ""
 	}
-	for _, m := range asked {
+	for pair := range strings.FieldsFuncSeq(q, func(r rune) bool { return r == '&' || r == ';' }) {
+		k, v, _ := strings.Cut(pair, "=")
+		k, _ = url.QueryUnescape(k)
+		// PHP reads "_method", ".method", " method" and "[method" alike.
+		if len(k) == len("_method") && strings.ContainsRune("_. [", rune(k[0])) && k[1:] == "method" {
+			v, _ = url.QueryUnescape(v)
+			if m := otherMethod([]string{v}, method); m != "" {
+				return m
+			}
+		}
+	}
+	return ""
+}
+
+// otherMethod is the first of vals that names a method other than method.
+func otherMethod(vals []string, method string) string {
+	for _, m := range vals {
 		if m = strings.TrimSpace(m); m != "" && !strings.EqualFold(m, method) {
 			return m
 		}

@@ -221,7 +221,7 @@ func TestForwardAuthIgnoresNoClientsForwardedHeaders(t *testing.T) {
 			ingress("GET", "http://api.example/members/1", map[string]string{"X-Original-Uri": "/status"}), 403},
 		{"nginx, the client's X-Original-URL", "GET", "/v1/authz", "",
 			map[string]string{"X-Forwarded-Method": "DELETE", "X-Forwarded-Uri": "/members/1", "X-Original-Method": "GET", "X-Original-Url": "http://x/status"}, 403},
-		{"Envoy, the client's X-Forwarded-*", "DELETE", "/v1/authz/members/1", "", forwarded("GET", "/status"), 401},
+		{"Envoy, the client's X-Forwarded-*", "DELETE", "/v1/authz/members/1", "", forwarded("GET", "/status"), 403}, // refused: they disagree with the line
 		{"Envoy, the client's X-Original-*", "DELETE", "/v1/authz/files/1", read.Secret,
 			map[string]string{"X-Original-Method": "GET", "X-Original-Url": "http://x/files/1"}, 403},
 		// ingress-nginx's X-Original-URL is $scheme://$http_host$request_uri:
@@ -229,13 +229,19 @@ func TestForwardAuthIgnoresNoClientsForwardedHeaders(t *testing.T) {
 		// move what Keysmith reads as the path.
 		{"ingress-nginx, a raw # before a dot segment", "GET", "/v1/authz", read.Secret,
 			ingress("GET", "http://api.example/files/1#/../../admin", nil), 403},
-		{"ingress-nginx, a Host ending in ?", "GET", "/v1/authz", read.Secret,
-			ingress("DELETE", "http://api.example?/files/1", nil), 403},
+		// A proxy pointed at /v1/authz/ (Traefik, ingress-nginx) by mistake:
+		// its headers disagree with the line, which would read GET /.
+		{"a trailing slash, X-Forwarded-*", "GET", "/v1/authz/", read.Secret, forwarded("DELETE", "/files/1"), 403},
 	} {
 		d := ask(t, f.app, tc.method, tc.path, tc.key, tc.header)
 		if d.Status != tc.status {
 			t.Errorf("%s: %d %q, want %d", tc.name, d.Status, d.Raw, tc.status)
 		}
+	}
+	// A Host ending in "?" must not move the path: DELETE /files/1 is
+	// judged, and the read key lacks its scope (not "/", no route).
+	if d := ask(t, f.app, "GET", "/v1/authz", read.Secret, ingress("DELETE", "http://api.example?/files/1", nil)); d.Status != 403 || d.code(t) != "insufficient_scope" {
+		t.Errorf("ingress-nginx, a Host ending in ?: %d %q, want 403 insufficient_scope", d.Status, d.Raw)
 	}
 	// Headers that agree are one request.
 	if d := ask(t, f.app, "GET", "/v1/authz", read.Secret, ingress("GET", "http://api.example/files/1", forwarded("GET", "/files/1"))); d.Status != http.StatusOK {
@@ -268,6 +274,10 @@ func TestForwardAuthRefusesAMethodOverride(t *testing.T) {
 		{"Envoy, an override header", "/v1/authz/files", map[string]string{"X-HTTP-Method-Override": "DELETE"}, 403},
 		{"the same method", "/v1/authz", with(forwarded("POST", "/files?_method=post"), "X-HTTP-Method-Override", "POST"), 200},
 		{"an empty _method", "/v1/authz", forwarded("POST", "/files?_method=&x_method=DELETE"), 200},
+		{"_method escaped in the query", "/v1/authz", forwarded("POST", "/files?%5Fmethod=DELETE"), 403},
+		{".method in the query (PHP reads it as _method)", "/v1/authz", forwarded("POST", "/files?.method=DELETE"), 403},
+		{"_method after a ;", "/v1/authz", forwarded("POST", "/files?a=1;_method=DELETE"), 403},
+		{"an override header spelt with underscores", "/v1/authz", with(forwarded("POST", "/files"), "X_HTTP_Method_Override", "DELETE"), 403},
 	} {
 		method := "GET"
 		if strings.HasPrefix(tc.path, "/v1/authz/") {

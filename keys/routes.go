@@ -93,12 +93,14 @@ func register(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
 // and its request URI (path and query, as the client sent it). A URI that
 // is not in its canonical form (dot segments, doubled slashes, or dot
 // segments in disguise: see dotted), or that no rule matches, has no
-// rule: deny by default. So has a path with a raw "#" or "\", which no
-// client should send and which the API may read otherwise than ServeMux
-// does: nginx passes both on as they are, and an API that cuts the
-// path at "#" (Node's url.parse, Express) or reads "\" as "/" (WHATWG
-// URL, IIS) would serve DELETE /files/1 for "DELETE /files/1#/tags/x",
-// or /files/1/content for "/files/1\content".
+// rule: deny by default. So has a path with a raw "#", "\" or ";", which
+// the API may read otherwise than ServeMux does: nginx passes them on as
+// they are, and an API that cuts the path at "#" (Node's url.parse,
+// Express), reads "\" as "/" (WHATWG URL, IIS) or drops ";x" from a
+// segment (Tomcat, Spring, Jetty) would serve DELETE /files/1 for
+// "DELETE /files/1#/tags/x", /files/1/content for "/files/1\content", or
+// /files/export for "/files/export;x". So has a path that, lower-cased,
+// another rule matches.
 func (t *RouteTable) Match(method, uri string) (Route, bool) {
 	if t == nil || len(t.rules) == 0 {
 		return Route{}, false
@@ -107,9 +109,26 @@ func (t *RouteTable) Match(method, uri string) (Route, bool) {
 	if err != nil || u.Path == "" || u.Host != "" {
 		return Route{}, false
 	}
-	if path, _, _ := strings.Cut(uri, "?"); strings.ContainsAny(path, `#\`) || escapedSeparator(path) || dotted(path) {
+	path, _, _ := strings.Cut(uri, "?")
+	if strings.ContainsAny(path, `#\;`) || escapedSeparator(path) || dotted(path) {
 		return Route{}, false
 	}
+	r, ok := t.lookup(method, u)
+	if lower := strings.ToLower(u.Path); ok && lower != u.Path {
+		// An API that routes without regard to case (Express, ASP.NET)
+		// serves /files/EXPORT as /files/export: if that is another
+		// rule's, neither is the request's.
+		lu := *u
+		lu.Path, lu.RawPath = lower, strings.ToLower(u.RawPath)
+		if other, found := t.lookup(method, &lu); found && other.Pattern != r.Pattern {
+			return Route{}, false
+		}
+	}
+	return r, ok
+}
+
+// lookup is the rule ServeMux finds for method and u.
+func (t *RouteTable) lookup(method string, u *url.URL) (Route, bool) {
 	h, _ := t.mux.Handler(&http.Request{Method: method, URL: u, Host: ""}) // ServeMux reads no header
 	r, ok := h.(rule)
 	return r.Route, ok

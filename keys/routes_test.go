@@ -65,7 +65,9 @@ func TestRouteRulesMatchAsServeMuxDoes(t *testing.T) {
 		{"GET", "/files/42%2Fversions%2F3"},
 		{"GET", "/files/42%2fversions%2f3"},
 		{"GET", "/files/42%5Cversions%5c3"},
-		{"GET", "/files/a%2"},
+		{"GET", "/files/42%2F"},        // the escape last
+		{"GET", "/files/export;x"},     // Tomcat, Spring and Jetty serve /files/export (files:write)
+		{"GET", "/files/EXPORT"},       // Express and ASP.NET serve /files/export
 		{"GET", "http://evil/files/1"}, // not a request URI of this API
 		{"GET", ""},
 		{"GET", "files/1"},

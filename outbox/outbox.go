@@ -241,7 +241,7 @@ func (o *Outbox) Send(ctx context.Context) error { return o.send(ctx, nil) }
 func (o *Outbox) send(ctx context.Context, only []int64) error {
 	work, abort := context.WithCancel(context.WithoutCancel(ctx))
 	defer abort()
-	p := &pass{o: o, token: rand.Text(), work: work, held: map[int64]bool{}, only: only, began: time.Now()}
+	p := &pass{o: o, token: rand.Text(), work: work, held: map[int64]bool{}, only: only, lastClaim: time.Now()}
 	every := o.Renew
 	if every <= 0 || every >= o.Lease {
 		every = o.Lease / 4
@@ -258,7 +258,7 @@ func (o *Outbox) send(ctx context.Context, only []int64) error {
 	cancelled, drain := ctx.Done(), (<-chan time.Time)(nil)
 	for {
 		if len(queue) == 0 && !exhausted && !stopping {
-			want := p.claimSize(slots, batch)
+			want := p.claimSize(slots, batch, time.Now())
 			claimed, ready, err := p.claim(ctx, want)
 			if err != nil && ctx.Err() == nil {
 				p.fail(err)
@@ -325,9 +325,11 @@ type pass struct {
 	work    context.Context // composing, renewals and marks: outlives shutdown by at most Drain
 	held    map[int64]bool  // claimed and not yet recorded: renewed
 	only    []int64         // Deliver's: only these
-	began   time.Time       // wall time, for the pace
 	answers int             // sends answered so far
 	errs    []error
+
+	lastClaim       time.Time // wall time, for the pace
+	answersAtClaims int       // answers when the last claim was made
 }
 
 // claimPace is how much work a claim takes: what the senders have been
@@ -335,22 +337,25 @@ type pass struct {
 // what it can send soon and leaves the rest to other replicas' passes.
 const claimPace = time.Second
 
-// claimSize is how many deliveries the next claim takes: as many as the
-// senders answer in claimPace at this pass's pace so far, at least one
-// per sender and at most most. Before the first answer it is
-// one per sender. A relay answering a mail a millisecond reaches most at
-// once; a receiver that takes ten seconds to time out keeps claims at one
-// per sender instead of holding most of them for minutes. Deliver's pass
-// claims its deliveries in one go.
-func (p *pass) claimSize(slots, most int) int {
+// claimSize is how many deliveries the claim made at now takes: as many
+// as the senders answer in claimPace at the pace they answered since the
+// last claim, at least one per sender and at most most. With no answer
+// since (the first claims of a pass, or senders all waiting) it is one
+// per sender. A relay answering a mail a millisecond reaches most at
+// once; a receiver that takes ten seconds to time out brings claims back
+// to one per sender after the claim it slowed down, instead of holding
+// most of them for minutes. Deliver's pass claims its deliveries in one
+// go.
+func (p *pass) claimSize(slots, most int, now time.Time) int {
 	if p.only != nil {
 		return most
 	}
-	if p.answers == 0 {
-		return slots
+	n := slots
+	if answered := p.answers - p.answersAtClaims; answered > 0 {
+		elapsed := max(now.Sub(p.lastClaim), time.Millisecond)
+		n = int(float64(answered) * float64(claimPace) / float64(elapsed))
 	}
-	elapsed := max(time.Since(p.began), time.Millisecond)
-	n := int(float64(p.answers) * float64(claimPace) / float64(elapsed))
+	p.lastClaim, p.answersAtClaims = now, p.answers
 	return min(max(n, slots), most)
 }
 
