@@ -91,16 +91,10 @@ func register(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
 
 // Match finds the rule for a request to the operator's API: its method
 // and its request URI (path and query, as the client sent it). A URI that
-// is not in its canonical form (dot segments, doubled slashes, or dot
-// segments in disguise: see dotted), or that no rule matches, has no
-// rule: deny by default. So has a path with a raw "#", "\" or ";", which
-// the API may read otherwise than ServeMux does: nginx passes them on as
-// they are, and an API that cuts the path at "#" (Node's url.parse,
-// Express), reads "\" as "/" (WHATWG URL, IIS) or drops ";x" from a
-// segment (Tomcat, Spring, Jetty) would serve DELETE /files/1 for
-// "DELETE /files/1#/tags/x", /files/1/content for "/files/1\content", or
-// /files/export for "/files/export;x". So has a path that, lower-cased,
-// another rule matches.
+// is not in its canonical form (dot segments, doubled slashes), that the
+// API may read otherwise than ServeMux does (see ambiguous), or that no
+// rule matches, has no rule: deny by default. So has a path that,
+// lower-cased, another rule matches.
 func (t *RouteTable) Match(method, uri string) (Route, bool) {
 	if t == nil || len(t.rules) == 0 {
 		return Route{}, false
@@ -109,8 +103,7 @@ func (t *RouteTable) Match(method, uri string) (Route, bool) {
 	if err != nil || u.Path == "" || u.Host != "" {
 		return Route{}, false
 	}
-	path, _, _ := strings.Cut(uri, "?")
-	if strings.ContainsAny(path, `#\;`) || escapedSeparator(path) || dotted(path) {
+	if path, _, _ := strings.Cut(uri, "?"); ambiguous(path) {
 		return Route{}, false
 	}
 	r, ok := t.lookup(method, u)
@@ -134,35 +127,26 @@ func (t *RouteTable) lookup(method string, u *url.URL) (Route, bool) {
 	return r.Route, ok
 }
 
-// escapedSeparator reports a path with an escaped slash or backslash
-// (%2F, %5C). ServeMux matches "/files/42%2Fversions%2F3" as one segment,
-// GET /files/{id}, while an API that decodes the path before routing it
-// (Flask, PHP, Rails, Spring with its defaults changed, many others)
-// serves /files/42/versions/3, which another rule may guard with another
-// scope. An API whose names hold slashes must take them otherwise than
-// escaped in the path (a query parameter).
-func escapedSeparator(rawPath string) bool {
-	for rest := rawPath; ; rest = rest[1:] {
-		i := strings.IndexByte(rest, '%')
-		if i < 0 || i+2 >= len(rest) {
-			return false
-		}
-		if esc := rest[i+1 : i+3]; strings.EqualFold(esc, "2f") || strings.EqualFold(esc, "5c") {
-			return true
-		}
-		rest = rest[i:]
+// ambiguous reports a path that the API behind the proxy may read
+// otherwise than ServeMux, which would match it by its letters:
+//   - a raw "#", "\" or ";": nginx passes them on as they are, and an API
+//     may cut the path at "#" (Node's url.parse, Express), read "\" as "/"
+//     (WHATWG URL, IIS) or drop ";x" from a segment (Tomcat, Spring,
+//     Jetty), serving DELETE /files/1 for "DELETE /files/1#/tags/x" or
+//     /files/export for "/files/export;x";
+//   - an escaped slash or backslash (%2F, %5C): ServeMux keeps
+//     "/files/42%2Fversions%2F3" in one segment, GET /files/{id}, while an
+//     API that decodes before routing (Flask, PHP, Rails) serves
+//     /files/42/versions/3, which another rule may guard. An API whose
+//     names hold slashes must take them otherwise (a query parameter);
+//   - a dot segment in disguise, escaped ("%2e%2e") or with escaped
+//     parameters ("..%3Bx"): "/files/1/%2e%2e/admin" would be judged by a
+//     rule for /files while such an API serves /admin.
+func ambiguous(rawPath string) bool {
+	if strings.ContainsAny(rawPath, `#\;`) {
+		return true
 	}
-}
-
-// dotted reports a path with a segment that the operator's API may
-// resolve as a dot segment although ServeMux matches it as a name:
-// escaped ("%2e%2e"), with parameters ("..;x", which Tomcat and Spring
-// read as ".."), or after an escaped slash or a backslash that a server
-// reads as a separator ("..%2f", "..\"). Matched literally,
-// "/files/1/..;/admin" would be judged by the rule for /files while
-// such an API serves /admin.
-func dotted(rawPath string) bool {
-	if !strings.Contains(rawPath, ".") && !strings.Contains(rawPath, "%") {
+	if !strings.ContainsAny(rawPath, ".%") {
 		return false
 	}
 	for seg := range strings.SplitSeq(rawPath, "/") {
@@ -170,13 +154,11 @@ func dotted(rawPath string) bool {
 			continue
 		}
 		dec, err := url.PathUnescape(seg)
-		if err != nil {
+		if err != nil || strings.ContainsAny(dec, `/\`) {
 			return true
 		}
-		for piece := range strings.FieldsFuncSeq(dec, func(r rune) bool { return r == '/' || r == '\\' }) {
-			if piece, _, _ = strings.Cut(piece, ";"); piece == "." || piece == ".." {
-				return true
-			}
+		if dec, _, _ = strings.Cut(dec, ";"); dec == "." || dec == ".." {
+			return true
 		}
 	}
 	return false
