@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -134,8 +135,9 @@ func forwardedRequest(r *http.Request) (method, uri string, ok bool) {
 	if !ok {
 		return "", "", false
 	}
-	uri, ok = agreed(line, hd.Values("X-Forwarded-Uri"), hd.Values("X-Original-Uri"))
-	named := ok && len(hd.Values("X-Forwarded-Uri"))+len(hd.Values("X-Original-Uri")) > 0
+	forwardedURIs, originalURIs := hd.Values("X-Forwarded-Uri"), hd.Values("X-Original-Uri")
+	uri, ok = agreed(line, forwardedURIs, originalURIs)
+	named := len(forwardedURIs)+len(originalURIs) > 0
 	for _, full := range hd.Values("X-Original-Url") {
 		u := originalURI(full) // "" if it is no URL: refused below
 		ok = ok && (!named || u == uri)
@@ -158,11 +160,15 @@ func forwardedRequest(r *http.Request) (method, uri string, ok bool) {
 // a scope it lacks, is refused. A _method in a form body, which Keysmith
 // never sees, is the API's to turn off.
 func overridden(hd http.Header, method, uri string) string {
-	for name, vals := range hd {
-		if strings.ContainsRune(name, '_') { // X_HTTP_Method_Override reads as the header in a CGI-style API
-			name = strings.ReplaceAll(name, "_", "-")
+	for _, name := range overrideHeaders {
+		if m := otherMethod(hd[name], method); m != "" {
+			return m
 		}
-		if strings.EqualFold(name, "X-Http-Method-Override") || strings.EqualFold(name, "X-Http-Method") || strings.EqualFold(name, "X-Method-Override") {
+	}
+	for name, vals := range hd { // X_HTTP_Method_Override: a CGI-style API reads it as the header
+		if strings.ContainsRune(name, '_') && slices.ContainsFunc(overrideHeaders, func(o string) bool {
+			return strings.EqualFold(strings.ReplaceAll(name, "_", "-"), o)
+		}) {
 			if m := otherMethod(vals, method); m != "" {
 				return m
 			}
@@ -185,6 +191,9 @@ func overridden(hd http.Header, method, uri string) string {
 	}
 	return ""
 }
+
+// overrideHeaders name another method for the request (canonical keys).
+var overrideHeaders = []string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
 
 // otherMethod is the first of vals that names a method other than method.
 func otherMethod(vals []string, method string) string {
