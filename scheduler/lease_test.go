@@ -117,10 +117,17 @@ func TestSlowRelayAndRestartSendEachReminderOnce(t *testing.T) {
 		}
 	}
 
+	eachSentOnce(t, last, smtp, reminders)
+}
+
+// eachSentOnce checks that want reminders were planned, and that each was
+// sent at its first attempt and arrived exactly once.
+func eachSentOnce(t *testing.T, app *testutil.App, smtp *testutil.SMTPServer, want int) {
+	t.Helper()
 	var ds []models.Delivery
-	last.DB.Order("id").Find(&ds)
-	if len(ds) != reminders {
-		t.Fatalf("%d deliveries planned, want %d", len(ds), reminders)
+	app.DB.Order("id").Find(&ds)
+	if len(ds) != want {
+		t.Fatalf("%d deliveries planned, want %d", len(ds), want)
 	}
 	seen := messageIDs(t, smtp)
 	for _, d := range ds {
@@ -133,6 +140,19 @@ func TestSlowRelayAndRestartSendEachReminderOnce(t *testing.T) {
 	if len(seen) > 0 {
 		t.Errorf("unexpected messages: %v", slices.Collect(maps.Keys(seen)))
 	}
+}
+
+// twoReplicas starts two replicas on one PostgreSQL sharing a relay and a
+// clock, and a team whose reminders go to the key's owner alone.
+func twoReplicas(t *testing.T) (first, second *testutil.App, smtp *testutil.SMTPServer, tm *team) {
+	t.Helper()
+	dbURL := testutil.DatabaseURL(t, "postgres")
+	smtp = testutil.StartSMTP(t)
+	first = testutil.StartApp(t, dbURL, testutil.WithSMTP(smtp))
+	second = testutil.StartApp(t, dbURL, testutil.WithSMTP(smtp), testutil.WithClock(first.Clock))
+	tm = newTeam(t, first)
+	first.Accounts.SetReminders(t.Context(), tm.admin.ID, false) // one recipient per key: the owner
+	return first, second, smtp, tm
 }
 
 // A SIGTERM in the middle of an SMTP transaction lets it finish and
@@ -178,12 +198,7 @@ func TestShutdownFinishesTheMailInFlight(t *testing.T) {
 // took the delivery over, the first one's mark changes nothing: the row
 // records the attempt of the replica that holds it.
 func TestAMarkNeverAppliesToAClaimTakenOver(t *testing.T) {
-	dbURL := testutil.DatabaseURL(t, "postgres")
-	smtp := testutil.StartSMTP(t)
-	first := testutil.StartApp(t, dbURL, testutil.WithSMTP(smtp))
-	second := testutil.StartApp(t, dbURL, testutil.WithSMTP(smtp), testutil.WithClock(first.Clock))
-	tm := newTeam(t, first)
-	first.Accounts.SetReminders(t.Context(), tm.admin.ID, false)
+	first, second, smtp, tm := twoReplicas(t)
 	tm.key(t, tm.actor(tm.owner, models.RoleOwner), "contested", "7")
 
 	smtp.SetDelay(500 * time.Millisecond)
@@ -212,12 +227,7 @@ func TestAMarkNeverAppliesToAClaimTakenOver(t *testing.T) {
 // those and as many queued, and a second replica sends the rest beside it.
 // Each reminder still arrives once.
 func TestASlowRelayLeavesTheRestToOtherReplicas(t *testing.T) {
-	dbURL := testutil.DatabaseURL(t, "postgres")
-	smtp := testutil.StartSMTP(t)
-	first := testutil.StartApp(t, dbURL, testutil.WithSMTP(smtp))
-	second := testutil.StartApp(t, dbURL, testutil.WithSMTP(smtp), testutil.WithClock(first.Clock))
-	tm := newTeam(t, first)
-	first.Accounts.SetReminders(t.Context(), tm.admin.ID, false) // one recipient per key: the owner
+	first, second, smtp, tm := twoReplicas(t)
 	owner := tm.actor(tm.owner, models.RoleOwner)
 	const reminders = 24
 	for i := range reminders {
@@ -239,15 +249,5 @@ func TestASlowRelayLeavesTheRestToOtherReplicas(t *testing.T) {
 	smtp.SetDelay(0)
 	passes.Wait()
 
-	seen := messageIDs(t, smtp)
-	var ds []models.Delivery
-	first.DB.Order("id").Find(&ds)
-	if len(ds) != reminders || len(seen) != reminders {
-		t.Fatalf("%d deliveries, %d distinct messages; want %d of each", len(ds), len(seen), reminders)
-	}
-	for _, d := range ds {
-		if n := seen[fmt.Sprintf("reminder-%d@keysmith.localhost", d.ID)]; n != 1 || d.Status != "sent" {
-			t.Errorf("delivery %d: %s, arrived %d times", d.ID, d.Status, n)
-		}
-	}
+	eachSentOnce(t, first, smtp, reminders)
 }
